@@ -1,0 +1,812 @@
+"""Pure gradient estimators for discrete variables (``torch.nn.functional`` style).
+
+Every function takes logits ``l`` of any leading shape, works on any ``dim``,
+accepts non-contiguous input in float32 / float64 / bfloat16 / float16 and an
+optional :class:`torch.Generator`.  Internally the maths runs in float32 (or
+float64 for float64 input); outputs come back in the input dtype.
+
+Notation (see ``DESIGN.md``): ``p(t) = softmax(l / t)`` over ``k`` categories and
+``J(t) = (diag(p(t)) - p(t) p(t)^T) / t``.
+
+Categorical estimators return a tensor of the same shape as ``logits``; hard ones
+return an *exact* one-hot along ``dim`` in the forward pass.  Binary estimators
+take one logit per unit (shape ``(*)``) and return exact ``{0, 1}`` values
+(``sign_ste``: ``{-1, 0, +1}``).
+
+The score-function family (REINFORCE with a leave-one-out baseline, DisARM) needs
+the loss; it is exposed as samplers plus functions returning a *surrogate loss*
+whose gradient is the estimator (:func:`reinforce_loo_surrogate`,
+:func:`disarm_surrogate`).
+
+All estimators are listed in :data:`ESTIMATORS` by a short name usable from YAML;
+:func:`register_estimator` adds your own.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Dict, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "decoupled_st",
+    "softmax_st",
+    "identity_st",
+    "gumbel_softmax_st",
+    "gumbel_softmax",
+    "spigot",
+    "reinmax",
+    "gumbel_rao",
+    "bernoulli_decoupled_st",
+    "bernoulli_softmax_st",
+    "bernoulli_identity_st",
+    "bernoulli_gumbel_st",
+    "bernoulli_gumbel_softmax",
+    "sign_ste",
+    "categorical_sample",
+    "bernoulli_sample",
+    "categorical_log_prob",
+    "bernoulli_log_prob",
+    "reinforce_loo_surrogate",
+    "bernoulli_antithetic_pair",
+    "disarm_surrogate",
+    "project_simplex",
+    "Estimator",
+    "ESTIMATORS",
+    "register_estimator",
+    "get_estimator",
+]
+
+# --------------------------------------------------------------------------- #
+# validation and small helpers
+# --------------------------------------------------------------------------- #
+
+
+def _is_compiling() -> bool:
+    return bool(getattr(torch.compiler, "is_compiling", lambda: False)())
+
+
+def _check_logits(logits: Tensor, name: str = "logits") -> None:
+    if not isinstance(logits, Tensor):
+        raise ValueError(f"`{name}` must be a torch.Tensor, got {type(logits).__name__}")
+    if not logits.is_floating_point():
+        raise ValueError(f"`{name}` must be a floating-point tensor, got dtype {logits.dtype}")
+    if not _is_compiling() and logits.numel() > 0 and not bool(torch.isfinite(logits).all()):
+        raise ValueError(f"`{name}` contains NaN or Inf values")
+
+
+def _check_tau(tau: float, name: str, allow_zero: bool = False) -> float:
+    if isinstance(tau, Tensor):
+        tau = float(tau)
+    tau = float(tau)
+    if not math.isfinite(tau) or tau < 0 or (tau == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"`{name}` must be a finite number {bound}, got {tau}")
+    return tau
+
+
+def _check_dim(logits: Tensor, dim: int) -> int:
+    nd = logits.dim()
+    if nd == 0:
+        raise ValueError("`logits` must have at least one dimension (the categories)")
+    if not -nd <= dim < nd:
+        raise ValueError(f"`dim`={dim} is out of range for logits with {nd} dimension(s)")
+    dim = dim % nd
+    if logits.shape[dim] < 2:
+        raise ValueError(
+            f"`logits` needs at least 2 categories along `dim`={dim}, got {logits.shape[dim]}"
+        )
+    return dim
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _uniform(shape, like: Tensor, generator: Optional[torch.Generator]) -> Tensor:
+    """Uniforms in (0, 1) (never exactly 0), float32 (float64 for float64 input)."""
+    dtype = _compute_dtype(like.dtype)
+    u = torch.rand(shape, dtype=dtype, device=like.device, generator=generator)
+    return u.clamp_min_(torch.finfo(dtype).tiny)
+
+
+def _gumbel(like: Tensor, generator: Optional[torch.Generator]) -> Tensor:
+    """Standard Gumbel noise drawn exactly as ``F.gumbel_softmax`` draws it."""
+    g = -torch.empty_like(like, memory_format=torch.legacy_contiguous_format).exponential_(
+        generator=generator
+    ).log()
+    return g
+
+
+def _softmax_backward(p: Tensor, grad: Tensor, tau: float) -> Tensor:
+    """``J^T grad`` for ``p = softmax(x / tau)`` along the last dim."""
+    return p * (grad - (grad * p).sum(-1, keepdim=True)) / tau
+
+
+def _one_hot_like(index: Tensor, k: int, dtype: torch.dtype) -> Tensor:
+    """Exact one-hot of ``index`` (shape ``(*)``) as shape ``(*, k)``."""
+    out = torch.zeros(*index.shape, k, dtype=dtype, device=index.device)
+    return out.scatter_(-1, index.unsqueeze(-1), 1.0)
+
+
+def _inverse_cdf_index(x: Tensor, generator: Optional[torch.Generator]) -> Tensor:
+    """Sample an index from ``softmax(x)`` along the last dim with one uniform per row."""
+    w = (x - x.amax(-1, keepdim=True)).exp_()
+    cdf = w.cumsum_(-1)
+    u = _uniform(cdf.shape[:-1] + (1,), cdf, generator)
+    threshold = u * cdf[..., -1:]
+    idx = torch.searchsorted(cdf, threshold.to(cdf.dtype), right=False)
+    return idx.squeeze(-1).clamp_(max=x.shape[-1] - 1)
+
+
+# --------------------------------------------------------------------------- #
+# categorical straight-through estimators
+# --------------------------------------------------------------------------- #
+
+
+class _DecoupledST(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, logits: Tensor, tau_f: float, tau_b: float, generator):  # type: ignore[override]
+        # logits: (*, k), categories last
+        x = logits.to(_compute_dtype(logits.dtype))
+        if tau_f == 0.0:
+            idx = x.argmax(-1)
+        else:
+            idx = _inverse_cdf_index(x / tau_f, generator)
+        ctx.save_for_backward(logits)
+        ctx.tau_b = tau_b
+        return _one_hot_like(idx, logits.shape[-1], logits.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        (logits,) = ctx.saved_tensors
+        cdt = _compute_dtype(logits.dtype)
+        p = torch.softmax(logits.to(cdt) / ctx.tau_b, -1)
+        g = _softmax_backward(p, grad.to(cdt), ctx.tau_b)
+        return g.to(logits.dtype), None, None, None
+
+
+def decoupled_st(
+    logits: Tensor,
+    tau_f: float = 1.0,
+    tau_b: float = 1.0,
+    dim: int = -1,
+    generator: Optional[torch.Generator] = None,
+) -> Tensor:
+    """Decoupled straight-through estimator.
+
+    Forward: ``z ~ Categorical(softmax(l / tau_f))`` as an exact one-hot
+    (``tau_f = 0``: ``one_hot(argmax l)``). Backward: ``dL/dl = J(tau_b)^T dL/dz``.
+
+    Args:
+        logits: ``(*, k, *)`` unnormalised log-probabilities, categories on ``dim``.
+        tau_f: forward temperature, ``>= 0``.
+        tau_b: backward temperature, ``> 0``.
+        dim: the category dimension.
+        generator: optional random generator for the sample.
+
+    Returns:
+        One-hot tensor of the same shape and dtype as ``logits``.
+    """
+    _check_logits(logits)
+    dim = _check_dim(logits, dim)
+    tau_f = _check_tau(tau_f, "tau_f", allow_zero=True)
+    tau_b = _check_tau(tau_b, "tau_b")
+    x = logits.movedim(dim, -1)
+    return _DecoupledST.apply(x, tau_f, tau_b, generator).movedim(-1, dim)
+
+
+def softmax_st(
+    logits: Tensor, tau: float = 1.0, dim: int = -1, generator: Optional[torch.Generator] = None
+) -> Tensor:
+    """Softmax straight-through: ``decoupled_st`` with ``tau_f = tau_b = tau`` (shapes as there)."""
+    _check_tau(tau, "tau")
+    return decoupled_st(logits, tau, tau, dim=dim, generator=generator)
+
+
+class _IdentityST(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, logits: Tensor):  # type: ignore[override]
+        return _one_hot_like(logits.argmax(-1), logits.shape[-1], logits.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        return grad
+
+
+def identity_st(logits: Tensor, dim: int = -1) -> Tensor:
+    """Identity straight-through: forward ``one_hot(argmax l)``, backward ``dL/dl = dL/dz``.
+
+    Args:
+        logits: ``(*, k, *)``, categories on ``dim``.
+
+    Returns:
+        One-hot tensor shaped like ``logits``.
+    """
+    _check_logits(logits)
+    dim = _check_dim(logits, dim)
+    return _IdentityST.apply(logits.movedim(dim, -1)).movedim(-1, dim)
+
+
+class _GumbelST(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, logits: Tensor, tau: float, generator):  # type: ignore[override]
+        cdt = _compute_dtype(logits.dtype)
+        y = torch.softmax((logits + _gumbel(logits, generator)).to(cdt) / tau, -1)
+        ctx.save_for_backward(y)
+        ctx.tau = tau
+        return _one_hot_like(y.argmax(-1), logits.shape[-1], logits.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        (y,) = ctx.saved_tensors
+        g = _softmax_backward(y, grad.to(y.dtype), ctx.tau)
+        return g.to(grad.dtype), None, None
+
+
+def gumbel_softmax_st(
+    logits: Tensor, tau: float = 1.0, dim: int = -1, generator: Optional[torch.Generator] = None
+) -> Tensor:
+    """Straight-through Gumbel-Softmax.
+
+    Forward ``one_hot(argmax(l + g))`` with ``g ~ Gumbel(0, 1)``; backward through the
+    Jacobian of ``softmax((l + g) / tau)``.  Equals
+    ``F.gumbel_softmax(logits, tau, hard=True)`` given the same noise.
+
+    Args:
+        logits: ``(*, k, *)``, categories on ``dim``.
+
+    Returns:
+        One-hot tensor shaped like ``logits``.
+    """
+    _check_logits(logits)
+    dim = _check_dim(logits, dim)
+    tau = _check_tau(tau, "tau")
+    return _GumbelST.apply(logits.movedim(dim, -1), tau, generator).movedim(-1, dim)
+
+
+def gumbel_softmax(
+    logits: Tensor, tau: float = 1.0, dim: int = -1, generator: Optional[torch.Generator] = None
+) -> Tensor:
+    """Relaxed Gumbel-Softmax ``softmax((l + g) / tau)`` (not discrete), plain autograd.
+
+    Args:
+        logits: ``(*, k, *)``, categories on ``dim``.
+
+    Returns:
+        Probability vectors shaped like ``logits``.
+    """
+    _check_logits(logits)
+    dim = _check_dim(logits, dim)
+    tau = _check_tau(tau, "tau")
+    cdt = _compute_dtype(logits.dtype)
+    y = torch.softmax((logits + _gumbel(logits, generator)).to(cdt) / tau, dim)
+    return y.to(logits.dtype)
+
+
+def project_simplex(v: Tensor) -> Tensor:
+    """Euclidean projection of each row of ``v`` (shape ``(*, k)``) onto the probability simplex."""
+    k = v.shape[-1]
+    u, _ = torch.sort(v, dim=-1, descending=True)
+    css = u.cumsum(-1) - 1.0
+    ks = torch.arange(1, k + 1, device=v.device, dtype=v.dtype)
+    cond = (u - css / ks) > 0
+    rho = cond.to(v.dtype).cumsum(-1).argmax(-1, keepdim=True)  # last index where cond holds
+    theta = css.gather(-1, rho) / (rho + 1).to(v.dtype)
+    return (v - theta).clamp_min(0.0)
+
+
+class _Spigot(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, logits: Tensor, step_size: float):  # type: ignore[override]
+        z = _one_hot_like(logits.argmax(-1), logits.shape[-1], logits.dtype)
+        ctx.save_for_backward(z)
+        ctx.step_size = step_size
+        return z
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        (z,) = ctx.saved_tensors
+        cdt = _compute_dtype(z.dtype)
+        zc = z.to(cdt)
+        g = zc - project_simplex(zc - ctx.step_size * grad.to(cdt))
+        return g.to(z.dtype), None
+
+
+def spigot(logits: Tensor, step_size: float = 1.0, dim: int = -1) -> Tensor:
+    """SPIGOT: forward ``z = one_hot(argmax l)``; backward
+    ``dL/dl = z - Proj_simplex(z - step_size * dL/dz)``.
+
+    Args:
+        logits: ``(*, k, *)``, categories on ``dim``.
+        step_size: the projected step ``eta > 0``.
+
+    Returns:
+        One-hot tensor shaped like ``logits``.
+    """
+    _check_logits(logits)
+    dim = _check_dim(logits, dim)
+    step_size = _check_tau(step_size, "step_size")
+    return _Spigot.apply(logits.movedim(dim, -1), step_size).movedim(-1, dim)
+
+
+class _ReinMax(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, logits: Tensor, tau: float, generator):  # type: ignore[override]
+        x = logits.to(_compute_dtype(logits.dtype))
+        idx = _inverse_cdf_index(x, generator)
+        z = _one_hot_like(idx, logits.shape[-1], x.dtype)
+        ctx.save_for_backward(logits, z)
+        ctx.tau = tau
+        return z.to(logits.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        logits, z = ctx.saved_tensors
+        x = logits.to(z.dtype)
+        g = grad.to(z.dtype)
+        p = torch.softmax(x, -1)
+        # second-order (Heun) term at the midpoint between the sample and p(tau)
+        d = 0.5 * (torch.softmax(x / ctx.tau, -1) + z)
+        g1 = 2.0 * g * d
+        g1 = g1 - d * g1.sum(-1, keepdim=True)
+        g0 = -0.5 * g * p
+        g0 = g0 - p * g0.sum(-1, keepdim=True)
+        out = g0 + g1
+        out = out - out.mean(-1, keepdim=True)
+        return out.to(logits.dtype), None, None
+
+
+def reinmax(
+    logits: Tensor, tau: float = 1.0, dim: int = -1, generator: Optional[torch.Generator] = None
+) -> Tensor:
+    """ReinMax (Liu et al., 2023): forward ``z ~ Categorical(softmax(l))``; backward the
+    second-order (Heun's method) estimator with temperature ``tau``, as in the
+    authors' ``reinmax`` package.
+
+    Args:
+        logits: ``(*, k, *)``, categories on ``dim``.
+
+    Returns:
+        One-hot tensor shaped like ``logits``.
+    """
+    _check_logits(logits)
+    dim = _check_dim(logits, dim)
+    tau = _check_tau(tau, "tau")
+    return _ReinMax.apply(logits.movedim(dim, -1), tau, generator).movedim(-1, dim)
+
+
+def _conditional_gumbel_perturbed(x: Tensor, z: Tensor, num_samples: int, generator) -> Tensor:
+    """``num_samples`` draws of ``l + g`` with ``g ~ Gumbel`` conditioned on ``argmax = z``.
+
+    x: ``(*, k)`` logits (compute dtype); z: ``(*, k)`` one-hot. Returns ``(S, *, k)``.
+    """
+    e = torch.empty((num_samples,) + x.shape, dtype=x.dtype, device=x.device)
+    log_e = e.exponential_(generator=generator).clamp_min_(torch.finfo(x.dtype).tiny).log_()
+    log_z = torch.logsumexp(x, -1, keepdim=True)
+    log_e_top = (log_e * z).sum(-1, keepdim=True)
+    top = log_z - log_e_top  # the max of l + g, ~ Gumbel(log Z)
+    rest = -torch.logaddexp(log_e - x, log_e_top - log_z)
+    return torch.where(z.bool(), top, rest)
+
+
+class _GumbelRao(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, logits: Tensor, tau: float, num_samples: int, generator):  # type: ignore[override]
+        x = logits.to(_compute_dtype(logits.dtype))
+        idx = (x + _gumbel(x, generator)).argmax(-1)
+        z = _one_hot_like(idx, x.shape[-1], x.dtype)
+        ctx.save_for_backward(logits, z)
+        ctx.tau, ctx.num_samples, ctx.generator = tau, num_samples, generator
+        return z.to(logits.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        logits, z = ctx.saved_tensors
+        x = logits.to(z.dtype)
+        perturbed = _conditional_gumbel_perturbed(x, z, ctx.num_samples, ctx.generator)
+        y = torch.softmax(perturbed / ctx.tau, -1)
+        g = _softmax_backward(y, grad.to(z.dtype).unsqueeze(0), ctx.tau).mean(0)
+        return g.to(logits.dtype), None, None, None
+
+
+def gumbel_rao(
+    logits: Tensor,
+    tau: float = 1.0,
+    num_samples: int = 10,
+    dim: int = -1,
+    generator: Optional[torch.Generator] = None,
+) -> Tensor:
+    """Gumbel-Rao (Paulus et al., 2021): forward as ST Gumbel-Softmax; backward averages
+    the ST-GS Jacobian over ``num_samples`` Gumbel draws conditioned on the sample.
+
+    Args:
+        logits: ``(*, k, *)``, categories on ``dim``.
+        num_samples: conditional Gumbel samples ``K >= 1`` in the backward pass.
+
+    Returns:
+        One-hot tensor shaped like ``logits``.
+    """
+    _check_logits(logits)
+    dim = _check_dim(logits, dim)
+    tau = _check_tau(tau, "tau")
+    if int(num_samples) != num_samples or num_samples < 1:
+        raise ValueError(f"`num_samples` must be a positive integer, got {num_samples}")
+    return _GumbelRao.apply(logits.movedim(dim, -1), tau, int(num_samples), generator).movedim(
+        -1, dim
+    )
+
+
+# --------------------------------------------------------------------------- #
+# binary units: one logit per unit, z in {0, 1}
+# --------------------------------------------------------------------------- #
+
+
+def _check_binary_logits(logits: Tensor) -> None:
+    _check_logits(logits)
+
+
+class _BernoulliDecoupledST(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, logits: Tensor, tau_f: float, tau_b: float, generator):  # type: ignore[override]
+        x = logits.to(_compute_dtype(logits.dtype))
+        if tau_f == 0.0:
+            z = x >= 0  # argmax of [l, 0] picks the first on ties
+        else:
+            z = _uniform(x.shape, x, generator) <= torch.sigmoid(x / tau_f)
+        ctx.save_for_backward(logits)
+        ctx.tau_b = tau_b
+        return z.to(logits.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        (logits,) = ctx.saved_tensors
+        cdt = _compute_dtype(logits.dtype)
+        s = torch.sigmoid(logits.to(cdt) / ctx.tau_b)
+        return (grad.to(cdt) * s * (1.0 - s) / ctx.tau_b).to(logits.dtype), None, None, None
+
+
+def bernoulli_decoupled_st(
+    logits: Tensor,
+    tau_f: float = 1.0,
+    tau_b: float = 1.0,
+    generator: Optional[torch.Generator] = None,
+) -> Tensor:
+    """Decoupled ST for binary units: the ``k = 2`` case with logits ``[l, 0]``.
+
+    Forward ``z ~ Bernoulli(sigmoid(l / tau_f))`` (``tau_f = 0``: ``z = [l >= 0]``);
+    backward ``dL/dl = sigmoid'(l / tau_b) / tau_b * dL/dz``.
+
+    Args:
+        logits: ``(*)``, one logit per unit.
+
+    Returns:
+        Exact ``{0, 1}`` tensor shaped like ``logits``.
+    """
+    _check_binary_logits(logits)
+    tau_f = _check_tau(tau_f, "tau_f", allow_zero=True)
+    tau_b = _check_tau(tau_b, "tau_b")
+    return _BernoulliDecoupledST.apply(logits, tau_f, tau_b, generator)
+
+
+def bernoulli_softmax_st(
+    logits: Tensor, tau: float = 1.0, generator: Optional[torch.Generator] = None
+) -> Tensor:
+    """Binary softmax ST: :func:`bernoulli_decoupled_st` with ``tau_f = tau_b = tau``."""
+    _check_tau(tau, "tau")
+    return bernoulli_decoupled_st(logits, tau, tau, generator=generator)
+
+
+class _BernoulliIdentityST(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, logits: Tensor):  # type: ignore[override]
+        return (logits >= 0).to(logits.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        return grad
+
+
+def bernoulli_identity_st(logits: Tensor) -> Tensor:
+    """Binary identity ST: forward ``[l >= 0]``, backward identity. Shapes ``(*) -> (*)``."""
+    _check_binary_logits(logits)
+    return _BernoulliIdentityST.apply(logits)
+
+
+def _logistic(like: Tensor, generator: Optional[torch.Generator]) -> Tensor:
+    u = _uniform(like.shape, like, generator)
+    return torch.log(u) - torch.log1p(-u)
+
+
+class _BernoulliGumbelST(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, logits: Tensor, tau: float, generator):  # type: ignore[override]
+        x = logits.to(_compute_dtype(logits.dtype))
+        y = x + _logistic(x, generator)
+        ctx.save_for_backward(torch.sigmoid(y / tau))
+        ctx.tau = tau
+        return (y >= 0).to(logits.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        (s,) = ctx.saved_tensors
+        return (grad.to(s.dtype) * s * (1.0 - s) / ctx.tau).to(grad.dtype), None, None
+
+
+def bernoulli_gumbel_st(
+    logits: Tensor, tau: float = 1.0, generator: Optional[torch.Generator] = None
+) -> Tensor:
+    """Binary ST Gumbel-Softmax with logistic noise ``n``: forward ``[l + n >= 0]``,
+    backward through ``sigmoid((l + n) / tau)``. Shapes ``(*) -> (*)``."""
+    _check_binary_logits(logits)
+    tau = _check_tau(tau, "tau")
+    return _BernoulliGumbelST.apply(logits, tau, generator)
+
+
+def bernoulli_gumbel_softmax(
+    logits: Tensor, tau: float = 1.0, generator: Optional[torch.Generator] = None
+) -> Tensor:
+    """Relaxed binary Gumbel-Softmax (binary Concrete): ``sigmoid((l + n) / tau)``."""
+    _check_binary_logits(logits)
+    tau = _check_tau(tau, "tau")
+    x = logits.to(_compute_dtype(logits.dtype))
+    return torch.sigmoid((x + _logistic(x, generator)) / tau).to(logits.dtype)
+
+
+class _SignSTE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor):  # type: ignore[override]
+        return torch.sign(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        return grad
+
+
+def sign_ste(x: Tensor) -> Tensor:
+    """Sign straight-through: forward ``sign(x)`` (``sign(0) = 0``), identity backward."""
+    _check_binary_logits(x)
+    return _SignSTE.apply(x)
+
+
+def _as_binary(categorical: Callable[..., Tensor]) -> Callable[..., Tensor]:
+    """Binary form of a categorical estimator: run it on logits ``[l, 0]``, keep category 0."""
+
+    def fn(logits: Tensor, **kwargs) -> Tensor:
+        _check_binary_logits(logits)
+        stacked = torch.stack([logits, torch.zeros_like(logits)], dim=-1)
+        return categorical(stacked, dim=-1, **kwargs)[..., 0]
+
+    fn.__name__ = f"bernoulli_{categorical.__name__}"
+    fn.__doc__ = f"Binary form of :func:`{categorical.__name__}` (the ``k = 2`` case ``[l, 0]``)."
+    return fn
+
+
+# --------------------------------------------------------------------------- #
+# score-function estimators
+# --------------------------------------------------------------------------- #
+
+
+def categorical_sample(
+    logits: Tensor, dim: int = -1, generator: Optional[torch.Generator] = None
+) -> Tensor:
+    """Exact one-hot sample ``z ~ Categorical(softmax(l))`` with no gradient. Shape as ``logits``."""
+    _check_logits(logits)
+    dim = _check_dim(logits, dim)
+    x = logits.detach().movedim(dim, -1)
+    idx = _inverse_cdf_index(x.to(_compute_dtype(x.dtype)), generator)
+    return _one_hot_like(idx, x.shape[-1], logits.dtype).movedim(-1, dim)
+
+
+def bernoulli_sample(logits: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
+    """Sample ``z ~ Bernoulli(sigmoid(l))`` in ``{0, 1}`` with no gradient. Shape as ``logits``."""
+    _check_binary_logits(logits)
+    x = logits.detach().to(_compute_dtype(logits.dtype))
+    return (_uniform(x.shape, x, generator) <= torch.sigmoid(x)).to(logits.dtype)
+
+
+def categorical_log_prob(logits: Tensor, z: Tensor, dim: int = -1) -> Tensor:
+    """``log softmax(l)[z]`` for one-hot ``z``; the category ``dim`` is reduced away."""
+    return (torch.log_softmax(logits.float(), dim) * z).sum(dim)
+
+
+def bernoulli_log_prob(logits: Tensor, z: Tensor) -> Tensor:
+    """Elementwise ``log Bernoulli(z; sigmoid(l))`` for ``z`` in ``{0, 1}``."""
+    x = logits.float()
+    return z * F.logsigmoid(x) + (1 - z) * F.logsigmoid(-x)
+
+
+def reinforce_loo_surrogate(log_probs: Tensor, losses: Tensor) -> Tensor:
+    """Surrogate loss for REINFORCE with a leave-one-out baseline.
+
+    Draw ``S >= 2`` samples per example.  The gradient of the returned scalar with
+    respect to the logits is the mean over examples of
+    ``1/S sum_s (L_s - mean_{j != s} L_j) grad log p(z_s)``, an unbiased estimate of
+    ``grad E[L]``.  Its value is zero in expectation (add it to the task loss).
+
+    Args:
+        log_probs: ``(S, *)`` log-probabilities of the drawn samples (with gradient).
+        losses: ``(S, *)`` per-sample losses (treated as constants).
+
+    Returns:
+        A scalar tensor.
+    """
+    if log_probs.shape != losses.shape:
+        raise ValueError(
+            f"`log_probs` {tuple(log_probs.shape)} and `losses` {tuple(losses.shape)} must match"
+        )
+    s = log_probs.shape[0] if log_probs.dim() > 0 else 0
+    if s < 2:
+        raise ValueError(f"the leave-one-out baseline needs `num_samples` >= 2, got {s}")
+    losses = losses.detach().to(log_probs.dtype)
+    baseline = (losses.sum(0, keepdim=True) - losses) / (s - 1)
+    return ((losses - baseline) * log_probs).mean()
+
+
+def bernoulli_antithetic_pair(
+    logits: Tensor, generator: Optional[torch.Generator] = None
+) -> Tuple[Tensor, Tensor]:
+    """Antithetic pair ``b = [u < sigmoid(l)]``, ``b~ = [1 - u < sigmoid(l)]`` (no gradient).
+
+    Args:
+        logits: ``(*)``.
+
+    Returns:
+        Two ``{0, 1}`` tensors shaped like ``logits``.
+    """
+    _check_binary_logits(logits)
+    x = logits.detach().to(_compute_dtype(logits.dtype))
+    u = _uniform(x.shape, x, generator)
+    s = torch.sigmoid(x)
+    return (u < s).to(logits.dtype), ((1 - u) < s).to(logits.dtype)
+
+
+def disarm_surrogate(logits: Tensor, b1: Tensor, b2: Tensor, loss1: Tensor, loss2: Tensor) -> Tensor:
+    """Surrogate loss for DisARM (Dong, Mnih & Tucker, 2020), an unbiased antithetic
+    estimator for binary units.
+
+    Its gradient with respect to ``logits`` is, per example and unit,
+    ``1/2 (L(b) - L(b~)) (-1)^{b~} [b != b~] sigmoid(|l|)``, averaged over examples.
+
+    Args:
+        logits: ``(B, *)`` logits with gradient.
+        b1, b2: ``(B, *)`` antithetic pair from :func:`bernoulli_antithetic_pair`.
+        loss1, loss2: ``(B,)`` losses at ``b1`` and ``b2`` (treated as constants).
+
+    Returns:
+        A scalar tensor.
+    """
+    if loss1.shape != loss2.shape or loss1.dim() != 1 or loss1.shape[0] != logits.shape[0]:
+        raise ValueError(
+            "`loss1` and `loss2` must both have shape (B,) with B = logits.shape[0], got "
+            f"{tuple(loss1.shape)} and {tuple(loss2.shape)} for logits {tuple(logits.shape)}"
+        )
+    x = logits.float()
+    diff = (loss1 - loss2).detach().float().reshape((-1,) + (1,) * (x.dim() - 1))
+    sign = 1.0 - 2.0 * b2.float()
+    w = 0.5 * diff * sign * (b1 != b2).float() * torch.sigmoid(x.detach().abs())
+    return (w * x).sum() / x.shape[0]
+
+
+# --------------------------------------------------------------------------- #
+# registry
+# --------------------------------------------------------------------------- #
+
+
+@dataclass(frozen=True)
+class Estimator:
+    """A registered estimator.
+
+    Attributes:
+        name: registry name (used in YAML).
+        categorical: ``fn(logits, *, tau_f, tau_b, dim, generator) -> z`` or ``None``.
+        binary: ``fn(logits, *, tau_f, tau_b, generator) -> z`` or ``None``.
+        temperature: ``"decoupled"`` (separate ``tau_f``/``tau_b``), ``"single"``
+            (one ``tau``, ``tau_f == tau_b``) or ``"none"``.
+        score_function: samples carry no pathwise gradient; the model must add a
+            surrogate loss (``"reinforce"``, ``"disarm"``).
+        hard: the forward output is exactly discrete.
+    """
+
+    name: str
+    categorical: Optional[Callable[..., Tensor]]
+    binary: Optional[Callable[..., Tensor]]
+    temperature: str = "single"
+    score_function: bool = False
+    hard: bool = True
+
+
+ESTIMATORS: Dict[str, Estimator] = {}
+
+
+def register_estimator(estimator: Estimator, overwrite: bool = False) -> Estimator:
+    """Add ``estimator`` to :data:`ESTIMATORS` under ``estimator.name``."""
+    if estimator.temperature not in ("decoupled", "single", "none"):
+        raise ValueError(
+            f"`temperature` must be 'decoupled', 'single' or 'none', got {estimator.temperature!r}"
+        )
+    if estimator.categorical is None and estimator.binary is None:
+        raise ValueError("an estimator needs a `categorical` or a `binary` function")
+    if estimator.name in ESTIMATORS and not overwrite:
+        raise ValueError(f"estimator {estimator.name!r} is already registered (pass overwrite=True)")
+    ESTIMATORS[estimator.name] = estimator
+    return estimator
+
+
+def get_estimator(name: str) -> Estimator:
+    """Look up an estimator by registry name; ``ValueError`` lists the known names."""
+    try:
+        return ESTIMATORS[name]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"unknown `estimator` {name!r}; known estimators: {', '.join(sorted(ESTIMATORS))}"
+        ) from None
+
+
+def _builtin() -> None:
+    def single(fn):  # categorical fn(logits, tau, dim, generator)
+        return lambda l, *, tau_f, tau_b, dim=-1, generator=None: fn(l, tau_f, dim=dim, generator=generator)
+
+    def single_bin(fn):
+        return lambda l, *, tau_f, tau_b, generator=None: fn(l, tau_f, generator=generator)
+
+    register_estimator(Estimator(
+        "decoupled",
+        lambda l, *, tau_f, tau_b, dim=-1, generator=None: decoupled_st(l, tau_f, tau_b, dim, generator),
+        lambda l, *, tau_f, tau_b, generator=None: bernoulli_decoupled_st(l, tau_f, tau_b, generator),
+        temperature="decoupled",
+    ))
+    register_estimator(Estimator(
+        "identity",
+        lambda l, *, tau_f, tau_b, dim=-1, generator=None: identity_st(l, dim),
+        lambda l, *, tau_f, tau_b, generator=None: bernoulli_identity_st(l),
+        temperature="none",
+    ))
+    register_estimator(Estimator("softmax", single(softmax_st), single_bin(bernoulli_softmax_st)))
+    register_estimator(Estimator("gumbel_st", single(gumbel_softmax_st), single_bin(bernoulli_gumbel_st)))
+    register_estimator(Estimator(
+        "gumbel_softmax", single(gumbel_softmax), single_bin(bernoulli_gumbel_softmax), hard=False
+    ))
+    register_estimator(Estimator(
+        "sign", None, lambda l, *, tau_f, tau_b, generator=None: sign_ste(l), temperature="none"
+    ))
+    spigot_fn = lambda l, *, tau_f, tau_b, dim=-1, generator=None: spigot(l, tau_f, dim)  # noqa: E731
+    register_estimator(Estimator(
+        "spigot", spigot_fn,
+        lambda l, *, tau_f, tau_b, generator=None: _as_binary(spigot_fn)(l, tau_f=tau_f, tau_b=tau_b),
+    ))
+    reinmax_fn = single(reinmax)
+    register_estimator(Estimator(
+        "reinmax", reinmax_fn,
+        lambda l, *, tau_f, tau_b, generator=None: _as_binary(reinmax_fn)(
+            l, tau_f=tau_f, tau_b=tau_b, generator=generator
+        ),
+    ))
+    rao_fn = single(gumbel_rao)
+    register_estimator(Estimator(
+        "gumbel_rao", rao_fn,
+        lambda l, *, tau_f, tau_b, generator=None: _as_binary(rao_fn)(
+            l, tau_f=tau_f, tau_b=tau_b, generator=generator
+        ),
+    ))
+    register_estimator(Estimator(
+        "reinforce",
+        lambda l, *, tau_f, tau_b, dim=-1, generator=None: categorical_sample(l, dim, generator),
+        lambda l, *, tau_f, tau_b, generator=None: bernoulli_sample(l, generator),
+        temperature="none",
+        score_function=True,
+    ))
+    register_estimator(Estimator(
+        "disarm",
+        None,
+        lambda l, *, tau_f, tau_b, generator=None: bernoulli_antithetic_pair(l, generator)[0],
+        temperature="none",
+        score_function=True,
+    ))
+
+
+_builtin()
