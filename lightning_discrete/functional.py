@@ -75,14 +75,19 @@ def _check_logits(logits: Tensor, name: str = "logits") -> None:
         raise ValueError(f"`{name}` must be a torch.Tensor, got {type(logits).__name__}")
     if not logits.is_floating_point():
         raise ValueError(f"`{name}` must be a floating-point tensor, got dtype {logits.dtype}")
-    if not _is_compiling() and logits.numel() > 0 and not bool(torch.isfinite(logits).all()):
-        raise ValueError(f"`{name}` contains NaN or Inf values")
+    if not _is_compiling() and logits.numel() > 0:
+        # one fused min/max reduction (NaN propagates, +-Inf shows up in min or max)
+        # instead of materialising an ``isfinite`` mask of the whole input
+        lo, hi = torch.aminmax(logits.detach())
+        if not (math.isfinite(float(lo)) and math.isfinite(float(hi))):
+            raise ValueError(f"`{name}` contains NaN or Inf values")
 
 
 def _check_tau(tau: float, name: str, allow_zero: bool = False) -> float:
-    if isinstance(tau, Tensor):
+    try:
         tau = float(tau)
-    tau = float(tau)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"`{name}` must be a number, got {tau!r}") from None
     if not math.isfinite(tau) or tau < 0 or (tau == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"`{name}` must be a finite number {bound}, got {tau}")
@@ -115,11 +120,13 @@ def _uniform(shape, like: Tensor, generator: Optional[torch.Generator]) -> Tenso
 
 
 def _gumbel(like: Tensor, generator: Optional[torch.Generator]) -> Tensor:
-    """Standard Gumbel noise drawn exactly as ``F.gumbel_softmax`` draws it."""
-    g = -torch.empty_like(like, memory_format=torch.legacy_contiguous_format).exponential_(
-        generator=generator
-    ).log()
-    return g
+    """Standard Gumbel noise shaped like ``like``, drawn from the random stream exactly as
+    ``F.gumbel_softmax`` draws it for a float32 input (a contiguous ``exponential_`` draw
+    of the same shape), but always in float32 (float64 for float64 input) and with the
+    exponentials kept away from 0, so low-precision input never gets an infinite draw."""
+    dtype = _compute_dtype(like.dtype)
+    e = torch.empty(like.shape, dtype=dtype, device=like.device)
+    return e.exponential_(generator=generator).clamp_min_(torch.finfo(dtype).tiny).log_().neg_()
 
 
 def _softmax_backward(p: Tensor, grad: Tensor, tau: float) -> Tensor:
@@ -133,14 +140,32 @@ def _one_hot_like(index: Tensor, k: int, dtype: torch.dtype) -> Tensor:
     return out.scatter_(-1, index.unsqueeze(-1), 1.0)
 
 
+def _inverse_cdf_index_from(x: Tensor, u: Tensor, tau: float = 1.0) -> Tensor:
+    """Index ``i`` with ``cdf[i-1] < u * cdf[-1] <= cdf[i]`` for ``cdf`` the running sum of
+    ``exp((x - max x) / tau)`` along the last dim; ``u``: ``(*)`` uniforms in ``(0, 1)``."""
+    w = x - x.amax(-1, keepdim=True)
+    if tau != 1.0:
+        w.div_(tau)
+    cdf = w.exp_().cumsum_(-1)
+    threshold = (u.to(cdf.dtype).unsqueeze(-1) * cdf[..., -1:]).contiguous()
+    idx = torch.searchsorted(cdf.contiguous(), threshold, right=False)
+    return idx.squeeze(-1).clamp_(max=x.shape[-1] - 1)
+
+
 def _inverse_cdf_index(x: Tensor, generator: Optional[torch.Generator]) -> Tensor:
     """Sample an index from ``softmax(x)`` along the last dim with one uniform per row."""
-    w = (x - x.amax(-1, keepdim=True)).exp_()
-    cdf = w.cumsum_(-1)
-    u = _uniform(cdf.shape[:-1] + (1,), cdf, generator)
-    threshold = u * cdf[..., -1:]
-    idx = torch.searchsorted(cdf, threshold.to(cdf.dtype), right=False)
-    return idx.squeeze(-1).clamp_(max=x.shape[-1] - 1)
+    u = _uniform(x.shape[:-1], x, generator)
+    return _inverse_cdf_index_from(x, u)
+
+
+# Rows handled at once by the chunked kernels: temporaries stay ~256 KiB, so the peak
+# memory of decoupled ST is its output (forward) or its gradient (backward) alone.
+_CHUNK_ELEMENTS = 1 << 16
+
+
+def _row_chunks(n: int, k: int):
+    step = max(1, _CHUNK_ELEMENTS // max(k, 1))
+    return [(i, min(n, i + step)) for i in range(0, n, step)] if n > 0 else []
 
 
 # --------------------------------------------------------------------------- #
@@ -149,25 +174,58 @@ def _inverse_cdf_index(x: Tensor, generator: Optional[torch.Generator]) -> Tenso
 
 
 class _DecoupledST(torch.autograd.Function):
+    """Decoupled ST on ``(*, k)`` logits (categories last).
+
+    Memory: rows are processed in chunks, so besides its output (forward) and the
+    gradient it returns (backward) it allocates only one float per row (the uniforms)
+    and ~256 KiB temporaries; it saves only the logits for backward.
+    """
+
     @staticmethod
     def forward(ctx, logits: Tensor, tau_f: float, tau_b: float, generator):  # type: ignore[override]
-        # logits: (*, k), categories last
-        x = logits.to(_compute_dtype(logits.dtype))
-        if tau_f == 0.0:
-            idx = x.argmax(-1)
-        else:
-            idx = _inverse_cdf_index(x / tau_f, generator)
+        k = logits.shape[-1]
+        cdt = _compute_dtype(logits.dtype)
+        x2 = logits.reshape(-1, k)
+        n = x2.shape[0]
+        out = torch.zeros((n, k), dtype=logits.dtype, device=logits.device)
+        # one uniform per row, drawn up front: the sample does not depend on the chunking
+        u = None if tau_f == 0.0 else _uniform((n,), x2, generator)
+        for a, b in _row_chunks(n, k):
+            xc = x2[a:b]
+            if u is None:
+                idx = xc.argmax(-1)
+            else:
+                idx = _inverse_cdf_index_from(xc.to(cdt), u[a:b], tau_f)
+            out[a:b].scatter_(-1, idx.unsqueeze(-1), 1.0)
         ctx.save_for_backward(logits)
         ctx.tau_b = tau_b
-        return _one_hot_like(idx, logits.shape[-1], logits.dtype)
+        return out.view(logits.shape)
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         (logits,) = ctx.saved_tensors
+        tau_b = ctx.tau_b
+        k = logits.shape[-1]
         cdt = _compute_dtype(logits.dtype)
-        p = torch.softmax(logits.to(cdt) / ctx.tau_b, -1)
-        g = _softmax_backward(p, grad.to(cdt), ctx.tau_b)
-        return g.to(logits.dtype), None, None, None
+        x2 = logits.reshape(-1, k)
+        g2 = grad.reshape(-1, k)
+        n = x2.shape[0]
+        out = torch.empty((n, k), dtype=logits.dtype, device=logits.device)
+        for a, b in _row_chunks(n, k):
+            xc = x2[a:b].to(cdt)
+            # softmax(xc / tau_b) by hand: ATen's CPU softmax is ~50x slower than
+            # these four passes when the category dim is short (k = 8)
+            p = xc - xc.amax(-1, keepdim=True)
+            if tau_b != 1.0:
+                p.div_(tau_b)
+            p.exp_()
+            p.div_(p.sum(-1, keepdim=True))
+            gc = g2[a:b].to(cdt)
+            gi = p.mul_(gc - (gc * p).sum(-1, keepdim=True))  # J^T g = p (g - <g, p>) / tau_b
+            if tau_b != 1.0:
+                gi.div_(tau_b)
+            out[a:b].copy_(gi)
+        return out.view(logits.shape), None, None, None
 
 
 def decoupled_st(
@@ -234,9 +292,8 @@ def identity_st(logits: Tensor, dim: int = -1) -> Tensor:
 
 class _GumbelST(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, logits: Tensor, tau: float, generator):  # type: ignore[override]
-        cdt = _compute_dtype(logits.dtype)
-        y = torch.softmax((logits + _gumbel(logits, generator)).to(cdt) / tau, -1)
+    def forward(ctx, logits: Tensor, gumbels: Tensor, tau: float):  # type: ignore[override]
+        y = torch.softmax((logits.to(gumbels.dtype) + gumbels) / tau, -1)
         ctx.save_for_backward(y)
         ctx.tau = tau
         return _one_hot_like(y.argmax(-1), logits.shape[-1], logits.dtype)
@@ -266,7 +323,8 @@ def gumbel_softmax_st(
     _check_logits(logits)
     dim = _check_dim(logits, dim)
     tau = _check_tau(tau, "tau")
-    return _GumbelST.apply(logits.movedim(dim, -1), tau, generator).movedim(-1, dim)
+    gumbels = _gumbel(logits, generator)  # drawn in the caller's layout, as F.gumbel_softmax
+    return _GumbelST.apply(logits.movedim(dim, -1), gumbels.movedim(dim, -1), tau).movedim(-1, dim)
 
 
 def gumbel_softmax(
@@ -283,8 +341,8 @@ def gumbel_softmax(
     _check_logits(logits)
     dim = _check_dim(logits, dim)
     tau = _check_tau(tau, "tau")
-    cdt = _compute_dtype(logits.dtype)
-    y = torch.softmax((logits + _gumbel(logits, generator)).to(cdt) / tau, dim)
+    gumbels = _gumbel(logits, generator)
+    y = torch.softmax((logits.to(gumbels.dtype) + gumbels) / tau, dim)
     return y.to(logits.dtype)
 
 
@@ -610,13 +668,21 @@ def bernoulli_sample(logits: Tensor, generator: Optional[torch.Generator] = None
 
 
 def categorical_log_prob(logits: Tensor, z: Tensor, dim: int = -1) -> Tensor:
-    """``log softmax(l)[z]`` for one-hot ``z``; the category ``dim`` is reduced away."""
-    return (torch.log_softmax(logits.float(), dim) * z).sum(dim)
+    """``log softmax(l)[z]`` for one-hot ``z``; the category ``dim`` is reduced away.
+
+    Computed in float32 (float64 for float64 logits)."""
+    _check_logits(logits)
+    dim = _check_dim(logits, dim)
+    x = logits.to(_compute_dtype(logits.dtype))
+    return (torch.log_softmax(x, dim) * z.to(x.dtype)).sum(dim)
 
 
 def bernoulli_log_prob(logits: Tensor, z: Tensor) -> Tensor:
-    """Elementwise ``log Bernoulli(z; sigmoid(l))`` for ``z`` in ``{0, 1}``."""
-    x = logits.float()
+    """Elementwise ``log Bernoulli(z; sigmoid(l))`` for ``z`` in ``{0, 1}`` (float32, or
+    float64 for float64 logits)."""
+    _check_binary_logits(logits)
+    x = logits.to(_compute_dtype(logits.dtype))
+    z = z.to(x.dtype)
     return z * F.logsigmoid(x) + (1 - z) * F.logsigmoid(-x)
 
 
@@ -685,10 +751,10 @@ def disarm_surrogate(logits: Tensor, b1: Tensor, b2: Tensor, loss1: Tensor, loss
             "`loss1` and `loss2` must both have shape (B,) with B = logits.shape[0], got "
             f"{tuple(loss1.shape)} and {tuple(loss2.shape)} for logits {tuple(logits.shape)}"
         )
-    x = logits.float()
-    diff = (loss1 - loss2).detach().float().reshape((-1,) + (1,) * (x.dim() - 1))
-    sign = 1.0 - 2.0 * b2.float()
-    w = 0.5 * diff * sign * (b1 != b2).float() * torch.sigmoid(x.detach().abs())
+    x = logits.to(_compute_dtype(logits.dtype))
+    diff = (loss1 - loss2).detach().to(x.dtype).reshape((-1,) + (1,) * (x.dim() - 1))
+    sign = 1.0 - 2.0 * b2.to(x.dtype)
+    w = 0.5 * diff * sign * (b1 != b2).to(x.dtype) * torch.sigmoid(x.detach().abs())
     return (w * x).sum() / x.shape[0]
 
 

@@ -1,0 +1,183 @@
+"""``DiscreteModule``: the LightningModule base class for models with discrete bottlenecks.
+
+Subclass contract (three things):
+
+1. Build every bottleneck with ``**self.bottleneck_kwargs()`` so the estimator and
+   temperatures chosen on the command line reach it, e.g.
+   ``self.code = CategoricalBottleneck(num_categories=8, **self.bottleneck_kwargs())``.
+2. Implement ``forward(x)``.
+3. Implement ``step(batch) -> (losses, metrics)``: ``losses`` is the ``(N,)`` tensor of
+   per-example losses of the rows of ``batch`` and ``metrics`` a dict of scalar
+   tensors to log (e.g. ``{"acc": ...}``).
+
+The base does the rest: it repeats the batch for score-function estimators
+(``reinforce``: ``num_samples`` copies, ``disarm``: antithetic pairs), adds each
+bottleneck's surrogate loss (:meth:`compute_loss`), logs ``train/loss``,
+``val/loss``, ``test/loss`` and ``{stage}/{metric}`` (``sync_dist`` on epoch-level
+values), and builds the optimizer/LR scheduler from LightningCLI callables
+(Adam, lr 1e-3 by default).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Iterable, Iterator, Optional, Tuple
+
+import torch
+from lightning.pytorch import LightningModule
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable  # jsonargparse-aware aliases
+from lightning.pytorch.utilities.types import OptimizerLRScheduler
+from lightning_utilities.core.apply_func import apply_to_collection
+from torch import Tensor
+
+from .. import functional as LF
+from ..nn.bottleneck import DiscreteBottleneck
+
+__all__ = ["DiscreteModule"]
+
+
+def default_adam(params: Iterable) -> torch.optim.Optimizer:
+    """Adam with lr 1e-3, the default optimizer of every model here."""
+    return torch.optim.Adam(params, lr=1e-3)
+
+
+class DiscreteModule(LightningModule):
+    """Base LightningModule owning the estimator and temperatures of its bottlenecks.
+
+    Args:
+        estimator: registry name (see :data:`lightning_discrete.functional.ESTIMATORS`).
+        tau_f: forward temperature (decoupled estimator; 0 means argmax).
+        tau_b: backward temperature; defaults to ``tau_f``.
+        tau: single temperature for single-temperature estimators (sets both).
+        num_samples: samples per example for ``reinforce`` (leave-one-out, >= 2).
+        eval_mode: bottleneck output in eval mode: ``argmax``, ``sample`` or ``soft``.
+        estimator_kwargs: extra keyword arguments for the estimator.
+        optimizer: callable building the optimizer from parameters (LightningCLI
+            ``OptimizerCallable``); Adam(lr=1e-3) by default.
+        lr_scheduler: optional callable building an LR scheduler from the optimizer.
+    """
+
+    def __init__(
+        self,
+        estimator: str = "decoupled",
+        tau_f: Optional[float] = None,
+        tau_b: Optional[float] = None,
+        tau: Optional[float] = None,
+        num_samples: int = 2,
+        eval_mode: str = "argmax",
+        estimator_kwargs: Optional[Dict[str, Any]] = None,
+        optimizer: OptimizerCallable = default_adam,
+        lr_scheduler: Optional[LRSchedulerCallable] = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
+        spec = LF.get_estimator(estimator)  # fail early with the list of names
+        if spec.name == "reinforce" and num_samples < 2:
+            raise ValueError(f"`num_samples` must be >= 2 for 'reinforce', got {num_samples}")
+        self._bottleneck_kwargs: Dict[str, Any] = dict(
+            estimator=estimator,
+            tau_f=tau_f,
+            tau_b=tau_b,
+            tau=tau,
+            eval_mode=eval_mode,
+            num_samples=2 if spec.name == "disarm" else num_samples,
+            estimator_kwargs=estimator_kwargs,
+        )
+        self.optimizer_factory = optimizer
+        self.lr_scheduler_factory = lr_scheduler
+
+    # -- bottlenecks ------------------------------------------------------------ #
+    def bottleneck_kwargs(self) -> Dict[str, Any]:
+        """Keyword arguments every bottleneck of the model is built with."""
+        return dict(self._bottleneck_kwargs)
+
+    def discrete_modules(self) -> Iterator[DiscreteBottleneck]:
+        """Every :class:`DiscreteBottleneck` inside the model."""
+        for m in self.modules():
+            if isinstance(m, DiscreteBottleneck):
+                yield m
+
+    def set_temperature(
+        self, tau_f: Optional[float] = None, tau_b: Optional[float] = None, tau: Optional[float] = None
+    ) -> None:
+        """Set the temperatures of every bottleneck."""
+        for m in self.discrete_modules():
+            m.set_temperature(tau_f=tau_f, tau_b=tau_b, tau=tau)
+
+    @property
+    def num_score_samples(self) -> int:
+        """How many copies of each example a training step evaluates (1 for pathwise estimators)."""
+        spec = LF.get_estimator(self._bottleneck_kwargs["estimator"])
+        return self._bottleneck_kwargs["num_samples"] if spec.score_function else 1
+
+    # -- the subclass hook ------------------------------------------------------- #
+    def step(self, batch: Any) -> Tuple[Tensor, Dict[str, Tensor]]:
+        """Per-example losses ``(N,)`` and a dict of scalar metrics for ``batch``."""
+        raise NotImplementedError("subclasses of DiscreteModule implement step(batch)")
+
+    # -- training objective -------------------------------------------------------- #
+    def compute_loss(self, batch: Any) -> Tuple[Tensor, Dict[str, Tensor]]:
+        """Training objective of ``batch``: mean loss plus every surrogate loss.
+
+        Returns:
+            ``(loss, metrics)``; ``loss`` is a scalar whose gradient is the chosen
+            estimator's, and ``metrics`` includes the plain mean task loss.
+        """
+        s = self.num_score_samples
+        if s > 1:
+            batch = apply_to_collection(
+                batch, Tensor, lambda t: t.repeat((s,) + (1,) * (t.dim() - 1)) if t.dim() else t
+            )
+        losses, metrics = self.step(batch)
+        if losses.dim() != 1:
+            raise ValueError(f"step() must return per-example losses of shape (N,), got {tuple(losses.shape)}")
+        loss = losses.mean()
+        metrics = dict(metrics)
+        metrics["loss"] = loss.detach()
+        for m in self.discrete_modules():
+            if m.score_function:
+                loss = loss + m.surrogate_loss(losses.detach())
+        return loss, metrics
+
+    def _log_metrics(self, stage: str, metrics: Dict[str, Tensor], batch_size: int) -> None:
+        on_step = stage == "train"
+        for name, value in metrics.items():
+            self.log(
+                f"{stage}/{name}",
+                value,
+                on_step=on_step,
+                on_epoch=True,
+                prog_bar=name in ("loss", "acc"),
+                sync_dist=not on_step,
+                batch_size=batch_size,
+            )
+
+    @staticmethod
+    def _batch_size(batch: Any) -> int:
+        first = batch[0] if isinstance(batch, (list, tuple)) else batch
+        return int(first.shape[0]) if isinstance(first, Tensor) and first.dim() else 1
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        loss, metrics = self.compute_loss(batch)
+        self._log_metrics("train", metrics, self._batch_size(batch))
+        return loss
+
+    def _eval_step(self, stage: str, batch: Any) -> Tensor:
+        losses, metrics = self.step(batch)
+        metrics = dict(metrics)
+        metrics["loss"] = losses.mean()
+        self._log_metrics(stage, metrics, self._batch_size(batch))
+        return metrics["loss"]
+
+    def validation_step(self, batch: Any, batch_idx: int) -> Tensor:
+        return self._eval_step("val", batch)
+
+    def test_step(self, batch: Any, batch_idx: int) -> Tensor:
+        return self._eval_step("test", batch)
+
+    # -- optimisation --------------------------------------------------------------- #
+    def configure_optimizers(self) -> OptimizerLRScheduler:
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.lr_scheduler_factory is None:
+            return optimizer
+        scheduler = self.lr_scheduler_factory(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"}}

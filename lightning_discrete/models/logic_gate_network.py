@@ -1,0 +1,119 @@
+"""Deep differentiable logic-gate network classifier (Petersen et al., 2022)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, Optional, Tuple, Union
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..nn.logic import GroupSum, LogicGateLayer
+from ..nn.logic_c import CExportReport, CompiledLogicNetwork, compile_c, export_c
+from ..nn.logic_packed import PackedLogicNetwork
+from .base import DiscreteModule, LRSchedulerCallable, OptimizerCallable, default_adam
+
+__all__ = ["LogicGateNetwork"]
+
+
+class LogicGateNetwork(DiscreteModule):
+    """Classifier made of ``num_layers`` :class:`LogicGateLayer` s and a :class:`GroupSum`.
+
+    Input ``(B, *)`` with values in ``[0, 1]`` (binarised images) is flattened to
+    ``(B, in_features)``; output ``(B, num_classes)`` scores (group sums over
+    ``group_sum_tau``), trained with cross-entropy.  Logs ``{train,val,test}/loss`` and
+    ``/acc``.  In eval mode (``eval_mode="argmax"``) the network is an exact Boolean
+    circuit: :meth:`to_packed` and :meth:`to_c` give the same scores on Boolean input.
+
+    Args:
+        in_features: flattened input size (CIFAR-10 with 3 thresholds: 3 * 3072).
+        num_neurons: gates per layer.
+        num_layers: logic-gate layers.
+        num_classes: classes (``num_neurons`` must be divisible by it).
+        group_sum_tau: GroupSum divisor (the paper uses 10 to 100 depending on width).
+        wiring: ``"random"`` or ``"unique"``.
+        init: ``"residual"`` or ``"gaussian"`` gate-logit initialisation.
+        sample_per_example: sample gates per example instead of once per step.
+        wiring_seed: seed of the wiring of layer ``i`` is ``wiring_seed + i`` (``None``: global RNG).
+        other arguments: see :class:`DiscreteModule`.
+    """
+
+    def __init__(
+        self,
+        in_features: int = 3072 * 3,
+        num_neurons: int = 12000,
+        num_layers: int = 4,
+        num_classes: int = 10,
+        group_sum_tau: float = 100.0,
+        wiring: str = "random",
+        init: str = "residual",
+        sample_per_example: bool = False,
+        wiring_seed: Optional[int] = None,
+        estimator: str = "decoupled",
+        tau_f: Optional[float] = None,
+        tau_b: Optional[float] = None,
+        tau: Optional[float] = None,
+        num_samples: int = 2,
+        eval_mode: str = "argmax",
+        estimator_kwargs: Optional[Dict[str, Any]] = None,
+        optimizer: OptimizerCallable = default_adam,
+        lr_scheduler: Optional[LRSchedulerCallable] = None,
+    ) -> None:
+        super().__init__(
+            estimator, tau_f, tau_b, tau, num_samples, eval_mode, estimator_kwargs, optimizer, lr_scheduler
+        )
+        if num_layers < 1:
+            raise ValueError(f"`num_layers` must be >= 1, got {num_layers}")
+        if num_classes < 2:
+            raise ValueError(f"`num_classes` must be >= 2, got {num_classes}")
+        self.readout = GroupSum(num_classes, group_sum_tau, in_features=num_neurons)
+        layers = []
+        prev = in_features
+        for i in range(num_layers):
+            layers.append(
+                LogicGateLayer(
+                    prev,
+                    num_neurons,
+                    wiring=wiring,
+                    init=init,
+                    sample_per_example=sample_per_example,
+                    generator_seed=None if wiring_seed is None else wiring_seed + i,
+                    **self.bottleneck_kwargs(),
+                )
+            )
+            prev = num_neurons
+        self.layers = nn.ModuleList(layers)
+        self.in_features = in_features
+        self.num_classes = num_classes
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(B, *) -> (B, num_classes)`` class scores."""
+        h = x.flatten(1)
+        if h.shape[1] != self.in_features:
+            raise ValueError(f"expected {self.in_features} input features, got {h.shape[1]}")
+        for layer in self.layers:
+            h = layer(h)
+        return self.readout(h)
+
+    def step(self, batch: Any) -> Tuple[Tensor, Dict[str, Tensor]]:
+        x, y = batch
+        scores = self(x)
+        losses = F.cross_entropy(scores, y, reduction="none")
+        acc = (scores.argmax(-1) == y).float().mean()
+        return losses, {"acc": acc}
+
+    # -- inference ----------------------------------------------------------------- #
+    def to_packed(self) -> PackedLogicNetwork:
+        """The argmax network on bit-packed input (:class:`PackedLogicNetwork`)."""
+        return PackedLogicNetwork.from_layers(list(self.layers), self.readout)
+
+    def to_c(
+        self, path: Union[str, os.PathLike], simplify: bool = True, compile: bool = False
+    ) -> Union[CExportReport, CompiledLogicNetwork]:
+        """Write the simplified argmax network as C to ``path``.
+
+        Returns the :class:`CExportReport` (gates removed etc.), or with
+        ``compile=True`` the loaded :class:`CompiledLogicNetwork`.
+        """
+        report = export_c(list(self.layers), self.readout, path, simplify=simplify)
+        return compile_c(report) if compile else report

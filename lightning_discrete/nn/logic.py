@@ -1,0 +1,406 @@
+"""Differentiable logic-gate layers (Petersen et al., 2022) and the GroupSum readout.
+
+Each neuron of a :class:`LogicGateLayer` reads two fixed inputs ``a`` and ``b`` and
+chooses one of the 16 two-input Boolean functions.  The choice is a categorical
+variable over 16 gates with logits ``gate_logits`` ``(out_features, 16)``; any
+estimator of :data:`lightning_discrete.functional.ESTIMATORS` turns the logits into
+gate weights ``w`` (exact one-hots for hard estimators, soft mixtures for relaxed
+ones).
+
+Every gate is multilinear in ``(a, b)``: ``g(a, b) = c0 + c1 a + c2 b + c3 ab`` with
+the 4 coefficients given by :data:`GATE_COEFFICIENTS` (``16 x 4``).  A mixture
+``sum_i w_i g_i(a, b)`` is therefore ``c0 + c1 a + c2 b + c3 ab`` with
+``c = w @ GATE_COEFFICIENTS``, so the layer never materialises the 16 gate outputs
+per example: :func:`logic_gate` evaluates it with a custom autograd function that
+saves only its input and the ``(out, 4)`` coefficients (memory ``O(B x in)``
+instead of ``O(B x out x 16)``) and recomputes the two gathers in backward.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Optional
+
+import torch
+from torch import Tensor, nn
+
+from .. import functional as LF
+from .bottleneck import DiscreteBottleneck
+
+__all__ = [
+    "GATE_NAMES",
+    "GATE_COEFFICIENTS",
+    "NUM_GATES",
+    "PASS_THROUGH_GATE",
+    "gate_truth_table",
+    "logic_gate",
+    "group_sum",
+    "LogicGateLayer",
+    "GroupSum",
+]
+
+NUM_GATES = 16
+
+#: The 16 two-input Boolean functions in the order of Petersen et al. (2022).
+#: Bit ``3 - (2a + b)`` of the gate id is the output for inputs ``(a, b)``.
+GATE_NAMES = (
+    "FALSE",
+    "A AND B",
+    "A AND NOT B",
+    "A",
+    "NOT A AND B",
+    "B",
+    "A XOR B",
+    "A OR B",
+    "NOT (A OR B)",
+    "NOT (A XOR B)",
+    "NOT B",
+    "A OR NOT B",
+    "NOT A",
+    "NOT A OR B",
+    "NOT (A AND B)",
+    "TRUE",
+)
+
+#: Gate id of the pass-through gate ``A`` (favoured by the residual initialisation).
+PASS_THROUGH_GATE = 3
+
+
+def gate_truth_table() -> Tensor:
+    """``(16, 4)`` long tensor: ``[g, 2a + b]`` is gate ``g``'s output for inputs ``(a, b)``."""
+    g = torch.arange(NUM_GATES).unsqueeze(1)
+    ab = torch.arange(4).unsqueeze(0)
+    return (g >> (3 - ab)) & 1
+
+
+def _coefficients() -> Tensor:
+    t = gate_truth_table().to(torch.float64)  # columns f00, f01, f10, f11
+    f00, f01, f10, f11 = t.unbind(1)
+    return torch.stack([f00, f10 - f00, f01 - f00, f11 - f10 - f01 + f00], 1)
+
+
+#: ``(16, 4)`` float64 matrix: gate ``g`` is ``c0 + c1 a + c2 b + c3 ab`` with
+#: ``(c0, c1, c2, c3) = GATE_COEFFICIENTS[g]``; gate weights ``w`` (``(*, 16)``) map to
+#: coefficients ``w @ GATE_COEFFICIENTS`` (``(*, 4)``).  Entries are in {-2, ..., 2}.
+GATE_COEFFICIENTS = _coefficients()
+
+
+# --------------------------------------------------------------------------- #
+# the 4-coefficient gate function
+# --------------------------------------------------------------------------- #
+
+
+class _LogicGate(torch.autograd.Function):
+    """``y = c0 + c1 a + c2 b + c3 ab`` with ``a = x[:, idx_a]``, ``b = x[:, idx_b]``.
+
+    Saves ``x`` (which the previous layer keeps alive anyway) and ``c``; the
+    gathers are recomputed in backward, so no ``(B, out)`` tensor is saved.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, idx_a: Tensor, idx_b: Tensor, c: Tensor):  # type: ignore[override]
+        a = x.index_select(1, idx_a)
+        b = x.index_select(1, idx_b)
+        c0, c1, c2, c3 = c.unbind(-1)
+        # y = c0 + c1 a + b (c2 + c3 a)
+        t = torch.addcmul(c2, a, c3)
+        t.mul_(b)
+        y = torch.addcmul(c0, a, c1)
+        y.add_(t)
+        ctx.save_for_backward(x, idx_a, idx_b, c)
+        return y
+
+    @staticmethod
+    def backward(ctx, g: Tensor):  # type: ignore[override]
+        x, idx_a, idx_b, c = ctx.saved_tensors
+        need_x, _, _, need_c = ctx.needs_input_grad
+        a = x.index_select(1, idx_a)
+        b = x.index_select(1, idx_b)
+        c0, c1, c2, c3 = c.unbind(-1)
+        gx = gc = None
+        ga = g * a
+        gb = g * b
+        if need_x:
+            # dy/da = c1 + c3 b, dy/db = c2 + c3 a
+            da = torch.addcmul(g * c1, gb, c3)
+            db = torch.addcmul(g * c2, ga, c3)
+            gx = torch.zeros_like(x)
+            gx.index_add_(1, idx_a, da)
+            gx.index_add_(1, idx_b, db)
+        if need_c:
+            gab = ga * b
+            if c.dim() == 2:  # shared coefficients (out, 4): reduce over the batch
+                gc = torch.stack([g.sum(0), ga.sum(0), gb.sum(0), gab.sum(0)], -1)
+            else:  # per-example coefficients (B, out, 4)
+                gc = torch.stack([g, ga, gb, gab], -1)
+        return gx, None, None, gc
+
+
+def logic_gate(x: Tensor, idx_a: Tensor, idx_b: Tensor, coefficients: Tensor) -> Tensor:
+    """Evaluate a layer of two-input gates in the 4-coefficient form.
+
+    Args:
+        x: ``(B, in)`` inputs (in ``[0, 1]`` for a probabilistic reading).
+        idx_a, idx_b: ``(out,)`` long indices of each neuron's inputs.
+        coefficients: ``(out, 4)`` shared or ``(B, out, 4)`` per-example
+            coefficients ``(c0, c1, c2, c3)`` (``w @ GATE_COEFFICIENTS``).
+
+    Returns:
+        ``(B, out)``: ``c0 + c1 a + c2 b + c3 ab``.
+    """
+    if x.dim() != 2:
+        raise ValueError(f"`x` must have shape (B, in_features), got {tuple(x.shape)}")
+    if coefficients.shape[-1] != 4 or coefficients.dim() not in (2, 3):
+        raise ValueError(
+            f"`coefficients` must have shape (out, 4) or (B, out, 4), got {tuple(coefficients.shape)}"
+        )
+    return _LogicGate.apply(x, idx_a, idx_b, coefficients.to(x.dtype))
+
+
+def group_sum(x: Tensor, num_classes: int, tau: float = 1.0) -> Tensor:
+    """``(B, n) -> (B, num_classes)``: sums of ``n / num_classes`` consecutive neurons, over ``tau``."""
+    n = x.shape[-1]
+    if n % num_classes:
+        raise ValueError(
+            f"GroupSum needs the number of neurons ({n}) to be divisible by `num_classes` ({num_classes})"
+        )
+    return x.reshape(*x.shape[:-1], num_classes, n // num_classes).sum(-1) / tau
+
+
+# --------------------------------------------------------------------------- #
+# wiring
+# --------------------------------------------------------------------------- #
+
+
+def _random_wiring(in_features: int, out_features: int, gen: Optional[torch.Generator]):
+    """Balanced random wiring (as in ``difflogic``): each input is used
+    ``floor`` or ``ceil`` of ``2 out / in`` times (every input when ``2 out >= in``)."""
+    c = torch.randperm(2 * out_features, generator=gen) % in_features
+    c = torch.randperm(in_features, generator=gen)[c]
+    return c[:out_features].clone(), c[out_features:].clone()
+
+
+def _unique_wiring(in_features: int, out_features: int, gen: Optional[torch.Generator]):
+    """Every input used, ``a != b`` and no unordered pair repeated."""
+    perm = torch.randperm(in_features, generator=gen).tolist()
+    pairs = []
+    for i in range(0, in_features - 1, 2):
+        pairs.append((perm[i], perm[i + 1]))
+    if in_features % 2:
+        j = int(torch.randint(in_features - 1, (1,), generator=gen))
+        pairs.append((perm[-1], perm[j]))
+    used = {frozenset(p) for p in pairs}
+    need = out_features - len(pairs)
+    total = in_features * (in_features - 1) // 2
+    if need > 0 and len(used) + need > total // 2:
+        # dense: enumerate the remaining pairs and pick without replacement
+        rest = [(i, j) for i in range(in_features) for j in range(i + 1, in_features)
+                if frozenset((i, j)) not in used]
+        pick = torch.randperm(len(rest), generator=gen)[:need].tolist()
+        pairs.extend(rest[k] for k in pick)
+    else:
+        while need > 0:
+            cand = torch.randint(in_features, (2 * need + 16, 2), generator=gen).tolist()
+            for i, j in cand:
+                key = frozenset((i, j))
+                if i == j or key in used:
+                    continue
+                used.add(key)
+                pairs.append((i, j))
+                need -= 1
+                if need == 0:
+                    break
+    order = torch.randperm(out_features, generator=gen)
+    t = torch.tensor(pairs, dtype=torch.long)[order]
+    return t[:, 0].clone(), t[:, 1].clone()
+
+
+# --------------------------------------------------------------------------- #
+# modules
+# --------------------------------------------------------------------------- #
+
+
+class LogicGateLayer(DiscreteBottleneck):
+    """A layer of ``out_features`` learnable two-input logic gates.
+
+    Input ``(B, in_features)`` with values in ``[0, 1]``; output ``(B, out_features)``.
+    Neuron ``j`` computes ``g_j(x[:, idx_a[j]], x[:, idx_b[j]])`` where the gate
+    ``g_j`` is one of the 16 Boolean functions (:data:`GATE_NAMES`), chosen by the
+    estimator from ``gate_logits[j]`` (16 logits).  Gates are evaluated in their
+    real-valued (probabilistic) form ``c0 + c1 a + c2 b + c3 ab``, so for Boolean
+    input and hard gates the output is exactly Boolean.
+
+    Training: ``w = estimator(gate_logits)`` is drawn once per forward and shared by
+    all examples (``sample_per_example=False``), or per example (logits expanded
+    to ``(B, out, 16)``; always so for score-function estimators, whose
+    per-row log-probability must belong to one example).  Evaluation
+    (``not self.training``): ``eval_mode="argmax"`` uses the argmax gates (the
+    network is then an exact Boolean circuit), ``"sample"`` samples at ``tau_f``,
+    ``"soft"`` uses ``softmax(gate_logits)``.
+
+    Observation protocol: ``last_indices`` holds the chosen gate ids, ``(1, out)``
+    (shared) or ``(B, out)`` (per example); ``last_logit_grad`` the gradient of
+    ``gate_logits``.
+
+    Args:
+        in_features: inputs per example.
+        out_features: neurons (gates).
+        wiring: ``"random"`` (balanced random pairs, as in ``difflogic``) or
+            ``"unique"`` (every input used, no pair repeated; needs
+            ``out_features >= in_features / 2``).
+        init: ``"residual"`` (pass-through gate ``A`` favoured: logit 5 on gate 3)
+            or ``"gaussian"`` (``N(0, 1)`` logits).
+        sample_per_example: draw a gate per neuron and example instead of once per step.
+        generator_seed: seed of the wiring (``None``: the global torch RNG).
+        **kwargs: bottleneck arguments of :class:`DiscreteBottleneck`
+            (``estimator``, ``tau_f``, ``tau_b``, ``tau``, ``eval_mode``, ``num_samples``,
+            ``estimator_kwargs``).
+    """
+
+    idx_a: Tensor
+    idx_b: Tensor
+    gate_coefficients: Tensor
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        wiring: str = "random",
+        init: str = "residual",
+        sample_per_example: bool = False,
+        generator_seed: Optional[int] = None,
+        residual_logit: float = 5.0,
+        **kwargs: Any,
+    ) -> None:
+        if int(in_features) != in_features or in_features < 1:
+            raise ValueError(f"`in_features` must be a positive integer, got {in_features}")
+        if int(out_features) != out_features or out_features < 1:
+            raise ValueError(f"`out_features` must be a positive integer, got {out_features}")
+        if wiring not in ("random", "unique"):
+            raise ValueError(f"`wiring` must be 'random' or 'unique', got {wiring!r}")
+        if init not in ("residual", "gaussian"):
+            raise ValueError(f"`init` must be 'residual' or 'gaussian', got {init!r}")
+        if wiring == "unique":
+            if in_features < 2:
+                raise ValueError("`wiring`='unique' needs `in_features` >= 2")
+            if 2 * out_features < in_features:
+                raise ValueError(
+                    f"`wiring`='unique' uses every input, so it needs `out_features` >= in_features / 2 "
+                    f"(at least {math.ceil(in_features / 2)} neurons for {in_features} inputs), "
+                    f"got out_features={out_features}"
+                )
+            if out_features > in_features * (in_features - 1) // 2:
+                raise ValueError(
+                    f"`wiring`='unique' allows at most in_features*(in_features-1)/2 = "
+                    f"{in_features * (in_features - 1) // 2} distinct pairs, got out_features={out_features}"
+                )
+        super().__init__(**kwargs)
+        self.in_features = int(in_features)
+        self.out_features = int(out_features)
+        self.wiring = wiring
+        self.init = init
+        self.sample_per_example = bool(sample_per_example)
+        gen = None
+        if generator_seed is not None:
+            gen = torch.Generator().manual_seed(int(generator_seed))
+        if wiring == "random":
+            a, b = _random_wiring(self.in_features, self.out_features, gen)
+        else:
+            a, b = _unique_wiring(self.in_features, self.out_features, gen)
+        self.register_buffer("idx_a", a)
+        self.register_buffer("idx_b", b)
+        self.register_buffer("gate_coefficients", GATE_COEFFICIENTS.to(torch.float32), persistent=False)
+        self.gate_logits = nn.Parameter(torch.empty(self.out_features, NUM_GATES))
+        self.residual_logit = float(residual_logit)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Re-initialise ``gate_logits`` (the wiring is kept)."""
+        with torch.no_grad():
+            if self.init == "residual":
+                self.gate_logits.zero_()
+                self.gate_logits[:, PASS_THROUGH_GATE] = self.residual_logit
+            else:
+                self.gate_logits.normal_()
+
+    @property
+    def num_categories(self) -> int:
+        return NUM_GATES
+
+    def gate_ids(self) -> Tensor:
+        """``(out_features,)`` long: the argmax gate of each neuron."""
+        return self.gate_logits.detach().argmax(-1)
+
+    def _gate_weights(self, logits: Tensor, batch: int) -> Tensor:
+        per_example = self.sample_per_example or (self.training and self.score_function)
+        if per_example:
+            logits = logits.unsqueeze(0).expand(batch, -1, -1)
+        if self.training:
+            return self._estimate(logits, -1)
+        if self.eval_mode == "soft":
+            return torch.softmax(logits.float(), -1).to(logits.dtype)
+        if self.eval_mode == "sample" and float(self.tau_f) > 0:
+            return LF.decoupled_st(logits.detach(), float(self.tau_f), 1.0, -1)
+        if per_example:
+            logits = logits[:1]
+        return LF.identity_st(logits.detach(), -1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(B, in_features) -> (B, out_features)``."""
+        if x.dim() != 2 or x.shape[1] != self.in_features:
+            raise ValueError(
+                f"LogicGateLayer expects input of shape (B, {self.in_features}), got {tuple(x.shape)}"
+            )
+        if not x.is_floating_point():
+            x = x.to(self.gate_logits.dtype)
+        # a non-leaf view, so observation hooks live for this forward only
+        logits = self.gate_logits.view_as(self.gate_logits)
+        w = self._gate_weights(logits, x.shape[0])
+        c = w.to(self.gate_coefficients.dtype) @ self.gate_coefficients
+        if self._recording:
+            ids = w.detach().argmax(-1)
+            self._observe(logits, ids.reshape(-1, self.out_features))
+        return logic_gate(x, self.idx_a, self.idx_b, c)
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, wiring={self.wiring!r}, "
+            f"init={self.init!r}, sample_per_example={self.sample_per_example}, " + super().extra_repr()
+        )
+
+
+class GroupSum(nn.Module):
+    """Readout of logic-gate networks: ``(B, n) -> (B, num_classes)``.
+
+    Class ``k`` scores the sum of neurons ``k g, ..., (k + 1) g - 1`` (``g = n /
+    num_classes``) divided by ``tau``.
+
+    Args:
+        num_classes: number of groups.
+        tau: the divisor (softmax temperature of the scores).
+        in_features: optional ``n``, checked at construction (else at the first forward).
+    """
+
+    def __init__(self, num_classes: int, tau: float = 1.0, in_features: Optional[int] = None) -> None:
+        super().__init__()
+        if int(num_classes) != num_classes or num_classes < 1:
+            raise ValueError(f"`num_classes` must be a positive integer, got {num_classes}")
+        tau = float(tau)
+        if not math.isfinite(tau) or tau <= 0:
+            raise ValueError(f"`tau` must be a finite number > 0, got {tau}")
+        if in_features is not None and in_features % num_classes:
+            raise ValueError(
+                f"GroupSum needs `in_features` ({in_features}) to be divisible by `num_classes` ({num_classes})"
+            )
+        self.num_classes = int(num_classes)
+        self.tau = tau
+        self.in_features = in_features
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(B, n) -> (B, num_classes)``."""
+        if self.in_features is not None and x.shape[-1] != self.in_features:
+            raise ValueError(f"GroupSum expects {self.in_features} inputs, got {x.shape[-1]}")
+        return group_sum(x, self.num_classes, self.tau)
+
+    def extra_repr(self) -> str:
+        return f"num_classes={self.num_classes}, tau={self.tau:g}"
