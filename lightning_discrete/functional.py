@@ -785,6 +785,10 @@ class Estimator:
     score_function: bool = False
     hard: bool = True
 
+    def __reduce__(self):
+        # pickle by registry name (ddp_spawn, checkpoints): the functions may be lambdas
+        return (get_estimator, (self.name,))
+
 
 ESTIMATORS: Dict[str, Estimator] = {}
 

@@ -18,7 +18,8 @@ Protocols (see ``DESIGN.md``) every callback relies on:
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+import contextlib
+from typing import Any, Dict, Iterator, Optional
 
 import torch
 from torch import Tensor, nn
@@ -78,6 +79,7 @@ class DiscreteBottleneck(nn.Module):
         if tau is None and tau_b is None:
             tau_b = tau_f if tau_f else 1.0
         self.set_temperature(tau_f=tau_f, tau_b=tau_b, tau=tau)
+        self._record_requests: Dict[int, bool] = {}
         self._recording = False
         self._recording_grads = False
         self.last_indices: Optional[Tensor] = None
@@ -128,13 +130,34 @@ class DiscreteBottleneck(nn.Module):
             self.tau_b.fill_(LF._check_tau(tau_b, "tau_b"))
 
     # -- observation protocol ------------------------------------------------ #
-    def record(self, enabled: bool = True, grads: bool = False) -> None:
-        """Switch recording of chosen indices (and, with ``grads``, logit gradients) on or off."""
-        self._recording = bool(enabled)
-        self._recording_grads = bool(enabled and grads)
-        if not enabled:
+    def record(self, enabled: bool = True, grads: bool = False, owner: Any = None) -> None:
+        """Switch recording of chosen indices (and, with ``grads``, logit gradients) on or off.
+
+        Several monitors may ask at once: each passes itself as ``owner`` and
+        ``record(False, owner=self)`` withdraws only its own request. Recording is on
+        while anyone asks, with gradients while anyone asks for gradients.
+        """
+        key = id(owner)
+        if enabled:
+            self._record_requests[key] = bool(grads) or self._record_requests.get(key, False)
+        else:
+            self._record_requests.pop(key, None)
+        self._recording = bool(self._record_requests)
+        self._recording_grads = any(self._record_requests.values())
+        if not self._recording:
             self.last_indices = None
             self.last_logit_grad = None
+
+    @contextlib.contextmanager
+    def recording_paused(self) -> Iterator[None]:
+        """Record nothing inside the block and keep what was recorded before it
+        (for extra passes, e.g. a gradient probe, that must not overwrite it)."""
+        saved = (self._recording, self._recording_grads, self.last_indices, self.last_logit_grad)
+        self._recording = self._recording_grads = False
+        try:
+            yield
+        finally:
+            self._recording, self._recording_grads, self.last_indices, self.last_logit_grad = saved
 
     @property
     def num_categories(self) -> int:

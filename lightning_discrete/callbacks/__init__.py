@@ -1,0 +1,26 @@
+"""Trainer callbacks: temperature schedules and monitors of discrete bottlenecks.
+
+All of them follow the distributed rules of ``DESIGN.md``: every collective runs on
+every rank, counts are summed across ranks before any perplexity is computed, and
+gradients are read where Lightning has already averaged, unscaled and accumulated them.
+"""
+
+from .active_units import ActiveUnitMonitor
+from .gate_usage import GateUsageMonitor, bar_chart_image, gate_histogram
+from .gradient_snr import GradientSNRMonitor, snr_statistics
+from .temperature import SCHEDULE_KINDS, Schedule, TemperatureScheduler, schedule_value
+from .utilization import LatentUtilizationMonitor
+
+__all__ = [
+    "TemperatureScheduler",
+    "Schedule",
+    "schedule_value",
+    "SCHEDULE_KINDS",
+    "LatentUtilizationMonitor",
+    "GradientSNRMonitor",
+    "snr_statistics",
+    "ActiveUnitMonitor",
+    "GateUsageMonitor",
+    "gate_histogram",
+    "bar_chart_image",
+]

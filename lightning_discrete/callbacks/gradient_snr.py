@@ -1,0 +1,235 @@
+"""Gradient signal-to-noise ratio: probe passes at fixed parameters, or a window of step gradients."""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning_utilities.core.apply_func import apply_to_collection
+from torch import Tensor
+
+from ._utils import log_value, recording_paused
+
+__all__ = ["snr_statistics", "GradientSNRMonitor"]
+
+
+def snr_statistics(
+    sum_x: Tensor, sum_x2: Tensor, count: float, sizes: List[int], names: List[str]
+) -> Dict[str, float]:
+    """SNR ``|mean| / std`` per element from sums of ``x`` and ``x**2`` over ``count`` samples.
+
+    ``std`` is the unbiased sample standard deviation.  Elements whose gradient never
+    varies (``std == 0``, e.g. unused parameters) are left out of the aggregates.
+
+    Args:
+        sum_x, sum_x2: ``(P,)`` float64 sums over the samples of the flattened gradients.
+        count: number of samples (``>= 2``).
+        sizes, names: the number of elements and name of each parameter, in order.
+
+    Returns:
+        ``{"mean": ..., "median": ..., "grad_norm": ..., "{name}/mean": ..., "{name}/median": ...}``:
+        mean and median of the per-element SNR overall and per parameter, and the norm
+        of the mean gradient.
+    """
+    n = float(count)
+    mean = sum_x / n
+    var = (sum_x2 - n * mean * mean).clamp_min(0) / max(n - 1.0, 1.0)
+    std = var.sqrt()
+    ok = std > 0
+    snr = torch.where(ok, mean.abs() / torch.where(ok, std, torch.ones_like(std)), torch.full_like(std, float("nan")))
+    out: Dict[str, float] = {}
+
+    def agg(x: Tensor) -> Tuple[float, float]:
+        x = x[~torch.isnan(x)]
+        if x.numel() == 0:
+            return float("nan"), float("nan")
+        return float(x.mean()), float(x.median())
+
+    out["mean"], out["median"] = agg(snr)
+    out["grad_norm"] = float(mean.norm())
+    for name, chunk in zip(names, snr.split(sizes)):
+        out[f"{name}/mean"], out[f"{name}/median"] = agg(chunk)
+    return out
+
+
+class GradientSNRMonitor(Callback):
+    """Signal-to-noise ratio ``|E g| / std(g)`` of the gradient, per parameter element,
+    aggregated (mean and median) per parameter tensor and over the whole model.
+
+    Two modes:
+
+    * ``"probe"`` — every ``every_n_steps`` optimizer steps, ``num_samples`` (``K``)
+      independent forward-backward passes of ``pl_module.compute_loss(batch)[0]`` on a
+      fixed batch (rank 0's first training batch, broadcast to all ranks) at the
+      current parameters.  The passes use ``torch.autograd.grad`` on the unwrapped
+      module under ``torch.random.fork_rng()`` with their own seed, so ``.grad``,
+      the parameters, the buffers (restored), the optimizer and the training RNG
+      stream are untouched.  Under DDP the ``K`` passes are split across ranks and
+      the sums of ``g``, ``g**2`` and the counts are all-reduced.  This is the
+      paper's measurement (it used ``K = 1024``).
+    * ``"window"`` — running sums of the optimizer-step gradients (read in
+      ``on_before_optimizer_step``: averaged across ranks, unscaled under AMP, after
+      accumulation) over ``window`` steps; cheap, no extra passes. It measures the
+      SNR of the gradients along the trajectory (parameters move within the window).
+
+    Logged (``{prefix}`` is ``grad_snr`` in probe mode and ``grad_snr_window`` in
+    window mode unless given): ``{prefix}/mean``, ``{prefix}/median``,
+    ``{prefix}/grad_norm`` (norm of the mean gradient) and, with ``per_layer``,
+    ``{prefix}/{param}/mean`` and ``{prefix}/{param}/median`` (``{param}`` is the
+    parameter's qualified name).  The last values are kept in :attr:`last_results`.
+
+    Args:
+        mode: ``"probe"`` or ``"window"``.
+        every_n_steps: probe interval in optimizer steps (probe mode).
+        num_samples: ``K``, total probe passes over all ranks (probe mode, ``>= 2``).
+        window: steps per window (window mode, ``>= 2``).
+        per_layer: also log per-parameter aggregates.
+        seed: base seed of the probe passes.
+        prefix: namespace of the logged names.
+    """
+
+    def __init__(
+        self,
+        mode: str = "probe",
+        every_n_steps: int = 100,
+        num_samples: int = 64,
+        window: int = 50,
+        per_layer: bool = True,
+        seed: int = 0,
+        prefix: Optional[str] = None,
+    ) -> None:
+        if mode not in ("probe", "window"):
+            raise ValueError(f"`mode` must be 'probe' or 'window', got {mode!r}")
+        if every_n_steps < 1:
+            raise ValueError(f"`every_n_steps` must be >= 1, got {every_n_steps}")
+        if num_samples < 2:
+            raise ValueError(f"`num_samples` must be >= 2, got {num_samples}")
+        if window < 2:
+            raise ValueError(f"`window` must be >= 2, got {window}")
+        self.mode = mode
+        self.every_n_steps = int(every_n_steps)
+        self.num_samples = int(num_samples)
+        self.window = int(window)
+        self.per_layer = per_layer
+        self.seed = int(seed)
+        self.prefix = prefix if prefix is not None else ("grad_snr" if mode == "probe" else "grad_snr_window")
+        self.last_results: Dict[str, float] = {}
+        self._probe_batch: Any = None
+        self._last_probe_step = -1
+        self._sum: Optional[Tensor] = None
+        self._sum2: Optional[Tensor] = None
+        self._count = 0
+
+    @staticmethod
+    def _params(pl_module: LightningModule) -> Tuple[List[str], List[Tensor]]:
+        names, params = [], []
+        for name, p in pl_module.named_parameters():
+            if p.requires_grad:
+                names.append(name)
+                params.append(p)
+        return names, params
+
+    def _log(self, pl_module: LightningModule, stats: Dict[str, float]) -> None:
+        self.last_results = dict(stats)
+        for key, value in stats.items():
+            if not self.per_layer and key not in ("mean", "median", "grad_norm"):
+                continue
+            log_value(pl_module, f"{self.prefix}/{key}", torch.tensor(value), on_step=True)
+
+    # -- probe mode ----------------------------------------------------------------- #
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
+        if self.mode != "probe":
+            return
+        step = trainer.global_step
+        if step % self.every_n_steps or step == self._last_probe_step:
+            return
+        self._last_probe_step = step
+        if self._probe_batch is None:
+            first = apply_to_collection(batch, Tensor, lambda t: t.detach().cpu().clone())
+            first = trainer.strategy.broadcast(first, src=0)  # every rank probes rank 0's batch
+            self._probe_batch = first
+        self.probe(trainer, pl_module, self._probe_batch, step)
+
+    @torch.enable_grad()
+    def probe(self, trainer: Trainer, pl_module: LightningModule, batch: Any, step: int = 0) -> Dict[str, float]:
+        """Run the probe on ``batch`` now, log and return the statistics.
+
+        Must be called on every rank (it all-reduces).
+        """
+        names, params = self._params(pl_module)
+        world, rank = trainer.world_size, trainer.global_rank
+        k_local = self.num_samples // world + (1 if rank < self.num_samples % world else 0)
+        device = pl_module.device
+        batch = apply_to_collection(batch, Tensor, lambda t: t.to(device))
+        sizes = [p.numel() for p in params]
+        total = sum(sizes)
+        acc = torch.zeros(2 * total + 1, dtype=torch.float64, device=device)
+        buffers = {k: v.detach().clone() for k, v in pl_module.named_buffers()}
+        devices = [device] if device.type == "cuda" else []
+        was_training = pl_module.training
+        pl_module.train()
+        try:
+            with torch.random.fork_rng(devices=devices), recording_paused(pl_module):
+                seed = zlib.crc32(f"{self.seed}:{step}:{rank}".encode())
+                torch.manual_seed(seed)
+                for _ in range(k_local):
+                    with trainer.precision_plugin.train_step_context():
+                        loss = pl_module.compute_loss(batch)[0]
+                    grads = torch.autograd.grad(loss, params, allow_unused=True)
+                    flat = torch.cat(
+                        [
+                            (g if g is not None else torch.zeros_like(p)).detach().reshape(-1).to(torch.float64)
+                            for g, p in zip(grads, params)
+                        ]
+                    )
+                    acc[:total] += flat
+                    acc[total : 2 * total] += flat * flat
+                    acc[-1] += 1
+        finally:
+            with torch.no_grad():
+                for k, v in pl_module.named_buffers():
+                    if k in buffers:
+                        v.copy_(buffers[k])
+            pl_module.train(was_training)
+        acc = trainer.strategy.reduce(acc, reduce_op="sum")  # collective on every rank
+        stats = snr_statistics(acc[:total].cpu(), acc[total : 2 * total].cpu(), float(acc[-1]), sizes, names)
+        self._log(pl_module, stats)
+        return stats
+
+    # -- window mode ---------------------------------------------------------------- #
+    def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule, optimizer: Any) -> None:
+        if self.mode != "window":
+            return
+        names, params = self._params(pl_module)
+        with torch.no_grad():
+            flat = torch.cat(
+                [
+                    (p.grad if p.grad is not None else torch.zeros_like(p)).detach().reshape(-1).to(torch.float64)
+                    for p in params
+                ]
+            )
+            if self._sum is None or self._sum.numel() != flat.numel():
+                self._sum = torch.zeros_like(flat)
+                self._sum2 = torch.zeros_like(flat)
+                self._count = 0
+            self._sum += flat
+            self._sum2 += flat * flat
+            self._count += 1
+        if self._count >= self.window:
+            # gradients are identical on every rank after DDP's all-reduce: no collective needed
+            stats = snr_statistics(self._sum.cpu(), self._sum2.cpu(), self._count, [p.numel() for p in params], names)
+            self._sum = self._sum2 = None
+            self._count = 0
+            self._log(pl_module, stats)
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(mode=self.mode, prefix=self.prefix)
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"mode": self.mode, "last_probe_step": self._last_probe_step}
+
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        self._last_probe_step = int(state_dict.get("last_probe_step", -1))

@@ -1,0 +1,80 @@
+import math
+
+import pytest
+import torch
+
+from lightning_discrete.metrics import (
+    CodebookUsage,
+    dead_fraction_from_counts,
+    entropy_from_counts,
+    joint_index,
+    perplexity_from_counts,
+)
+
+
+def _by_hand(counts):
+    total = sum(counts)
+    h = -sum(c / total * math.log(c / total) for c in counts if c > 0)
+    return math.exp(h)
+
+
+@pytest.mark.parametrize("counts", [[5, 5, 0, 0], [1, 2, 3, 4], [7, 0, 0, 0], [3, 1, 0, 9, 2, 2, 2, 1]])
+def test_perplexity_is_exp_entropy(counts):
+    got = perplexity_from_counts(torch.tensor(counts))
+    assert got.dtype == torch.float64
+    assert float(got) == pytest.approx(_by_hand(counts), rel=1e-12)
+    assert 1.0 <= float(got) <= len(counts) + 1e-12
+    assert float(entropy_from_counts(torch.tensor(counts))) == pytest.approx(math.log(_by_hand(counts)), abs=1e-12)
+
+
+def test_perplexity_rows_uniform_and_empty():
+    counts = torch.tensor([[4, 4, 4, 4], [0, 0, 0, 0], [2, 0, 2, 0]])
+    got = perplexity_from_counts(counts)
+    assert got[0] == pytest.approx(4.0)
+    assert torch.isnan(got[1])
+    assert got[2] == pytest.approx(2.0)
+    assert perplexity_from_counts(counts.T, dim=0)[2] == pytest.approx(2.0)
+    assert float(dead_fraction_from_counts(counts[2])) == 0.5
+
+
+def test_joint_index():
+    idx = torch.tensor([[0, 0], [1, 0], [0, 1], [3, 2]])
+    assert joint_index(idx, 4).tolist() == [0, 1, 4, 11]
+
+
+def test_codebook_usage_counts_by_hand():
+    m = CodebookUsage(num_categories=3, num_latents=2)
+    a = torch.tensor([[0, 1], [0, 2], [1, 1]])
+    b = torch.tensor([[0, 1], [2, 1]])
+    m.update(a)
+    m.update(b)
+    out = m.compute()
+    # latent 0: counts [3, 1, 1]; latent 1: [0, 4, 1]
+    assert m.counts.tolist() == [[3, 1, 1], [0, 4, 1]]
+    expected = (_by_hand([3, 1, 1]) + _by_hand([4, 1])) / 2
+    assert float(out["perplexity"]) == pytest.approx(expected, rel=1e-12)
+    assert float(out["dead_fraction"]) == pytest.approx(1 / 6)
+    # joint codes (l0 + 3 l1): 3, 6, 4, 3, 5 -> counts {3: 2, 4: 1, 5: 1, 6: 1}
+    assert float(out["joint_perplexity"]) == pytest.approx(_by_hand([2, 1, 1, 1]), rel=1e-12)
+    assert float(out["joint_used"]) == 4
+    # updating in pieces equals one update of the concatenation
+    m2 = CodebookUsage(3, 2)
+    m2.update(torch.cat([a, b]))
+    assert torch.equal(m2.counts, m.counts) and torch.equal(m2.joint_counts, m.joint_counts)
+
+
+def test_codebook_usage_joint_limit_and_shapes():
+    m = CodebookUsage(num_categories=2, num_latents=20, joint_limit=1024)
+    assert not m.track_joint
+    m.update(torch.zeros(3, 20, dtype=torch.long))
+    out = m.compute()
+    assert "joint_perplexity" not in out and float(out["perplexity"]) == 1.0
+    assert float(out["dead_fraction"]) == 0.5
+    with pytest.raises(ValueError, match="shape"):
+        m.update(torch.zeros(3, 5, dtype=torch.long))
+    with pytest.raises(ValueError, match="num_categories"):
+        CodebookUsage(1)
+    single = CodebookUsage(5)
+    single.update(torch.tensor([0, 1, 1, 4]))
+    assert not single.track_joint
+    assert float(single.compute()["perplexity"]) == pytest.approx(_by_hand([1, 2, 1]))

@@ -1,0 +1,128 @@
+"""The bottleneck modules' protocols: temperatures, eval modes, recording, score-function surrogates."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+
+from lightning_discrete import functional as LF
+from lightning_discrete.nn import BinaryBottleneck, CategoricalBottleneck
+
+
+def test_temperatures_are_buffers_that_follow_to_and_state_dict():
+    b = CategoricalBottleneck(8, estimator="decoupled", tau_f=2.0, tau_b=0.5)
+    assert {"tau_f", "tau_b"} <= set(b.state_dict())
+    b64 = b.to(torch.float64)
+    assert b64.tau_f.dtype == torch.float64 and float(b64.tau_f) == 2.0
+    other = CategoricalBottleneck(8, estimator="decoupled")
+    other.load_state_dict(b.state_dict())
+    assert float(other.tau_f) == 2.0 and float(other.tau_b) == 0.5
+
+
+def test_tau_b_defaults_to_tau_f_and_single_temperature_estimators_stay_tied():
+    assert float(BinaryBottleneck(estimator="decoupled", tau_f=0.3).tau_b) == pytest.approx(0.3)
+    assert float(BinaryBottleneck(estimator="decoupled", tau_f=0.0).tau_b) == 1.0  # argmax forward
+    b = CategoricalBottleneck(4, estimator="softmax", tau=0.7)
+    b.set_temperature(tau_b=0.2)
+    assert float(b.tau_f) == float(b.tau_b) == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="one temperature"):
+        b.set_temperature(tau_f=1.0, tau_b=2.0)
+    with pytest.raises(ValueError, match="tau_f"):
+        CategoricalBottleneck(4, estimator="softmax", tau_f=0.0)  # only decoupled may use 0
+    with pytest.raises(ValueError, match="either `tau` or"):
+        b.set_temperature(tau=1.0, tau_f=1.0)
+
+
+def test_training_output_follows_temperatures_and_gradient_matches_functional():
+    torch.manual_seed(0)
+    logits = torch.randn(6, 3, 5, requires_grad=True)
+    b = CategoricalBottleneck(5, estimator="decoupled", tau_f=0.0, tau_b=0.5)
+    z = b(logits)
+    torch.testing.assert_close(z, torch.nn.functional.one_hot(logits.argmax(-1), 5).float())
+    w = torch.randn_like(z)
+    (g,) = torch.autograd.grad((z * w).sum(), logits)
+    ref = logits.detach().requires_grad_()
+    (g_ref,) = torch.autograd.grad((LF.decoupled_st(ref, 0.0, 0.5) * w).sum(), ref)
+    torch.testing.assert_close(g, g_ref)
+
+
+def test_eval_modes():
+    torch.manual_seed(0)
+    logits = torch.randn(200, 4)
+    b = CategoricalBottleneck(4, estimator="decoupled", tau_f=1.0, eval_mode="argmax").eval()
+    torch.testing.assert_close(b(logits).argmax(-1), logits.argmax(-1))
+    b.eval_mode = "soft"
+    torch.testing.assert_close(b(logits), torch.softmax(logits, -1))
+    b.eval_mode = "sample"
+    z = b(logits)
+    assert (z.sum(-1) == 1).all() and (z.argmax(-1) != logits.argmax(-1)).any()
+    bb = BinaryBottleneck(estimator="sign").eval()
+    assert set(bb(torch.randn(50)).unique().tolist()) <= {-1.0, 1.0}
+    with pytest.raises(ValueError, match="eval_mode"):
+        CategoricalBottleneck(4, eval_mode="mode")
+
+
+def test_recording_is_off_by_default_and_unions_owner_requests():
+    logits = torch.randn(5, 2, 3, requires_grad=True)
+    b = CategoricalBottleneck(3, estimator="identity")
+    b(logits)
+    assert b.last_indices is None and b.last_logit_grad is None
+    monitor_a, monitor_b = object(), object()
+    b.record(True, owner=monitor_a)
+    b.record(True, grads=True, owner=monitor_b)
+    z = b(logits)
+    torch.testing.assert_close(b.last_indices, logits.argmax(-1))
+    w = torch.randn_like(z)
+    (z * w).sum().backward()
+    torch.testing.assert_close(b.last_logit_grad, w)  # identity ST: dL/dl = dL/dz
+    b.record(False, owner=monitor_b)  # a still asks: indices yes, gradients no
+    assert b._recording and not b._recording_grads
+    with b.recording_paused():
+        b(torch.zeros(5, 2, 3))
+    torch.testing.assert_close(b.last_indices, logits.argmax(-1))  # kept through the pause
+    b.record(False, owner=monitor_a)
+    assert b.last_indices is None
+
+
+def test_categories_checked_and_estimator_forms():
+    b = CategoricalBottleneck(4)
+    with pytest.raises(ValueError, match="expected 4 categories"):
+        b(torch.randn(2, 5))
+    with pytest.raises(ValueError, match="no categorical form"):
+        CategoricalBottleneck(4, estimator="sign")
+    with pytest.raises(ValueError, match="unknown `estimator`"):
+        BinaryBottleneck(estimator="straight")
+
+
+def test_reinforce_surrogate_matches_functional_leave_one_out():
+    torch.manual_seed(0)
+    logits = torch.randn(3 * 4, 2, 5, requires_grad=True)  # 3 samples x 4 examples, 2 latents
+    b = CategoricalBottleneck(5, estimator="reinforce", num_samples=3)
+    z = b(logits)
+    assert not z.requires_grad and (z.sum(-1) == 1).all()
+    losses = torch.randn(12)
+    surrogate = b.surrogate_loss(losses)
+    lp = LF.categorical_log_prob(logits, z).sum(-1)
+    expected = LF.reinforce_loo_surrogate(lp.view(3, 4), losses.view(3, 4))
+    torch.testing.assert_close(surrogate, expected)
+    with pytest.raises(RuntimeError, match="training forward"):
+        b.surrogate_loss(losses)  # consumed
+
+
+def test_disarm_needs_stacked_pairs_and_gives_antithetic_samples():
+    b = BinaryBottleneck(estimator="disarm")
+    with pytest.raises(ValueError, match="antithetic"):
+        b(torch.randn(3, 4))
+    x = torch.randn(4, 6)
+    z = b(torch.cat([x, x]))
+    b1, b2 = z[:4], z[4:]
+    # an antithetic pair never has both units at 0 when sigmoid(l) > 1/2, nor both at 1 below it
+    assert not ((b1 == 0) & (b2 == 0) & (x > 0)).any()
+    assert not ((b1 == 1) & (b2 == 1) & (x < 0)).any()
+
+
+def test_bottleneck_pickles_by_estimator_name():
+    b = pickle.loads(pickle.dumps(BinaryBottleneck(estimator="gumbel_st", tau=0.4)))
+    assert b.estimator == "gumbel_st" and float(b.tau_f) == pytest.approx(0.4)
