@@ -1,0 +1,247 @@
+"""The ``lightning-discrete`` command line and the recipes, on tiny generated data (no network)."""
+
+from __future__ import annotations
+
+import glob
+import importlib
+import os
+
+import pytest
+import torch
+import yaml
+
+pytest.importorskip("torchvision")
+pytest.importorskip("jsonargparse")
+
+from lightning_discrete.cli import ConfigError, cli_main, main  # noqa: E402
+from lightning_discrete.data import DataError  # noqa: E402
+from test_data import make_cifar_layout, make_idx_files, make_mnist_layout  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RECIPES = os.path.join(ROOT, "recipes")
+BINARY = os.path.join(RECIPES, "binary_fashion_mnist.yaml")
+AUTOENCODER = os.path.join(RECIPES, "autoencoder_mnist.yaml")
+LOGIC = os.path.join(RECIPES, "logic_gates_cifar10.yaml")
+ESTIMATORS = [None, "identity", "softmax", "gumbel_st", "decoupled"]
+
+
+def _has_logic_gate_network() -> bool:
+    try:
+        importlib.import_module("lightning_discrete.models.logic_gate_network")
+        importlib.import_module("lightning_discrete.callbacks")
+        return True
+    except ImportError:
+        return False
+
+
+needs_lgn = pytest.mark.skipif(not _has_logic_gate_network(), reason="LogicGateNetwork not available yet")
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    make_mnist_layout(str(root), "FashionMNIST", n_train=40, n_test=16)
+    make_mnist_layout(str(root), "MNIST", n_train=40, n_test=16)
+    make_cifar_layout(str(root), per_batch=8, n_test=8)
+    return str(root)
+
+
+def fast_args(data_dir: str, run_dir: str) -> list:
+    """Overrides that make any recipe run a few steps on the tiny data."""
+    return [
+        f"--data.data_dir={data_dir}",
+        "--data.val_size=8",
+        "--data.batch_size=8",
+        "--trainer.max_epochs=1",
+        "--trainer.max_steps=-1",
+        "--trainer.limit_train_batches=3",
+        "--trainer.limit_val_batches=2",
+        "--trainer.val_check_interval=null",
+        "--trainer.check_val_every_n_epoch=1",
+        "--trainer.logger=false",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+        f"--trainer.default_root_dir={run_dir}",
+    ]
+
+
+RECIPE_CASES = [
+    pytest.param(BINARY, [], id="binary"),
+    pytest.param(AUTOENCODER, [], id="autoencoder"),
+    pytest.param(LOGIC, ["--model.num_neurons=40", "--model.group_sum_tau=4"], id="logic", marks=needs_lgn),
+]
+
+
+@pytest.mark.parametrize("estimator", [None, "identity", "softmax", "gumbel_st"])  # None: the recipe's decoupled
+@pytest.mark.parametrize("recipe,extra", RECIPE_CASES)
+def test_recipe_runs_a_few_steps(recipe, extra, estimator, data_dir, tmp_path):
+    args = ["fit", "--config", recipe]
+    if estimator:
+        args += ["--config", os.path.join(RECIPES, "estimators", f"{estimator}.yaml")]
+    args += fast_args(data_dir, str(tmp_path)) + extra
+    cli = cli_main(args)
+    assert cli.trainer.global_step == 3
+    assert "val/loss" in cli.trainer.callback_metrics
+    assert torch.isfinite(cli.trainer.callback_metrics["val/loss"])
+    expected = estimator or "decoupled"
+    assert cli.model.hparams.estimator == expected
+    bottlenecks = list(cli.model.discrete_modules())
+    assert bottlenecks and all(m.estimator == expected for m in bottlenecks)
+    if expected == "decoupled":  # the recipe's temperatures reach every bottleneck
+        tau_f = cli.config["fit"]["model"]["init_args"]["tau_f"]
+        tau_b = cli.config["fit"]["model"]["init_args"]["tau_b"]
+        assert all(float(m.tau_f) == pytest.approx(tau_f) and float(m.tau_b) == pytest.approx(tau_b) for m in bottlenecks)
+    # the resolved config is saved with the run, and it names the estimator in use
+    saved = yaml.safe_load(open(os.path.join(str(tmp_path), "config.yaml")))
+    assert saved["model"]["init_args"]["estimator"] == expected
+    # the recipe's monitors are there
+    names = {type(c).__name__ for c in cli.trainer.callbacks}
+    assert "LatentUtilizationMonitor" in names and "ModelCheckpoint" in names
+
+
+def test_recipe_temperatures_are_the_papers():
+    def model_args(path):
+        return yaml.safe_load(open(path))["model"]["init_args"]
+
+    b, a, g = model_args(BINARY), model_args(AUTOENCODER), model_args(LOGIC)
+    assert (b["estimator"], b["tau_f"], b["tau_b"], b["hidden_dims"]) == ("decoupled", 0.1, 0.7, [200, 200])
+    assert (a["tau_f"], a["tau_b"], a["num_latents"], a["num_categories"]) == (2.0, 0.5, 4, 8)
+    assert (g["tau_f"], g["tau_b"], g["num_neurons"], g["num_layers"]) == (0.1, 2.0, 12000, 4)
+    batch = {p: yaml.safe_load(open(p))["data"]["init_args"]["batch_size"] for p in (BINARY, AUTOENCODER, LOGIC)}
+    assert batch == {BINARY: 128, AUTOENCODER: 200, LOGIC: 100}
+    epochs = {p: yaml.safe_load(open(p))["trainer"].get("max_epochs") for p in (BINARY, AUTOENCODER)}
+    assert epochs == {BINARY: 100, AUTOENCODER: 160}
+
+
+@pytest.mark.parametrize(
+    "recipe", [BINARY, AUTOENCODER, pytest.param(LOGIC, marks=needs_lgn)], ids=["binary", "autoencoder", "logic"]
+)
+def test_print_config_round_trips(recipe, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli_main(["fit", "--config", recipe, "--config", os.path.join(RECIPES, "estimators", "decoupled.yaml"),
+                  "--config", os.path.join(RECIPES, "estimators", "softmax.yaml"), "--print_config"])
+    assert e.value.code in (0, None)
+    first = capsys.readouterr().out
+    cfg = yaml.safe_load(first)
+    # short class names were resolved to import paths
+    assert "." in cfg["model"]["class_path"] and "." in cfg["data"]["class_path"]
+    assert cfg["model"]["init_args"]["estimator"] == "softmax" and cfg["model"]["init_args"]["tau"] == 1.0
+    path = tmp_path / "printed.yaml"
+    path.write_text(first)
+    with pytest.raises(SystemExit):
+        cli_main(["fit", "--config", str(path), "--print_config"])
+    second = capsys.readouterr().out
+    assert yaml.safe_load(second) == cfg
+    assert second == first
+
+
+def test_optimizer_and_scheduler_from_command_line(tmp_path):
+    cli = cli_main(
+        ["--config", BINARY, "--model.optimizer=torch.optim.SGD", "--model.optimizer.lr=0.05",
+         "--model.optimizer.momentum=0.9", "--model.lr_scheduler=torch.optim.lr_scheduler.StepLR",
+         "--model.lr_scheduler.step_size=7", f"--trainer.default_root_dir={tmp_path}", "--trainer.logger=false"],
+        run=False,
+    )
+    out = cli.model.configure_optimizers()
+    opt, sched = out["optimizer"], out["lr_scheduler"]["scheduler"]
+    assert isinstance(opt, torch.optim.SGD) and opt.param_groups[0]["lr"] == 0.05
+    assert opt.param_groups[0]["momentum"] == 0.9
+    assert isinstance(sched, torch.optim.lr_scheduler.StepLR) and sched.step_size == 7
+
+
+def test_recipe_optimizer_is_adam_1e3(tmp_path):
+    cli = cli_main(["--config", BINARY, f"--trainer.default_root_dir={tmp_path}", "--trainer.logger=false"],
+                   run=False)
+    opt = cli.model.configure_optimizers()
+    assert isinstance(opt, torch.optim.Adam) and opt.param_groups[0]["lr"] == 1e-3
+
+
+def _one_paragraph(msg: str) -> None:
+    assert "\n" not in msg.strip() and "Traceback" not in msg and len(msg) < 1200
+
+
+def test_unknown_estimator_is_a_config_error(tmp_path, capsys):
+    with pytest.raises(ConfigError) as e:
+        cli_main(["--config", BINARY, "--model.estimator=straight_through", f"--trainer.default_root_dir={tmp_path}"],
+                 run=False)
+    msg = str(e.value)
+    _one_paragraph(msg)
+    assert "unknown `estimator` 'straight_through'" in msg and "decoupled" in msg and "identity" in msg
+    assert "--model.estimator=VALUE" in msg
+    # the console script prints it and exits with status 2
+    with pytest.raises(SystemExit) as e2:
+        main(["fit", "--config", BINARY, "--model.estimator=straight_through"])
+    assert e2.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: Invalid configuration: unknown `estimator`")
+
+
+@pytest.mark.parametrize("key,value", [("tau_b", 0.0), ("tau_b", -0.5), ("tau_f", -1.0)])
+def test_nonpositive_temperature_in_yaml_is_a_config_error(key, value, tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"model:\n  init_args:\n    {key}: {value}\n")
+    with pytest.raises(SystemExit) as e:
+        main(["fit", "--config", BINARY, "--config", str(bad), f"--trainer.default_root_dir={tmp_path}"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    _one_paragraph(err)
+    assert f"`{key}` must be a finite number" in err and f"got {value}" in err
+    assert f"fix `{key}` in your YAML config (under `model: init_args:`)" in err and f"--model.{key}=VALUE" in err
+
+
+def test_missing_data_through_the_cli(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["fit", "--config", BINARY] + fast_args(str(tmp_path / "empty"), str(tmp_path)))
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    _one_paragraph(err.replace("error: ", ""))
+    assert "FashionMNIST not found" in err and "--data.download=true" in err and "import-idx" in err
+
+
+def test_corrupt_idx_through_the_cli(tmp_path, capsys):
+    make_mnist_layout(str(tmp_path), "FashionMNIST", n_train=40)
+    path = os.path.join(str(tmp_path), "FashionMNIST", "raw", "train-labels-idx1-ubyte")
+    with open(path, "ab") as fh:
+        fh.write(b"\x00" * 7)  # longer than the header says
+    with pytest.raises(DataError):
+        cli_main(["fit", "--config", BINARY] + fast_args(str(tmp_path), str(tmp_path / "run")))
+    with pytest.raises(SystemExit) as e:
+        main(["fit", "--config", BINARY] + fast_args(str(tmp_path), str(tmp_path / "run")))
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "train-labels-idx1-ubyte" in err and "is corrupt" in err and "48 bytes but it has 55" in err
+    assert "import-idx" in err
+
+
+def test_import_idx_subcommand_then_fit(tmp_path, capsys):
+    src = tmp_path / "offline"
+    make_idx_files(str(src), n_train=40, n_test=16, gz=True)
+    main(["import-idx", str(src), str(tmp_path / "data"), "--dataset", "FashionMNIST"])
+    assert "imported FashionMNIST" in capsys.readouterr().out
+    cli = cli_main(["fit", "--config", BINARY] + fast_args(str(tmp_path / "data"), str(tmp_path / "run")))
+    assert cli.trainer.global_step == 3
+
+
+def test_help_lists_the_extra_subcommands(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for word in ("fit", "validate", "test", "predict", "sweep", "import-idx"):
+        assert word in out
+
+
+def test_validate_and_test_subcommands(data_dir, tmp_path):
+    base = ["--config", BINARY] + fast_args(data_dir, str(tmp_path))
+    cli = cli_main(["validate"] + base + ["--trainer.limit_test_batches=2"])
+    assert "val/loss" in cli.trainer.callback_metrics
+    cli = cli_main(["test"] + base + ["--trainer.limit_test_batches=2"])
+    assert "test/loss" in cli.trainer.callback_metrics and "test/acc" in cli.trainer.callback_metrics
+
+
+def test_every_recipe_file_is_covered():
+    found = {os.path.relpath(p, RECIPES) for p in glob.glob(os.path.join(RECIPES, "**", "*.yaml"), recursive=True)}
+    covered = {os.path.relpath(p, RECIPES) for p in (BINARY, AUTOENCODER, LOGIC)} | {
+        os.path.join("estimators", f"{e}.yaml") for e in ESTIMATORS if e
+    }
+    assert found == covered

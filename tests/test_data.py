@@ -1,0 +1,266 @@
+"""Datamodules on tiny generated files (IDX for MNIST/Fashion-MNIST, pickles for CIFAR-10); no network."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import pickle
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("torchvision")
+
+from lightning_discrete.data import (  # noqa: E402
+    CIFAR10DataModule,
+    DataError,
+    FashionMNISTDataModule,
+    MNISTDataModule,
+    binarize,
+    import_idx,
+)
+
+IDX_NAMES = {
+    ("train", "images"): "train-images-idx3-ubyte",
+    ("train", "labels"): "train-labels-idx1-ubyte",
+    ("test", "images"): "t10k-images-idx3-ubyte",
+    ("test", "labels"): "t10k-labels-idx1-ubyte",
+}
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """The IDX encoding of a uint8 array: magic 0x0000 08 <ndim>, big-endian dims, data."""
+    a = np.ascontiguousarray(array, dtype=np.uint8)
+    return bytes([0, 0, 0x08, a.ndim]) + struct.pack(f">{a.ndim}I", *a.shape) + a.tobytes()
+
+
+def make_idx_files(folder: str, n_train: int = 60, n_test: int = 20, seed: int = 0, gz: bool = False) -> dict:
+    """Write the four IDX files (28x28 images, labels 0..9) into ``folder``; returns the arrays."""
+    rng = np.random.default_rng(seed)
+    os.makedirs(folder, exist_ok=True)
+    arrays = {
+        ("train", "images"): rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        ("train", "labels"): (np.arange(n_train) % 10).astype(np.uint8),
+        ("test", "images"): rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        ("test", "labels"): (np.arange(n_test) % 10).astype(np.uint8),
+    }
+    for key, name in IDX_NAMES.items():
+        data = idx_bytes(arrays[key])
+        if gz:
+            with gzip.open(os.path.join(folder, name + ".gz"), "wb") as fh:
+                fh.write(data)
+        else:
+            with open(os.path.join(folder, name), "wb") as fh:
+                fh.write(data)
+    return arrays
+
+
+def make_mnist_layout(data_dir: str, name: str = "FashionMNIST", **kwargs) -> dict:
+    """IDX files where torchvision / the datamodules read them: ``<data_dir>/<name>/raw``."""
+    return make_idx_files(os.path.join(data_dir, name, "raw"), **kwargs)
+
+
+def make_cifar_layout(data_dir: str, per_batch: int = 8, n_test: int = 10, seed: int = 0) -> dict:
+    """Tiny CIFAR-10 python-pickle batches in ``<data_dir>/cifar-10-batches-py``."""
+    rng = np.random.default_rng(seed)
+    folder = os.path.join(data_dir, "cifar-10-batches-py")
+    os.makedirs(folder, exist_ok=True)
+    out = {}
+    for name, n in [(f"data_batch_{i}", per_batch) for i in range(1, 6)] + [("test_batch", n_test)]:
+        data = rng.integers(0, 256, (n, 3 * 32 * 32), dtype=np.uint8)
+        labels = [int(v) for v in rng.integers(0, 10, n)]
+        with open(os.path.join(folder, name), "wb") as fh:
+            pickle.dump({"data": data, "labels": labels, "batch_label": name}, fh)
+        out[name] = (data, labels)
+    with open(os.path.join(folder, "batches.meta"), "wb") as fh:
+        pickle.dump({"label_names": [str(i) for i in range(10)]}, fh)
+    return out
+
+
+# ------------------------------------------------------------------------------------- #
+@pytest.mark.parametrize("cls,name", [(MNISTDataModule, "MNIST"), (FashionMNISTDataModule, "FashionMNIST")])
+def test_idx_datamodule_shapes_values_and_split(tmp_path, cls, name):
+    arrays = make_mnist_layout(str(tmp_path), name, n_train=60, n_test=20)
+    dm = cls(data_dir=str(tmp_path), batch_size=16, val_size=10, split_seed=3)
+    dm.setup("fit")
+    assert len(dm.train_set) == 50 and len(dm.val_set) == 10
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == (16, 1, 28, 28) and x.dtype == torch.float32 and y.dtype == torch.int64
+    assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0
+    # the val set is exactly the training rows the seeded permutation picked, in order
+    perm = torch.randperm(60, generator=torch.Generator().manual_seed(3))
+    val_idx = perm[:10].sort().values
+    xv, yv = next(iter(dm.val_dataloader()))
+    expected = torch.from_numpy(arrays[("train", "images")][val_idx.numpy()]).float() / 255
+    torch.testing.assert_close(xv[:, 0], expected)
+    assert yv.tolist() == [int(v) for v in arrays[("train", "labels")][val_idx.numpy()]]
+    # train and val are disjoint and cover the training set
+    train_idx = set(dm.train_set.indices.tolist())
+    assert train_idx.isdisjoint(set(val_idx.tolist())) and len(train_idx | set(val_idx.tolist())) == 60
+    dm.setup("test")
+    xt, yt = next(iter(dm.test_dataloader()))
+    assert len(dm.test_set) == 20
+    torch.testing.assert_close(xt[:, 0], torch.from_numpy(arrays[("test", "images")][:16]).float() / 255)
+
+
+def test_split_is_reproducible_and_seed_dependent(tmp_path):
+    make_mnist_layout(str(tmp_path), n_train=100)
+    idx = []
+    for seed in (7, 7, 8):
+        dm = FashionMNISTDataModule(data_dir=str(tmp_path), val_size=0.2, split_seed=seed)
+        dm.setup("fit")
+        assert len(dm.val_set) == 20 and len(dm.train_set) == 80
+        idx.append(dm.val_set.indices.tolist())
+    assert idx[0] == idx[1]
+    assert idx[0] != idx[2]
+
+
+def test_val_size_zero_validates_on_test_set(tmp_path):
+    make_mnist_layout(str(tmp_path), "MNIST", n_train=30, n_test=12)
+    dm = MNISTDataModule(data_dir=str(tmp_path), val_size=0)
+    dm.setup("fit")
+    assert len(dm.train_set) == 30 and dm.val_set is dm.test_set and len(dm.val_set) == 12
+
+
+def test_flatten_and_binarize_bit_layout(tmp_path):
+    make_mnist_layout(str(tmp_path))
+    k = 3
+    kw = dict(data_dir=str(tmp_path), batch_size=8, shuffle=False, val_size=10)
+    plain = FashionMNISTDataModule(**kw)
+    bits = FashionMNISTDataModule(binarize_thresholds=k, **kw)
+    flat = FashionMNISTDataModule(binarize_thresholds=k, flatten=True, **kw)
+    for dm in (plain, bits, flat):
+        dm.setup("fit")
+    x = next(iter(plain.train_dataloader()))[0]
+    b = next(iter(bits.train_dataloader()))[0]
+    f = next(iter(flat.train_dataloader()))[0]
+    assert b.shape == (8, k, 28, 28) and bits.dims == (k, 28, 28)
+    assert f.shape == (8, k * 784) and flat.input_dim == k * 784
+    assert set(b.unique().tolist()) <= {0.0, 1.0}
+    for i in range(k):
+        torch.testing.assert_close(b[:, i], (x[:, 0] > (i + 1) / (k + 1)).float())
+    torch.testing.assert_close(f, b.flatten(1))
+    # thermometer code: bit i+1 set implies bit i set
+    assert bool((b[:, 1:] <= b[:, :-1]).all())
+
+
+def test_binarize_threshold_major_layout_for_colour():
+    x = torch.tensor([0.1, 0.3, 0.6, 0.9]).view(1, 4, 1, 1).expand(2, 4, 1, 1)[:, :3]  # C = 3
+    out = binarize(x, 3)  # thresholds 0.25, 0.5, 0.75
+    assert out.shape == (2, 9, 1, 1)
+    # channel i * C + c holds threshold i of channel c
+    expected = [[0.1 > t, 0.3 > t, 0.6 > t] for t in (0.25, 0.5, 0.75)]
+    assert out[0, :, 0, 0].tolist() == [float(v) for row in expected for v in row]
+
+
+def test_cifar10_datamodule(tmp_path):
+    batches = make_cifar_layout(str(tmp_path), per_batch=8, n_test=10)
+    dm = CIFAR10DataModule(data_dir=str(tmp_path), batch_size=4, val_size=5, binarize_thresholds=3, flatten=True)
+    dm.setup("fit")
+    assert len(dm.train_set) == 35 and len(dm.val_set) == 5
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == (4, 9216) and dm.input_dim == 9216
+    dm2 = CIFAR10DataModule(data_dir=str(tmp_path), batch_size=10, val_size=0, shuffle=False)
+    dm2.setup("test")
+    xt, yt = next(iter(dm2.test_dataloader()))
+    data, labels = batches["test_batch"]
+    assert xt.shape == (10, 3, 32, 32)
+    torch.testing.assert_close(xt, torch.from_numpy(data).view(10, 3, 32, 32).float() / 255)
+    assert yt.tolist() == labels
+
+
+def test_import_idx_from_gz_folder(tmp_path):
+    src = tmp_path / "src"
+    arrays = make_idx_files(str(src), n_train=30, n_test=10, gz=True)
+    raw = import_idx(str(src), str(tmp_path / "data"), dataset="FashionMNIST")
+    assert raw == os.path.join(str(tmp_path / "data"), "FashionMNIST", "raw")
+    assert sorted(os.listdir(raw)) == sorted(IDX_NAMES.values())
+    dm = FashionMNISTDataModule(data_dir=str(tmp_path / "data"), val_size=5)
+    dm.setup("fit")
+    assert len(dm.train_set) == 25
+    # torchvision itself reads the imported files (no md5 check on decompressed files)
+    import torchvision
+
+    tv = torchvision.datasets.FashionMNIST(str(tmp_path / "data"), train=True, download=False)
+    assert torch.equal(tv.data, torch.from_numpy(arrays[("train", "images")]))
+
+
+def test_import_idx_missing_file_says_what_to_do(tmp_path):
+    src = tmp_path / "src"
+    make_idx_files(str(src))
+    os.remove(src / "t10k-labels-idx1-ubyte")
+    with pytest.raises(DataError) as e:
+        import_idx(str(src), str(tmp_path / "data"))
+    msg = str(e.value)
+    assert "t10k-labels-idx1-ubyte" in msg and "SRC_DIR" in msg and "dataset-fashion-mnist" in msg
+
+
+def test_missing_data_error_names_folder_and_fix(tmp_path):
+    dm = FashionMNISTDataModule(data_dir=str(tmp_path / "nowhere"))
+    dm.prepare_data()  # download=False: never downloads, never fails here
+    with pytest.raises(DataError) as e:
+        dm.setup("fit")
+    msg = str(e.value)
+    assert isinstance(e.value, RuntimeError) and "\n" not in msg
+    assert "FashionMNIST not found" in msg and "nowhere" in msg
+    assert "--data.download=true" in msg and "lightning-discrete import-idx" in msg
+
+
+def test_gz_only_folder_hints_at_decompression(tmp_path):
+    make_idx_files(os.path.join(str(tmp_path), "MNIST", "raw"), gz=True)
+    with pytest.raises(DataError, match="decompress"):
+        MNISTDataModule(data_dir=str(tmp_path)).setup("fit")
+
+
+@pytest.mark.parametrize("damage", ["truncate", "magic", "gzip"])
+def test_corrupt_idx_file_is_reported(tmp_path, damage):
+    make_mnist_layout(str(tmp_path))
+    path = os.path.join(str(tmp_path), "FashionMNIST", "raw", "train-images-idx3-ubyte")
+    data = open(path, "rb").read()
+    if damage == "truncate":
+        data = data[: len(data) // 2]
+    elif damage == "magic":
+        data = b"\x12\x34" + data[2:]
+    else:
+        data = gzip.compress(data)
+    with open(path, "wb") as fh:
+        fh.write(data)
+    with pytest.raises(DataError) as e:
+        FashionMNISTDataModule(data_dir=str(tmp_path), val_size=10).setup("fit")
+    msg = str(e.value)
+    assert "train-images-idx3-ubyte" in msg and ("corrupt" in msg or "gzip" in msg)
+    assert "import-idx" in msg and "\n" not in msg
+
+
+def test_corrupt_cifar_batch_is_reported(tmp_path):
+    make_cifar_layout(str(tmp_path))
+    with open(os.path.join(str(tmp_path), "cifar-10-batches-py", "data_batch_3"), "wb") as fh:
+        fh.write(b"not a pickle")
+    with pytest.raises(DataError, match="data_batch_3.*corrupt"):
+        CIFAR10DataModule(data_dir=str(tmp_path), val_size=4).setup("fit")
+
+
+def test_failed_download_is_reported(tmp_path, monkeypatch):
+    dm = MNISTDataModule(data_dir=str(tmp_path), download=True)
+
+    def no_network():
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(dm, "_download", no_network)
+    with pytest.raises(DataError, match="Downloading MNIST.*failed.*Name or service not known.*download=false"):
+        dm.prepare_data()
+
+
+def test_val_size_too_large_is_reported(tmp_path):
+    make_mnist_layout(str(tmp_path), n_train=60)
+    with pytest.raises(DataError, match=r"`val_size` \(5000\).*60 examples.*--data.val_size"):
+        FashionMNISTDataModule(data_dir=str(tmp_path)).setup("fit")
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="binarize_thresholds"):
+        MNISTDataModule(binarize_thresholds=0)
+    with pytest.raises(ValueError, match="batch_size"):
+        MNISTDataModule(batch_size=0)
