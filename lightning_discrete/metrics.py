@@ -13,7 +13,7 @@ Perplexity is ``exp(H)`` with ``H = -sum_c p_c log p_c`` and ``p = counts / sum`
 
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Dict
 
 import torch
 from torch import Tensor

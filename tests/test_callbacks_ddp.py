@@ -9,7 +9,7 @@ from lightning.pytorch import Trainer, seed_everything
 from lightning_discrete.callbacks import LatentUtilizationMonitor
 from lightning_discrete.metrics import perplexity_from_counts
 
-from _callback_helpers import LogicGateLayer, MixedNet, binary_images, classification_data, loader, set_free_master_port, tiny_autoencoder, trainer_kwargs
+from _callback_helpers import MixedNet, binary_images, classification_data, loader, set_free_master_port, tiny_autoencoder, trainer_kwargs
 from test_callbacks_monitors import _all_callbacks, check_all_metrics
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed unavailable")

@@ -20,7 +20,6 @@ from lightning_discrete.metrics import perplexity_from_counts
 
 from _callback_helpers import (
     KnownLogitGradModel,
-    LogicGateLayer,
     MixedNet,
     NoisyLinearModel,
     binary_images,

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..nn.bottleneck import CategoricalBottleneck
-from .base import DiscreteModule, LRSchedulerCallable, OptimizerCallable, default_adam
+from .base import DiscreteModule
 
 __all__ = ["CategoricalAutoencoder"]
 
@@ -38,7 +38,7 @@ class CategoricalAutoencoder(DiscreteModule):
         num_latents: number of categorical latents ``L``.
         num_categories: classes per latent ``k``.
         hidden_dims: hidden sizes of the encoder (the decoder mirrors them).
-        other arguments: see :class:`DiscreteModule`.
+        **kwargs: estimator, temperatures, optimizer, ...: see :class:`DiscreteModule`.
     """
 
     def __init__(
@@ -47,19 +47,9 @@ class CategoricalAutoencoder(DiscreteModule):
         num_latents: int = 4,
         num_categories: int = 8,
         hidden_dims: Sequence[int] = (512, 256),
-        estimator: str = "decoupled",
-        tau_f: Optional[float] = None,
-        tau_b: Optional[float] = None,
-        tau: Optional[float] = None,
-        num_samples: int = 2,
-        eval_mode: str = "argmax",
-        estimator_kwargs: Optional[Dict[str, Any]] = None,
-        optimizer: OptimizerCallable = default_adam,
-        lr_scheduler: Optional[LRSchedulerCallable] = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            estimator, tau_f, tau_b, tau, num_samples, eval_mode, estimator_kwargs, optimizer, lr_scheduler
-        )
+        super().__init__(**kwargs)
         if num_categories < 2:
             raise ValueError(f"`num_categories` must be >= 2, got {num_categories}")
         if num_latents < 1 or input_dim < 1:

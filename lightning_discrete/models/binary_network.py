@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Sequence, Tuple
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..nn.bottleneck import BinaryBottleneck
-from .base import DiscreteModule, LRSchedulerCallable, OptimizerCallable, default_adam
+from .base import DiscreteModule
 
 __all__ = ["StochasticBinaryNetwork"]
 
@@ -27,7 +26,7 @@ class StochasticBinaryNetwork(DiscreteModule):
         hidden_dims: sizes of the binary hidden layers.
         num_classes: output classes.
         center: feed ``2z - 1`` (values in ``{-1, 1}``) to the next layer instead of ``z``.
-        other arguments: see :class:`DiscreteModule`.
+        **kwargs: estimator, temperatures, optimizer, ...: see :class:`DiscreteModule`.
     """
 
     def __init__(
@@ -36,19 +35,9 @@ class StochasticBinaryNetwork(DiscreteModule):
         hidden_dims: Sequence[int] = (200, 200),
         num_classes: int = 10,
         center: bool = True,
-        estimator: str = "decoupled",
-        tau_f: Optional[float] = None,
-        tau_b: Optional[float] = None,
-        tau: Optional[float] = None,
-        num_samples: int = 2,
-        eval_mode: str = "argmax",
-        estimator_kwargs: Optional[Dict[str, Any]] = None,
-        optimizer: OptimizerCallable = default_adam,
-        lr_scheduler: Optional[LRSchedulerCallable] = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            estimator, tau_f, tau_b, tau, num_samples, eval_mode, estimator_kwargs, optimizer, lr_scheduler
-        )
+        super().__init__(**kwargs)
         if input_dim < 1 or num_classes < 2 or any(h < 1 for h in hidden_dims):
             raise ValueError(
                 "`input_dim` and every `hidden_dims` entry must be >= 1 and `num_classes` >= 2, got "

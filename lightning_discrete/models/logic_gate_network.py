@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from ..nn.logic import GroupSum, LogicGateLayer
 from ..nn.logic_c import CExportReport, CompiledLogicNetwork, compile_c, export_c
 from ..nn.logic_packed import PackedLogicNetwork
-from .base import DiscreteModule, LRSchedulerCallable, OptimizerCallable, default_adam
+from .base import DiscreteModule
 
 __all__ = ["LogicGateNetwork"]
 
@@ -35,7 +35,7 @@ class LogicGateNetwork(DiscreteModule):
         init: ``"residual"`` or ``"gaussian"`` gate-logit initialisation.
         sample_per_example: sample gates per example instead of once per step.
         wiring_seed: seed of the wiring of layer ``i`` is ``wiring_seed + i`` (``None``: global RNG).
-        other arguments: see :class:`DiscreteModule`.
+        **kwargs: estimator, temperatures, optimizer, ...: see :class:`DiscreteModule`.
     """
 
     def __init__(
@@ -49,19 +49,9 @@ class LogicGateNetwork(DiscreteModule):
         init: str = "residual",
         sample_per_example: bool = False,
         wiring_seed: Optional[int] = None,
-        estimator: str = "decoupled",
-        tau_f: Optional[float] = None,
-        tau_b: Optional[float] = None,
-        tau: Optional[float] = None,
-        num_samples: int = 2,
-        eval_mode: str = "argmax",
-        estimator_kwargs: Optional[Dict[str, Any]] = None,
-        optimizer: OptimizerCallable = default_adam,
-        lr_scheduler: Optional[LRSchedulerCallable] = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            estimator, tau_f, tau_b, tau, num_samples, eval_mode, estimator_kwargs, optimizer, lr_scheduler
-        )
+        super().__init__(**kwargs)
         if num_layers < 1:
             raise ValueError(f"`num_layers` must be >= 1, got {num_layers}")
         if num_classes < 2:
