@@ -19,16 +19,9 @@ default is one thread (``--threads``): with several threads on a machine shared
 with other jobs, every parallel op waits for its slowest thread and timings
 jump by whole scheduler time slices.
 
-Peak memory: the highest amount of memory allocated during one run *above what
-was allocated before it* (inputs excluded, the returned gradient included).
-On CUDA this is ``torch.cuda.max_memory_allocated`` after
-``reset_peak_memory_stats``. On CPU, PyTorch keeps no such counter, so the run is
-recorded under ``torch.profiler.profile(profile_memory=True)``: the profiler logs
-every allocation and free of the CPU allocator (``[memory]`` events with their
-signed sizes), and the peak is the maximum of their running sum in time order.
-This counts exactly the tensor memory PyTorch allocates (intermediates, saved
-tensors, gradients), not interpreter or allocator overhead, and is
-deterministic; process RSS would mix in page-granularity and malloc caching.
+Peak memory: the highest amount of tensor memory allocated during one run *above
+what was allocated before it* (inputs excluded, the returned gradient included);
+see ``benchmarks/_memory.py`` for how it is read on CPU and CUDA.
 """
 
 from __future__ import annotations
@@ -43,6 +36,8 @@ import torch
 import torch.nn.functional as F
 
 from lightning_discrete import functional as LF
+
+from _memory import peak_allocated_bytes  # benchmarks/_memory.py
 
 SHAPES: List[Tuple[int, int]] = [(800, 8), (131072, 8), (1200000, 16)]
 
@@ -96,28 +91,7 @@ def _time_once(fn, logits, target, device) -> float:
 
 def _peak_bytes(fn, logits, target, device) -> int:
     logits.grad = None
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        base = torch.cuda.memory_allocated(device)
-        _run(fn, logits, target)
-        torch.cuda.synchronize(device)
-        return torch.cuda.max_memory_allocated(device) - base
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        _run(fn, logits, target)
-    events = [
-        (e.start_ns(), e.nbytes())
-        for e in prof.profiler.kineto_results.events()
-        if e.name() == "[memory]" and e.device_type() == torch.autograd.DeviceType.CPU
-    ]
-    events.sort()
-    running = peak = 0
-    for _, nbytes in events:
-        running += nbytes
-        peak = max(peak, running)
-    return peak
+    return peak_allocated_bytes(lambda: _run(fn, logits, target), device)
 
 
 def bench(shape, names, repeats, device, seed=0):

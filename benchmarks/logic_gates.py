@@ -15,14 +15,10 @@ Training (forward + backward, float32, ``torch.set_num_threads(1)``), for one la
   softmax-mixture coefficients (identical maths to ``naive``);
 * ``ours (decoupled)``: :class:`LogicGateLayer` with its default hard estimator.
 
-Time: median of several steps after a warm-up.  Peak memory: every case runs in a
-fresh subprocess which builds its inputs and parameters, resets the kernel's
-resident-set high-water mark (``/proc/self/clear_refs``), runs its first forward +
-backward and reads ``VmHWM`` minus the resident size before the step: the extra memory
-the step needed at its peak (activations, saved tensors, gradients, temporaries),
-measured by the OS, not by torch's allocator.  CPU tensors of this size are
-``mmap``-ed and returned to the OS on free, so the high-water mark is the real peak.
-(Without ``/proc``, the ``ru_maxrss`` delta is used.)
+Time: median of several steps after a warm-up.  Peak memory: the peak tensor memory
+allocated during one (warmed-up) forward + backward above what was allocated before it
+(activations, saved tensors, gradients, temporaries), from the profiler's allocation
+events (``benchmarks/_memory.py``).
 
 Inference (``torch.set_num_threads(1)``: images per second per CPU core) of a hard
 4 x 12,000 network on 784-bit inputs with random (gaussian-initialised) gates:
@@ -36,10 +32,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import os
-import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -49,6 +42,8 @@ import torch
 import torch.nn.functional as F
 
 from lightning_discrete.nn.logic import GATE_COEFFICIENTS, GroupSum, LogicGateLayer, logic_gate
+
+from _memory import peak_allocated_bytes  # benchmarks/_memory.py
 
 B, N, IN, LAYERS, CLASSES = 100, 12000, 784, 4, 10
 
@@ -82,10 +77,10 @@ def ours_softmax_layer(x, idx_a, idx_b, logits):
 
 
 def load_torchlogix():
-    spec = importlib.util.find_spec("torchlogix")
-    if spec is None:
-        return None
     if "torchlogix" not in sys.modules:
+        spec = importlib.util.find_spec("torchlogix")
+        if spec is None:
+            return None
         pkg = types.ModuleType("torchlogix")
         pkg.__path__ = list(spec.submodule_search_locations)
         sys.modules["torchlogix"] = pkg
@@ -135,51 +130,18 @@ def build(impl: str, layers: int):
     return step
 
 
-def _status_kib(key: str) -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    raise KeyError(key)
-
-
-def peak_during(fn) -> float:
-    """Peak resident memory (MiB) above the current level while ``fn()`` runs.
-
-    Linux: reset the high-water mark (``echo 5 > /proc/self/clear_refs``) and read
-    ``VmHWM``; elsewhere fall back to the ``ru_maxrss`` delta (a lower bound when the
-    set-up already peaked higher)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        before = _status_kib("VmRSS")
-        fn()
-        return (_status_kib("VmHWM") - before) / 1024
-    except OSError:
-        r0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        fn()
-        return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - r0) / 1024
-
-
-def child(impl: str, layers: int, reps: int) -> None:
+def run_case(impl: str, layers: int, reps: int):
     torch.set_num_threads(1)
     step = build(impl, layers)
-    peak = peak_during(step)
+    step()  # warm-up
+    peak = peak_allocated_bytes(step) / 2**20
     times = []
     for _ in range(reps):
         t = time.perf_counter()
         step()
         times.append(time.perf_counter() - t)
     times.sort()
-    print(json.dumps({"peak_mib": peak, "ms": 1e3 * times[len(times) // 2]}))
-
-
-def run_case(impl: str, layers: int, reps: int):
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", impl, str(layers), str(reps)],
-        capture_output=True, text=True, check=True,
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return {"peak_mib": peak, "ms": 1e3 * times[len(times) // 2]}
 
 
 # --------------------------------------------------------------------------- #
@@ -239,13 +201,9 @@ def inference(batch: int, reps: int, compile_c_net: bool = True) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--child", nargs=3)
     ap.add_argument("--quick", action="store_true", help="fewer repetitions")
     ap.add_argument("--no-c", action="store_true", help="skip the (slow to compile) C inference rows")
     args = ap.parse_args()
-    if args.child:
-        child(args.child[0], int(args.child[1]), int(args.child[2]))
-        return
     reps = 3 if args.quick else 7
     impls = ["naive", "torchlogix", "ours (softmax)", "ours (decoupled)"]
     if load_torchlogix() is None:

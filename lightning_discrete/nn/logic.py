@@ -90,23 +90,35 @@ GATE_COEFFICIENTS = _coefficients()
 # --------------------------------------------------------------------------- #
 
 
+# Neurons handled at once: temporaries stay about ``_CHUNK_ELEMENTS`` floats each, so
+# the peak memory of a layer's forward is its output and of its backward the incoming
+# gradient plus the input gradient.
+_CHUNK_ELEMENTS = 1 << 18
+
+
+def _neuron_chunks(batch: int, out: int):
+    step = max(1, _CHUNK_ELEMENTS // max(batch, 1))
+    return [(s, min(out, s + step)) for s in range(0, out, step)]
+
+
 class _LogicGate(torch.autograd.Function):
     """``y = c0 + c1 a + c2 b + c3 ab`` with ``a = x[:, idx_a]``, ``b = x[:, idx_b]``.
 
     Saves ``x`` (which the previous layer keeps alive anyway) and ``c``; the
-    gathers are recomputed in backward, so no ``(B, out)`` tensor is saved.
+    gathers are recomputed in backward, so no ``(B, out)`` tensor is saved. Both
+    passes work on chunks of neurons, so no ``(B, out)`` temporary is built either.
     """
 
     @staticmethod
     def forward(ctx, x: Tensor, idx_a: Tensor, idx_b: Tensor, c: Tensor):  # type: ignore[override]
-        a = x.index_select(1, idx_a)
-        b = x.index_select(1, idx_b)
-        c0, c1, c2, c3 = c.unbind(-1)
-        # y = c0 + c1 a + b (c2 + c3 a)
-        t = torch.addcmul(c2, a, c3)
-        t.mul_(b)
-        y = torch.addcmul(c0, a, c1)
-        y.add_(t)
+        y = x.new_empty(x.shape[0], idx_a.shape[0])
+        for s, e in _neuron_chunks(x.shape[0], idx_a.shape[0]):
+            a = x.index_select(1, idx_a[s:e])
+            b = x.index_select(1, idx_b[s:e])
+            c0, c1, c2, c3 = c[..., s:e, :].unbind(-1)
+            # y = c0 + c1 a + b (c2 + c3 a)
+            t = torch.addcmul(c2, a, c3).mul_(b)
+            y[:, s:e] = torch.addcmul(c0, a, c1).add_(t)
         ctx.save_for_backward(x, idx_a, idx_b, c)
         return y
 
@@ -114,25 +126,25 @@ class _LogicGate(torch.autograd.Function):
     def backward(ctx, g: Tensor):  # type: ignore[override]
         x, idx_a, idx_b, c = ctx.saved_tensors
         need_x, _, _, need_c = ctx.needs_input_grad
-        a = x.index_select(1, idx_a)
-        b = x.index_select(1, idx_b)
-        c0, c1, c2, c3 = c.unbind(-1)
-        gx = gc = None
-        ga = g * a
-        gb = g * b
-        if need_x:
-            # dy/da = c1 + c3 b, dy/db = c2 + c3 a
-            da = torch.addcmul(g * c1, gb, c3)
-            db = torch.addcmul(g * c2, ga, c3)
-            gx = torch.zeros_like(x)
-            gx.index_add_(1, idx_a, da)
-            gx.index_add_(1, idx_b, db)
-        if need_c:
-            gab = ga * b
-            if c.dim() == 2:  # shared coefficients (out, 4): reduce over the batch
-                gc = torch.stack([g.sum(0), ga.sum(0), gb.sum(0), gab.sum(0)], -1)
-            else:  # per-example coefficients (B, out, 4)
-                gc = torch.stack([g, ga, gb, gab], -1)
+        gx = torch.zeros_like(x) if need_x else None
+        gc = torch.empty_like(c) if need_c else None
+        for s, e in _neuron_chunks(x.shape[0], idx_a.shape[0]):
+            a = x.index_select(1, idx_a[s:e])
+            b = x.index_select(1, idx_b[s:e])
+            gs = g[:, s:e]
+            c0, c1, c2, c3 = c[..., s:e, :].unbind(-1)
+            ga = gs * a
+            gb = gs * b
+            if need_x:
+                # dy/da = c1 + c3 b, dy/db = c2 + c3 a
+                gx.index_add_(1, idx_a[s:e], torch.addcmul(gs * c1, gb, c3))
+                gx.index_add_(1, idx_b[s:e], torch.addcmul(gs * c2, ga, c3))
+            if need_c:
+                gab = ga * b
+                if c.dim() == 2:  # shared coefficients (out, 4): reduce over the batch
+                    gc[s:e] = torch.stack([gs.sum(0), ga.sum(0), gb.sum(0), gab.sum(0)], -1)
+                else:  # per-example coefficients (B, out, 4)
+                    gc[:, s:e] = torch.stack([gs, ga, gb, gab], -1)
         return gx, None, None, gc
 
 
