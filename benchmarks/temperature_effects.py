@@ -14,6 +14,10 @@ raising ``tau_b`` lowers the gradient norm and raises the active-unit percentage
 Ratios are printed against the reference ``tau_f = tau_b = 1`` measured in the same run.
 
 Run: ``python benchmarks/temperature_effects.py [--samples 256] [--threshold 1e-3]``
+
+With ``--checkpoint runs/.../checkpoints/best.ckpt`` the same measurements are taken
+on a trained Fashion-MNIST binary network (e.g. one of ``benchmarks/reproduction.py``)
+over ``--num_examples`` training images from ``--data_dir`` instead.
 """
 
 from __future__ import annotations
@@ -55,8 +59,8 @@ def frozen_sgd(params):
     return torch.optim.SGD(params, lr=0.0)
 
 
-def measure(state, tau_f: float, tau_b: float, loader, samples: int, threshold: float):
-    model = StochasticBinaryNetwork(16, (64, 64), 4, tau_f=tau_f, tau_b=tau_b, optimizer=frozen_sgd)
+def measure(make_model, state, tau_f: float, tau_b: float, loader, samples: int, threshold: float):
+    model = make_model()
     model.load_state_dict(state)
     model.set_temperature(tau_f=tau_f, tau_b=tau_b)
     util = LatentUtilizationMonitor(stages="train")
@@ -78,19 +82,37 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=256, help="probe passes K")
     parser.add_argument("--threshold", type=float, default=1e-3, help="active-unit threshold")
     parser.add_argument("--epochs", type=int, default=1, help="pre-training epochs")
+    parser.add_argument("--checkpoint", default=None, help="trained Fashion-MNIST StochasticBinaryNetwork")
+    parser.add_argument("--data_dir", default="data", help="Fashion-MNIST folder (with --checkpoint)")
+    parser.add_argument("--num_examples", type=int, default=4096, help="training images used (with --checkpoint)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     seed_everything(0, verbose=False)
-    loader = DataLoader(data(), batch_size=128, shuffle=True)
-    model = StochasticBinaryNetwork(16, (64, 64), 4, tau_f=1.0, tau_b=1.0)
-    _trainer([], args.epochs).fit(model, loader)
-    state = model.state_dict()
+    if args.checkpoint:
+        from lightning_discrete.data import FashionMNISTDataModule
+
+        trained = StochasticBinaryNetwork.load_from_checkpoint(args.checkpoint, map_location="cpu")
+        hp = {k: v for k, v in trained.hparams.items() if k in ("input_dim", "hidden_dims", "num_classes", "center")}
+        dm = FashionMNISTDataModule(data_dir=args.data_dir, batch_size=128, flatten=True)
+        dm.setup("fit")
+        subset = torch.utils.data.Subset(dm.train_dataloader().dataset, range(args.num_examples))
+        loader = DataLoader(subset, batch_size=128, shuffle=True, collate_fn=dm.train_dataloader().collate_fn)
+        state = trained.state_dict()
+    else:
+        hp = dict(input_dim=16, hidden_dims=(64, 64), num_classes=4)
+        loader = DataLoader(data(), batch_size=128, shuffle=True)
+        model = StochasticBinaryNetwork(**hp, tau_f=1.0, tau_b=1.0)
+        _trainer([], args.epochs).fit(model, loader)
+        state = model.state_dict()
+
+    def make_model():
+        return StochasticBinaryNetwork(**hp, optimizer=frozen_sgd)
 
     settings = [(0.5, 1.0), (1.0, 1.0), (2.0, 1.0), (4.0, 1.0), (1.0, 0.5), (1.0, 2.0), (1.0, 4.0)]
     rows = {}
     for tf, tb in settings:
         seed_everything(1, verbose=False)
-        rows[(tf, tb)] = measure(state, tf, tb, loader, args.samples, args.threshold)
+        rows[(tf, tb)] = measure(make_model, state, tf, tb, loader, args.samples, args.threshold)
     ref = rows[(1.0, 1.0)]
     keys = ["perplexity", "snr", "snr_median", "grad_norm", "active%"]
     print(f"{'tau_f':>6} {'tau_b':>6} " + " ".join(f"{k:>11} {'ratio':>6}" for k in keys))
