@@ -153,12 +153,25 @@ def test_categorical_only_estimator_rejected_for_binary_units_and_vice_versa():
         CategoricalAutoencoder(estimator="sign")
 
 
-def test_readme_subclass_example_trains():
-    text = README.read_text()
-    match = re.search(r"<!-- readme-example: subclass -->\s*```python\n(.*?)```", text, re.S)
-    assert match, "README lost its subclass example"
+def _run_readme_example(name: str) -> dict:
+    match = re.search(rf"<!-- readme-example: {name} -->\s*```python\n(.*?)```", README.read_text(), re.S)
+    assert match, f"README lost its {name} example"
     namespace: dict = {}
     exec(compile(match.group(1), str(README), "exec"), namespace)
+    return namespace
+
+
+def test_readme_quickstart_runs():
+    ns = _run_readme_example("quickstart")
+    z, codes, logits = ns["z"], ns["codes"], ns["logits"]
+    for out in (z, codes):
+        assert out.shape == (32, 4, 8) and torch.equal(out.sum(-1), torch.ones(32, 4))
+    assert logits.grad is not None and torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
+    assert float(ns["bottleneck"].tau_f) == 1.0 and float(ns["bottleneck"].tau_b) == 0.5
+
+
+def test_readme_subclass_example_trains():
+    namespace = _run_readme_example("subclass")
     assert issubclass(namespace["CodeClassifier"], DiscreteModule)
     assert isinstance(namespace["model"].code, CategoricalBottleneck)
     assert namespace["accuracy"] >= 0.9
