@@ -504,10 +504,6 @@ def gumbel_rao(
 # --------------------------------------------------------------------------- #
 
 
-def _check_binary_logits(logits: Tensor) -> None:
-    _check_logits(logits)
-
-
 class _BernoulliDecoupledST(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits: Tensor, tau_f: float, tau_b: float, generator):  # type: ignore[override]
@@ -545,7 +541,7 @@ def bernoulli_decoupled_st(
     Returns:
         Exact ``{0, 1}`` tensor shaped like ``logits``.
     """
-    _check_binary_logits(logits)
+    _check_logits(logits)
     tau_f = _check_tau(tau_f, "tau_f", allow_zero=True)
     tau_b = _check_tau(tau_b, "tau_b")
     return _BernoulliDecoupledST.apply(logits, tau_f, tau_b, generator)
@@ -571,7 +567,7 @@ class _BernoulliIdentityST(torch.autograd.Function):
 
 def bernoulli_identity_st(logits: Tensor) -> Tensor:
     """Binary identity ST: forward ``[l >= 0]``, backward identity. Shapes ``(*) -> (*)``."""
-    _check_binary_logits(logits)
+    _check_logits(logits)
     return _BernoulliIdentityST.apply(logits)
 
 
@@ -600,7 +596,7 @@ def bernoulli_gumbel_st(
 ) -> Tensor:
     """Binary ST Gumbel-Softmax with logistic noise ``n``: forward ``[l + n >= 0]``,
     backward through ``sigmoid((l + n) / tau)``. Shapes ``(*) -> (*)``."""
-    _check_binary_logits(logits)
+    _check_logits(logits)
     tau = _check_tau(tau, "tau")
     return _BernoulliGumbelST.apply(logits, tau, generator)
 
@@ -609,7 +605,7 @@ def bernoulli_gumbel_softmax(
     logits: Tensor, tau: float = 1.0, generator: Optional[torch.Generator] = None
 ) -> Tensor:
     """Relaxed binary Gumbel-Softmax (binary Concrete): ``sigmoid((l + n) / tau)``."""
-    _check_binary_logits(logits)
+    _check_logits(logits)
     tau = _check_tau(tau, "tau")
     x = logits.to(_compute_dtype(logits.dtype))
     return torch.sigmoid((x + _logistic(x, generator)) / tau).to(logits.dtype)
@@ -627,7 +623,7 @@ class _SignSTE(torch.autograd.Function):
 
 def sign_ste(x: Tensor) -> Tensor:
     """Sign straight-through: forward ``sign(x)`` (``sign(0) = 0``), identity backward."""
-    _check_binary_logits(x)
+    _check_logits(x)
     return _SignSTE.apply(x)
 
 
@@ -635,7 +631,7 @@ def _as_binary(categorical: Callable[..., Tensor]) -> Callable[..., Tensor]:
     """Binary form of a categorical estimator: run it on logits ``[l, 0]``, keep category 0."""
 
     def fn(logits: Tensor, **kwargs) -> Tensor:
-        _check_binary_logits(logits)
+        _check_logits(logits)
         stacked = torch.stack([logits, torch.zeros_like(logits)], dim=-1)
         return categorical(stacked, dim=-1, **kwargs)[..., 0]
 
@@ -662,7 +658,7 @@ def categorical_sample(
 
 def bernoulli_sample(logits: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
     """Sample ``z ~ Bernoulli(sigmoid(l))`` in ``{0, 1}`` with no gradient. Shape as ``logits``."""
-    _check_binary_logits(logits)
+    _check_logits(logits)
     x = logits.detach().to(_compute_dtype(logits.dtype))
     return (_uniform(x.shape, x, generator) <= torch.sigmoid(x)).to(logits.dtype)
 
@@ -680,7 +676,7 @@ def categorical_log_prob(logits: Tensor, z: Tensor, dim: int = -1) -> Tensor:
 def bernoulli_log_prob(logits: Tensor, z: Tensor) -> Tensor:
     """Elementwise ``log Bernoulli(z; sigmoid(l))`` for ``z`` in ``{0, 1}`` (float32, or
     float64 for float64 logits)."""
-    _check_binary_logits(logits)
+    _check_logits(logits)
     x = logits.to(_compute_dtype(logits.dtype))
     z = z.to(x.dtype)
     return z * F.logsigmoid(x) + (1 - z) * F.logsigmoid(-x)
@@ -724,7 +720,7 @@ def bernoulli_antithetic_pair(
     Returns:
         Two ``{0, 1}`` tensors shaped like ``logits``.
     """
-    _check_binary_logits(logits)
+    _check_logits(logits)
     x = logits.detach().to(_compute_dtype(logits.dtype))
     u = _uniform(x.shape, x, generator)
     s = torch.sigmoid(x)
