@@ -144,7 +144,7 @@ def main(argv=None) -> int:
     print("| shape | estimator | time (ms) | time ratio | peak mem (MiB) | mem ratio |")
     print("|---|---|---:|---:|---:|---:|")
     for shape in shapes:
-        for name, me, mr, tr, pk, rpk, mratio in bench(shape, names, repeats, device):
+        for name, me, _mr, tr, pk, _rpk, mratio in bench(shape, names, repeats, device):
             print(
                 f"| {shape[0]}x{shape[1]} | {name} | {me * 1e3:.2f} | {tr:.2f} | "
                 f"{pk / 2**20:.1f} | {mratio:.2f} |"

@@ -41,6 +41,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from lightning.pytorch import Callback
+
 __all__ = ["SweepError", "SweepConfig", "run_sweep", "run_trial", "write_heatmap", "main"]
 
 DEFAULT_TAUS = (0.1, 0.3, 0.5, 0.7, 1.0, 2.0)
@@ -104,29 +106,23 @@ def _log(msg: str) -> None:
 # --------------------------------------------------------------------------------- #
 # one trial
 # --------------------------------------------------------------------------------- #
-class _MetricTracker:
+class _MetricTracker(Callback):
     """Callback recording the lowest and the last value of ``metric`` after each validation."""
 
-    def __new__(cls, metric: str):  # built lazily so importing this module needs no Lightning
-        from lightning.pytorch import Callback
+    def __init__(self, metric: str) -> None:
+        self.metric = metric
+        self.best = math.inf
+        self.last = math.nan
+        self.history: List[float] = []
 
-        class Tracker(Callback):
-            def __init__(self) -> None:
-                self.metric = metric
-                self.best = math.inf
-                self.last = math.nan
-                self.history: List[float] = []
-
-            def on_validation_end(self, trainer, pl_module) -> None:
-                if trainer.sanity_checking or self.metric not in trainer.callback_metrics:
-                    return
-                v = float(trainer.callback_metrics[self.metric])
-                self.history.append(v)
-                self.last = v
-                if not math.isnan(v) and v < self.best:
-                    self.best = v
-
-        return Tracker()
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking or self.metric not in trainer.callback_metrics:
+            return
+        v = float(trainer.callback_metrics[self.metric])
+        self.history.append(v)
+        self.last = v
+        if not math.isnan(v) and v < self.best:
+            self.best = v
 
 
 def trial_args(
