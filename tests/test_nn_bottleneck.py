@@ -126,3 +126,24 @@ def test_disarm_needs_stacked_pairs_and_gives_antithetic_samples():
 def test_bottleneck_pickles_by_estimator_name():
     b = pickle.loads(pickle.dumps(BinaryBottleneck(estimator="gumbel_st", tau=0.4)))
     assert b.estimator == "gumbel_st" and float(b.tau_f) == pytest.approx(0.4)
+
+
+def test_temperature_cache_follows_every_way_of_changing_the_buffers(monkeypatch):
+    b = CategoricalBottleneck(4, estimator="decoupled", tau_f=0.5, tau_b=2.0)
+    assert b.temperatures() == (0.5, 2.0)
+    b.tau_f.fill_(0.25)  # in place, bypassing set_temperature
+    assert b.temperatures() == (0.25, 2.0)
+    b.load_state_dict({"tau_f": torch.tensor(3.0), "tau_b": torch.tensor(0.125)})
+    assert b.temperatures() == (3.0, 0.125)
+    b.double()  # new buffer tensors
+    b.tau_b.fill_(4.0)
+    assert b.temperatures() == (3.0, 4.0)
+    # unchanged buffers are not read again (no device sync per forward)
+    reads = []
+    real_float = torch.Tensor.__float__
+    monkeypatch.setattr(torch.Tensor, "__float__", lambda t: reads.append(t) or real_float(t))
+    for _ in range(3):
+        b(torch.randn(2, 4))
+    assert not any(t is b.tau_f or t is b.tau_b for t in reads)
+    b.tau_f.fill_(1.5)
+    assert b.temperatures() == (1.5, 4.0) and any(t is b.tau_f for t in reads)

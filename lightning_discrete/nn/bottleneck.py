@@ -19,7 +19,7 @@ Protocols (see ``DESIGN.md``) every callback relies on:
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -73,6 +73,8 @@ class DiscreteBottleneck(nn.Module):
         self.estimator_kwargs = dict(estimator_kwargs or {})
         self.register_buffer("tau_f", torch.tensor(1.0))
         self.register_buffer("tau_b", torch.tensor(1.0))
+        self._temperature_key: Optional[tuple] = None
+        self._temperature_cache = (1.0, 1.0)
         self.estimator = estimator
         if tau is None and tau_f is None and tau_b is None:
             tau = 1.0
@@ -128,6 +130,25 @@ class DiscreteBottleneck(nn.Module):
             self.tau_f.fill_(LF._check_tau(tau_f, "tau_f", allow_zero=allow_zero))
         if tau_b is not None:
             self.tau_b.fill_(LF._check_tau(tau_b, "tau_b"))
+
+    def temperatures(self) -> Tuple[float, float]:
+        """``(tau_f, tau_b)`` as Python floats.
+
+        The buffers are read (a device sync on CUDA) only after they changed — in
+        place (their version counter moves) or by ``.to()`` (new tensors) — not on
+        every forward.
+        """
+        # the key holds the buffers themselves (compared by identity), not their ids
+        key = self._temperature_key
+        if (
+            key is None
+            or key[0] is not self.tau_f
+            or key[1] is not self.tau_b
+            or key[2] != (self.tau_f._version, self.tau_b._version)
+        ):
+            self._temperature_cache = (float(self.tau_f), float(self.tau_b))
+            self._temperature_key = (self.tau_f, self.tau_b, (self.tau_f._version, self.tau_b._version))
+        return self._temperature_cache
 
     # -- observation protocol ------------------------------------------------ #
     def record(self, enabled: bool = True, grads: bool = False, owner: Any = None) -> None:
@@ -230,7 +251,8 @@ class DiscreteBottleneck(nn.Module):
         if self.score_function:
             return self._score_forward(logits, dim)
         fn = self._estimator.binary if self.binary else self._estimator.categorical
-        kwargs: Dict[str, Any] = dict(tau_f=float(self.tau_f), tau_b=float(self.tau_b))
+        tau_f, tau_b = self.temperatures()
+        kwargs: Dict[str, Any] = dict(tau_f=tau_f, tau_b=tau_b)
         kwargs.update(self.estimator_kwargs)
         if not self.binary:
             kwargs["dim"] = dim
@@ -238,7 +260,7 @@ class DiscreteBottleneck(nn.Module):
 
     def extra_repr(self) -> str:
         return (
-            f"estimator={self.estimator!r}, tau_f={float(self.tau_f):g}, tau_b={float(self.tau_b):g}, "
+            f"estimator={self.estimator!r}, tau_f={self.temperatures()[0]:g}, tau_b={self.temperatures()[1]:g}, "
             f"eval_mode={self.eval_mode!r}"
         )
 
@@ -281,8 +303,8 @@ class CategoricalBottleneck(DiscreteBottleneck):
             z = self._estimate(logits, dim)
         elif self.eval_mode == "soft":
             z = torch.softmax(logits.float(), dim).to(logits.dtype)
-        elif self.eval_mode == "sample" and float(self.tau_f) > 0:
-            z = LF.decoupled_st(logits.detach(), float(self.tau_f), 1.0, dim)
+        elif self.eval_mode == "sample" and self.temperatures()[0] > 0:
+            z = LF.decoupled_st(logits.detach(), self.temperatures()[0], 1.0, dim)
         else:
             z = LF.identity_st(logits.detach(), dim)
         if self._recording:
@@ -311,8 +333,8 @@ class BinaryBottleneck(DiscreteBottleneck):
             z = self._estimate(logits, -1)
         elif self.eval_mode == "soft":
             z = torch.sigmoid(logits.float()).to(logits.dtype)
-        elif self.eval_mode == "sample" and float(self.tau_f) > 0:
-            z = LF.bernoulli_decoupled_st(logits.detach(), float(self.tau_f), 1.0)
+        elif self.eval_mode == "sample" and self.temperatures()[0] > 0:
+            z = LF.bernoulli_decoupled_st(logits.detach(), self.temperatures()[0], 1.0)
         elif self.estimator == "sign":
             z = torch.sign(logits.detach())
         else:

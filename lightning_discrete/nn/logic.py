@@ -351,8 +351,8 @@ class LogicGateLayer(DiscreteBottleneck):
             return self._estimate(logits, -1)
         if self.eval_mode == "soft":
             return torch.softmax(logits.float(), -1).to(logits.dtype)
-        if self.eval_mode == "sample" and float(self.tau_f) > 0:
-            return LF.decoupled_st(logits.detach(), float(self.tau_f), 1.0, -1)
+        if self.eval_mode == "sample" and self.temperatures()[0] > 0:
+            return LF.decoupled_st(logits.detach(), self.temperatures()[0], 1.0, -1)
         if per_example:
             logits = logits[:1]
         return LF.identity_st(logits.detach(), -1)
