@@ -147,3 +147,13 @@ def test_temperature_cache_follows_every_way_of_changing_the_buffers(monkeypatch
     assert not any(t is b.tau_f or t is b.tau_b for t in reads)
     b.tau_f.fill_(1.5)
     assert b.temperatures() == (1.5, 4.0) and any(t is b.tau_f for t in reads)
+
+
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize("eval_mode", ["argmax", "sample", "soft"])
+def test_non_finite_logits_rejected_in_every_mode(train, eval_mode):
+    bad = torch.tensor([[0.5, float("nan"), 1.0]])
+    for b in (CategoricalBottleneck(3, eval_mode=eval_mode), BinaryBottleneck(eval_mode=eval_mode)):
+        b.train(train)
+        with pytest.raises(ValueError, match="NaN or Inf"):
+            b(bad)

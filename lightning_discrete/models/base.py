@@ -32,12 +32,19 @@ from torch import Tensor
 from .. import functional as LF
 from ..nn.bottleneck import DiscreteBottleneck
 
-__all__ = ["DiscreteModule"]
+__all__ = ["DiscreteModule", "classification_step"]
 
 
 def default_adam(params: Iterable) -> torch.optim.Optimizer:
     """Adam with lr 1e-3, the default optimizer of every model here."""
     return torch.optim.Adam(params, lr=1e-3)
+
+
+def classification_step(logits: Tensor, y: Tensor) -> Tuple[Tensor, Dict[str, Tensor]]:
+    """Per-example cross-entropy ``(N,)`` and ``{"acc": accuracy}`` of class logits ``(N, C)``:
+    the ``step`` return value of every classifier here."""
+    acc = (logits.argmax(-1) == y).float().mean()
+    return torch.nn.functional.cross_entropy(logits, y, reduction="none"), {"acc": acc}
 
 
 class DiscreteModule(LightningModule):

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Dict, Sequence, Tuple
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..nn.bottleneck import BinaryBottleneck
-from .base import DiscreteModule
+from .base import DiscreteModule, classification_step
 
 __all__ = ["StochasticBinaryNetwork"]
 
@@ -63,7 +62,4 @@ class StochasticBinaryNetwork(DiscreteModule):
 
     def step(self, batch: Any) -> Tuple[Tensor, Dict[str, Tensor]]:
         x, y = batch
-        logits = self(x)
-        losses = F.cross_entropy(logits, y, reduction="none")
-        acc = (logits.argmax(-1) == y).float().mean()
-        return losses, {"acc": acc}
+        return classification_step(self(x), y)

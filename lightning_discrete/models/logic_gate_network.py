@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, Optional, Tuple, Union
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..nn.logic import GroupSum, LogicGateLayer
 from ..nn.logic_c import CExportReport, CompiledLogicNetwork, compile_c, export_c
 from ..nn.logic_packed import PackedLogicNetwork
-from .base import DiscreteModule
+from .base import DiscreteModule, classification_step
 
 __all__ = ["LogicGateNetwork"]
 
@@ -87,10 +86,7 @@ class LogicGateNetwork(DiscreteModule):
 
     def step(self, batch: Any) -> Tuple[Tensor, Dict[str, Tensor]]:
         x, y = batch
-        scores = self(x)
-        losses = F.cross_entropy(scores, y, reduction="none")
-        acc = (scores.argmax(-1) == y).float().mean()
-        return losses, {"acc": acc}
+        return classification_step(self(x), y)
 
     # -- inference ----------------------------------------------------------------- #
     def to_packed(self) -> PackedLogicNetwork:

@@ -302,6 +302,7 @@ class CategoricalBottleneck(DiscreteBottleneck):
         if self.training:
             z = self._estimate(logits, dim)
         elif self.eval_mode == "soft":
+            LF._check_logits(logits)
             z = torch.softmax(logits.float(), dim).to(logits.dtype)
         elif self.eval_mode == "sample" and self.temperatures()[0] > 0:
             z = LF.decoupled_st(logits.detach(), self.temperatures()[0], 1.0, dim)
@@ -328,17 +329,17 @@ class BinaryBottleneck(DiscreteBottleneck):
 
     def forward(self, logits: Tensor) -> Tensor:
         """``(B, ...) -> (B, ...)``."""
-        LF._check_logits(logits)
-        if self.training:
+        if self.training:  # every branch validates the logits once
             z = self._estimate(logits, -1)
         elif self.eval_mode == "soft":
+            LF._check_logits(logits)
             z = torch.sigmoid(logits.float()).to(logits.dtype)
         elif self.eval_mode == "sample" and self.temperatures()[0] > 0:
             z = LF.bernoulli_decoupled_st(logits.detach(), self.temperatures()[0], 1.0)
         elif self.estimator == "sign":
-            z = torch.sign(logits.detach())
+            z = LF.sign_ste(logits.detach())
         else:
-            z = (logits.detach() >= 0).to(logits.dtype)
+            z = LF.bernoulli_identity_st(logits.detach())
         if self._recording:
             soft = not self.training and self.eval_mode == "soft"
             self._observe(logits, (logits >= 0).long() if soft else (z > 0.5).long())
