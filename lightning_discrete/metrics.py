@@ -137,10 +137,13 @@ class CodebookUsage(Metric):
         k = self.num_categories
         offsets = torch.arange(self.num_latents, device=idx.device) * k
         flat = (idx + offsets).reshape(-1)
-        self.counts += torch.bincount(flat, minlength=self.num_latents * k).view(self.num_latents, k)
+        # scatter-add into the fixed-size states: unlike ``bincount`` (whose output size
+        # depends on the data), no host-device synchronisation on CUDA
+        self.counts.view(-1).index_add_(0, flat, torch.ones_like(flat))
         self.total += idx.shape[0]
         if self.track_joint:
-            self.joint_counts += torch.bincount(joint_index(idx, k), minlength=self.joint_counts.numel())
+            joint = joint_index(idx, k)
+            self.joint_counts.index_add_(0, joint, torch.ones_like(joint))
 
     def compute(self) -> Dict[str, Tensor]:  # type: ignore[override]
         out = {

@@ -280,3 +280,30 @@ def test_all_monitors_accumulation_and_bf16(accumulate, precision):
     )
     trainer.fit(model, loader(classification_data(32), 4), loader(classification_data(16, seed=1), 8))
     check_all_metrics(trainer.callback_metrics)
+
+
+def test_window_snr_accurate_when_mean_dwarfs_noise():
+    """Gradients ``1000 + N(0, 1)``: float32 sums of g and g**2 would lose the variance to
+    cancellation; the window's shifted sums must match a float64 computation."""
+    torch.manual_seed(0)
+    steps = 50
+    draws = 1000.0 + torch.randn(steps, 3, dtype=torch.float64)
+
+    class Holder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(3))
+            self.logged = {}
+
+        def log(self, name, value, **kwargs):
+            self.logged[name] = float(value)
+
+    module = Holder()
+    mon = GradientSNRMonitor(mode="window", window=steps, per_layer=False)
+    for g in draws:
+        module.w.grad = g.to(torch.float32)
+        mon.on_before_optimizer_step(None, module, None)
+    g32 = draws.to(torch.float32).to(torch.float64)  # what the monitor saw
+    expected = (g32.mean(0).abs() / g32.std(0)).mean()
+    assert module.logged["grad_snr_window/mean"] == pytest.approx(float(expected), rel=1e-4)
+    assert 500 < module.logged["grad_snr_window/mean"] < 2000

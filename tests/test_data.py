@@ -10,6 +10,7 @@ import struct
 import numpy as np
 import pytest
 import torch
+from lightning.pytorch import LightningModule, Trainer
 
 pytest.importorskip("torchvision")
 
@@ -264,3 +265,98 @@ def test_bad_arguments():
         MNISTDataModule(binarize_thresholds=0)
     with pytest.raises(ValueError, match="batch_size"):
         MNISTDataModule(batch_size=0)
+
+
+# --------------------------------------------------------------------------- #
+# batched gather (no per-example __getitem__) and DDP shards
+# --------------------------------------------------------------------------- #
+
+
+def _write_labelled_layout(data_dir, n_train: int, n_test: int = 4) -> None:
+    """IDX files whose training label ``i`` is the example's index (so batches name their rows)."""
+    folder = os.path.join(data_dir, "FashionMNIST", "raw")
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.default_rng(0)
+    arrays = {
+        ("train", "images"): rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        ("train", "labels"): np.arange(n_train, dtype=np.uint8),
+        ("test", "images"): rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        ("test", "labels"): np.zeros(n_test, dtype=np.uint8),
+    }
+    for key, name in IDX_NAMES.items():
+        with open(os.path.join(folder, name), "wb") as fh:
+            fh.write(idx_bytes(arrays[key]))
+
+
+def test_batches_are_gathered_in_one_indexing_op(tmp_path, monkeypatch):
+    _write_labelled_layout(str(tmp_path), 40)
+    dm = FashionMNISTDataModule(data_dir=str(tmp_path), batch_size=16, val_size=8, flatten=True)
+    dm.setup("fit")
+    calls = []
+    ds = dm.train_set
+    monkeypatch.setattr(type(ds), "__getitem__", lambda self, i: calls.append(i))
+    loader = dm.train_dataloader()
+    batches = list(loader)
+    assert calls == []  # the per-example path is never taken
+    assert [len(b[1]) for b in batches] == [16, 16]
+    seen = torch.cat([b[1] for b in batches])
+    # every training example exactly once, none of the validation ones
+    assert sorted(seen.tolist()) == sorted(ds.indices.tolist())
+    x, y = batches[0]
+    assert x.shape == (16, 784) and x.dtype == torch.float32 and y.dtype == torch.int64
+    expected = ds.images[y].reshape(16, -1).float() / 255  # label == row of the training file
+    assert torch.equal(x, expected)
+
+
+class _RowRecorder(LightningModule):
+    """Saves the labels (= row numbers) of the training batches each rank saw, per epoch."""
+
+    def __init__(self, out_dir: str):
+        super().__init__()
+        self.out_dir = out_dir
+        self.w = torch.nn.Parameter(torch.zeros(1))
+        self.seen = []
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        self.seen.append(y.clone())
+        return (self.w * x.mean()).sum()
+
+    def on_train_epoch_end(self):
+        rows = torch.cat(self.seen)
+        torch.save(rows, os.path.join(self.out_dir, f"rank{self.global_rank}_epoch{self.current_epoch}.pt"))
+        self.seen = []
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def _ddp_record_rows(data_dir: str, out_dir: str) -> None:
+    dm = FashionMNISTDataModule(data_dir=data_dir, batch_size=8, val_size=0, flatten=True)
+    trainer = Trainer(
+        accelerator="cpu", devices=2, strategy="ddp_spawn", max_epochs=2, limit_val_batches=0,
+        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+    )
+    trainer.fit(_RowRecorder(out_dir), datamodule=dm)
+
+
+@pytest.mark.timeout(120)
+def test_ddp_ranks_get_disjoint_shards_of_every_epoch(tmp_path, monkeypatch):
+    if not torch.distributed.is_available():
+        pytest.skip("torch.distributed unavailable")
+    from _callback_helpers import set_free_master_port
+
+    set_free_master_port(monkeypatch)
+    data_dir, out_dir = str(tmp_path / "data"), str(tmp_path / "out")
+    os.makedirs(out_dir)
+    _write_labelled_layout(data_dir, 100)
+    _ddp_record_rows(data_dir, out_dir)
+    orders = []
+    for epoch in range(2):
+        r0 = torch.load(os.path.join(out_dir, f"rank0_epoch{epoch}.pt")).tolist()
+        r1 = torch.load(os.path.join(out_dir, f"rank1_epoch{epoch}.pt")).tolist()
+        assert len(r0) == len(r1) == 50
+        assert not set(r0) & set(r1)  # no overlap
+        assert sorted(r0 + r1) == list(range(100))  # the union is the epoch
+        orders.append(r0)
+    assert orders[0] != orders[1]  # reshuffled every epoch (DistributedSampler.set_epoch)

@@ -1,6 +1,6 @@
 """Trainer callbacks: temperature schedules and monitors of discrete bottlenecks.
 
-All of them follow the distributed rules of ``DESIGN.md``: every collective runs on
+All of them follow the distributed rules of ``docs/design.md``: every collective runs on
 every rank, counts are summed across ranks before any perplexity is computed, and
 gradients are read where Lightning has already averaged, unscaled and accumulated them.
 """

@@ -118,8 +118,9 @@ class GradientSNRMonitor(Callback):
         self.last_results: Dict[str, float] = {}
         self._probe_batch: Any = None
         self._last_probe_step = -1
-        self._sum: Optional[Tensor] = None
-        self._sum2: Optional[Tensor] = None
+        self._shift: Optional[List[Tensor]] = None
+        self._sum: Optional[List[Tensor]] = None
+        self._sum2: Optional[List[Tensor]] = None
         self._count = 0
 
     @staticmethod
@@ -204,23 +205,30 @@ class GradientSNRMonitor(Callback):
             return
         names, params = self._params(pl_module)
         with torch.no_grad():
-            flat = torch.cat(
-                [
-                    (p.grad if p.grad is not None else torch.zeros_like(p)).detach().reshape(-1).to(torch.float64)
-                    for p in params
-                ]
-            )
-            if self._sum is None or self._sum.numel() != flat.numel():
-                self._sum = torch.zeros_like(flat)
-                self._sum2 = torch.zeros_like(flat)
+            grads = [(p.grad if p.grad is not None else torch.zeros_like(p)).detach() for p in params]
+            if self._shift is None or len(self._shift) != len(grads):
+                # shifted sums (shift = the window's first gradient) keep float32 accumulation
+                # accurate even where |mean| >> std; fused multi-tensor ops, no sync per step
+                self._shift = [g.clone() for g in grads]
+                self._sum = [torch.zeros_like(g) for g in grads]
+                self._sum2 = [torch.zeros_like(g) for g in grads]
                 self._count = 0
-            self._sum += flat
-            self._sum2 += flat * flat
+            d = torch._foreach_sub(grads, self._shift)
+            torch._foreach_add_(self._sum, d)
+            torch._foreach_addcmul_(self._sum2, d, d)
             self._count += 1
         if self._count >= self.window:
             # gradients are identical on every rank after DDP's all-reduce: no collective needed
-            stats = snr_statistics(self._sum.cpu(), self._sum2.cpu(), self._count, [p.numel() for p in params], names)
-            self._sum = self._sum2 = None
+            n = float(self._count)
+
+            def flat(ts: List[Tensor]) -> Tensor:
+                return torch.cat([t.reshape(-1) for t in ts]).to(torch.float64).cpu()
+
+            shift, s1, s2 = flat(self._shift), flat(self._sum), flat(self._sum2)
+            sum_x = n * shift + s1
+            sum_x2 = n * shift * shift + 2.0 * shift * s1 + s2
+            stats = snr_statistics(sum_x, sum_x2, self._count, [p.numel() for p in params], names)
+            self._shift = self._sum = self._sum2 = None
             self._count = 0
             self._log(pl_module, stats)
 

@@ -1,8 +1,11 @@
 """LightningDataModules for MNIST, Fashion-MNIST and CIFAR-10 (optionally binarised).
 
-Every datamodule keeps the whole dataset as a ``uint8`` tensor in memory and turns
-each batch into floats in the DataLoader's collate function (so the work is batched
-and runs in the workers):
+Every datamodule keeps the whole dataset as a ``uint8`` tensor in memory. A batch is
+gathered from it by index in one operation (the dataset's ``__getitems__``: no
+per-example ``__getitem__`` and no stacking) and turned into floats in the
+DataLoader's collate function (so the work is batched and runs in the workers).
+The samplers are the DataLoader's own, so under DDP Lightning's
+``DistributedSampler`` still gives each rank a disjoint shard of every epoch:
 
 * pixels are scaled to ``[0, 1]`` (``x / 255``), shape ``(B, C, H, W)``;
 * ``binarize_thresholds=k`` replaces every channel by ``k`` bits
@@ -60,7 +63,7 @@ def binarize(x: Tensor, num_thresholds: int, channel_dim: int = 1) -> Tensor:
 
 
 class BatchTransform:
-    """Collate function: stacks ``(uint8 image (C, H, W), label)`` pairs and converts them.
+    """Collate function: converts a gathered batch ``(uint8 images (B, C, H, W), labels (B,))``.
 
     Picklable, so it works with ``num_workers > 0``.
     """
@@ -69,9 +72,8 @@ class BatchTransform:
         self.binarize_thresholds = binarize_thresholds
         self.flatten = flatten
 
-    def __call__(self, batch: Sequence[Tuple[Tensor, Tensor]]) -> Tuple[Tensor, Tensor]:
-        x = torch.stack([b[0] for b in batch])
-        y = torch.stack([b[1] for b in batch])
+    def __call__(self, batch: Tuple[Tensor, Tensor]) -> Tuple[Tensor, Tensor]:
+        x, y = batch
         return self.transform(x), y
 
     def transform(self, x: Tensor) -> Tensor:
@@ -85,7 +87,11 @@ class BatchTransform:
 
 
 class _TensorImageDataset(Dataset):
-    """``uint8`` images ``(N, C, H, W)`` and ``int64`` labels ``(N,)``, indexed cheaply."""
+    """``uint8`` images ``(N, C, H, W)`` and ``int64`` labels ``(N,)``, indexed cheaply.
+
+    ``__getitems__`` (what the DataLoader calls with a batch of sampler indices) gathers
+    the whole batch with one indexing operation per tensor.
+    """
 
     def __init__(self, images: Tensor, targets: Tensor, indices: Optional[Tensor] = None) -> None:
         self.images = images
@@ -97,6 +103,12 @@ class _TensorImageDataset(Dataset):
 
     def __getitem__(self, i: int) -> Tuple[Tensor, Tensor]:
         j = int(self.indices[i]) if self.indices is not None else i
+        return self.images[j], self.targets[j]
+
+    def __getitems__(self, batch_indices: List[int]) -> Tuple[Tensor, Tensor]:
+        j = torch.as_tensor(batch_indices, dtype=torch.long)
+        if self.indices is not None:
+            j = self.indices[j]
         return self.images[j], self.targets[j]
 
 

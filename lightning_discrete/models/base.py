@@ -20,11 +20,12 @@ values), and builds the optimizer/LR scheduler from LightningCLI callables
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, Iterator, Optional, Tuple
+from typing import Any, Dict, Iterable, Iterator, Optional, Tuple, Union
 
 import torch
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable  # jsonargparse-aware aliases
+from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.types import OptimizerLRScheduler
 from lightning_utilities.core.apply_func import apply_to_collection
 from torch import Tensor
@@ -61,6 +62,14 @@ class DiscreteModule(LightningModule):
         optimizer: callable building the optimizer from parameters (LightningCLI
             ``OptimizerCallable``); Adam(lr=1e-3) by default.
         lr_scheduler: optional callable building an LR scheduler from the optimizer.
+        compile: run the training objective (:meth:`compute_loss`) and the evaluation
+            :meth:`step` through ``torch.compile``; ``True`` for the defaults or a dict
+            of ``torch.compile`` keyword arguments (e.g. ``{"mode": "max-autotune"}``).
+            Every model here compiles with ``fullgraph=True``.
+        validate_args: check every bottleneck's logits for NaN/Inf on each call (one
+            extra pass and, on CUDA, a host-device sync per call); ``None`` follows
+            :func:`lightning_discrete.functional.set_validate_args` (off by default).
+            Turn it on when a loss goes NaN to find the first non-finite logits.
     """
 
     def __init__(
@@ -74,6 +83,8 @@ class DiscreteModule(LightningModule):
         estimator_kwargs: Optional[Dict[str, Any]] = None,
         optimizer: OptimizerCallable = default_adam,
         lr_scheduler: Optional[LRSchedulerCallable] = None,
+        compile: Union[bool, Dict[str, Any]] = False,
+        validate_args: Optional[bool] = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
@@ -88,9 +99,17 @@ class DiscreteModule(LightningModule):
             eval_mode=eval_mode,
             num_samples=2 if spec.name == "disarm" else num_samples,
             estimator_kwargs=estimator_kwargs,
+            validate_args=validate_args,
         )
         self.optimizer_factory = optimizer
         self.lr_scheduler_factory = lr_scheduler
+        if not isinstance(compile, (bool, dict)):
+            raise ValueError(f"`compile` must be true/false or a dict of torch.compile arguments, got {compile!r}")
+        self._compile_kwargs: Optional[Dict[str, Any]] = (
+            (dict(compile) if isinstance(compile, dict) else {}) if compile else None
+        )
+        self._compiled: Optional[Tuple[Any, Any]] = None  # (compute_loss, step), see configure_model
+        self._nan_reported = False
 
     # -- bottlenecks ------------------------------------------------------------ #
     def bottleneck_kwargs(self) -> Dict[str, Any]:
@@ -163,13 +182,40 @@ class DiscreteModule(LightningModule):
         first = batch[0] if isinstance(batch, (list, tuple)) else batch
         return int(first.shape[0]) if isinstance(first, Tensor) and first.dim() else 1
 
+    def configure_model(self) -> None:
+        """Compile the training objective and the evaluation step when ``compile`` is set."""
+        if self._compile_kwargs is not None and self._compiled is None:
+            self._compiled = (
+                torch.compile(self.compute_loss, **self._compile_kwargs),
+                torch.compile(self.step, **self._compile_kwargs),
+            )
+
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
-        loss, metrics = self.compute_loss(batch)
+        compute_loss = self._compiled[0] if self._compiled is not None else self.compute_loss
+        loss, metrics = compute_loss(batch)
         self._log_metrics("train", metrics, self._batch_size(batch))
         return loss
 
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """On logging steps only (no extra host-device sync otherwise), say once how to find
+        the cause when the training loss is no longer finite."""
+        trainer = self._trainer
+        if self._nan_reported or trainer is None or batch_idx % max(trainer.log_every_n_steps, 1):
+            return
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if isinstance(loss, Tensor) and not bool(torch.isfinite(loss.detach()).all()):
+            self._nan_reported = True
+            rank_zero_warn(
+                f"train/loss is {float(loss.detach())} at step {trainer.global_step}. To find the first "
+                "non-finite logits, rerun with argument validation on: `--model.validate_args=true` on the "
+                "command line (Python: `lightning_discrete.functional.set_validate_args(True)`), which "
+                "raises a ValueError naming the estimator input. Common causes: a learning rate that is too "
+                "high, a very small tau_b, or an input that is not scaled to [0, 1]."
+            )
+
     def _eval_step(self, stage: str, batch: Any) -> Tensor:
-        losses, metrics = self.step(batch)
+        step = self._compiled[1] if self._compiled is not None else self.step
+        losses, metrics = step(batch)
         metrics = dict(metrics)
         metrics["loss"] = losses.mean()
         self._log_metrics(stage, metrics, self._batch_size(batch))
@@ -182,6 +228,12 @@ class DiscreteModule(LightningModule):
         return self._eval_step("test", batch)
 
     # -- optimisation --------------------------------------------------------------- #
+    def __getstate__(self) -> Dict[str, Any]:
+        # compiled functions do not pickle (ddp_spawn, deepcopy): configure_model rebuilds them
+        state = super().__getstate__()
+        state["_compiled"] = None
+        return state
+
     def configure_optimizers(self) -> OptimizerLRScheduler:
         optimizer = self.optimizer_factory(self.parameters())
         if self.lr_scheduler_factory is None:

@@ -1,6 +1,6 @@
 """Discrete bottleneck modules: temperatures as buffers around :mod:`lightning_discrete.functional`.
 
-Protocols (see ``DESIGN.md``) every callback relies on:
+Protocols (see ``docs/design.md``, "Protocols between layers") every callback relies on:
 
 * **Temperature** — every :class:`DiscreteBottleneck` has float buffers ``tau_f`` and
   ``tau_b`` (they move with ``.to()`` and live in ``state_dict``) and
@@ -47,6 +47,9 @@ class DiscreteBottleneck(nn.Module):
             ``>= 2``; ``disarm`` always uses antithetic pairs, so 2).
         estimator_kwargs: extra keyword arguments passed to the estimator
             (e.g. ``{"num_samples": 10}`` for ``gumbel_rao``).
+        validate_args: check the logits for NaN/Inf on every call (``True``), never
+            (``False``), or as :func:`lightning_discrete.functional.set_validate_args`
+            says (``None``, the default: off unless switched on).
     """
 
     binary: bool = False
@@ -62,6 +65,7 @@ class DiscreteBottleneck(nn.Module):
         eval_mode: str = "argmax",
         num_samples: int = 2,
         estimator_kwargs: Optional[Dict[str, Any]] = None,
+        validate_args: Optional[bool] = None,
     ) -> None:
         super().__init__()
         if eval_mode not in _EVAL_MODES:
@@ -71,6 +75,7 @@ class DiscreteBottleneck(nn.Module):
         self.eval_mode = eval_mode
         self.num_samples = int(num_samples)
         self.estimator_kwargs = dict(estimator_kwargs or {})
+        self.validate_args = validate_args
         self.register_buffer("tau_f", torch.tensor(1.0))
         self.register_buffer("tau_b", torch.tensor(1.0))
         self._temperature_key: Optional[tuple] = None
@@ -125,20 +130,26 @@ class DiscreteBottleneck(nn.Module):
                     f"estimator {self.estimator!r} has one temperature; got tau_f={tau_f} != tau_b={tau_b}"
                 )
             tau_f = tau_b = given
+        cached_f, cached_b = self.temperatures()
         if tau_f is not None:
             allow_zero = self._estimator.temperature != "single"
-            self.tau_f.fill_(LF._check_tau(tau_f, "tau_f", allow_zero=allow_zero))
+            cached_f = LF._check_tau(tau_f, "tau_f", allow_zero=allow_zero)
+            self.tau_f.fill_(cached_f)
         if tau_b is not None:
-            self.tau_b.fill_(LF._check_tau(tau_b, "tau_b"))
+            cached_b = LF._check_tau(tau_b, "tau_b")
+            self.tau_b.fill_(cached_b)
+        # the new values are known here: remember them, so no forward reads the buffers
+        # back from the device (no host-device sync when a schedule changes them every step)
+        self._remember_temperatures(cached_f, cached_b)
 
     def temperatures(self) -> Tuple[float, float]:
         """``(tau_f, tau_b)`` as Python floats.
 
-        The buffers are read (a device sync on CUDA) only after they changed — in
-        place (their version counter moves) or by ``.to()`` (new tensors) — not on
-        every forward.
+        The values are remembered when :meth:`set_temperature` writes them; the buffers
+        are read back (a device sync on CUDA) only after something else changed them —
+        in place (their version counter moves: ``load_state_dict``) or by ``.to()`` (new
+        tensors) — never on every forward.
         """
-        # the key holds the buffers themselves (compared by identity), not their ids
         key = self._temperature_key
         if (
             key is None
@@ -146,9 +157,13 @@ class DiscreteBottleneck(nn.Module):
             or key[1] is not self.tau_b
             or key[2] != (self.tau_f._version, self.tau_b._version)
         ):
-            self._temperature_cache = (float(self.tau_f), float(self.tau_b))
-            self._temperature_key = (self.tau_f, self.tau_b, (self.tau_f._version, self.tau_b._version))
+            self._remember_temperatures(float(self.tau_f), float(self.tau_b))
         return self._temperature_cache
+
+    def _remember_temperatures(self, tau_f: float, tau_b: float) -> None:
+        # the key holds the buffers themselves (compared by identity), not their ids
+        self._temperature_cache = (tau_f, tau_b)
+        self._temperature_key = (self.tau_f, self.tau_b, (self.tau_f._version, self.tau_b._version))
 
     # -- observation protocol ------------------------------------------------ #
     def record(self, enabled: bool = True, grads: bool = False, owner: Any = None) -> None:
