@@ -204,7 +204,9 @@ def _mnist_split(split: Any, name: str) -> Tuple[bytes, bytes, int]:
     import numpy as np
 
     x, y = split
-    x = np.asarray(x, dtype=np.float64)
+    x = np.asarray(x)
+    if x.dtype != np.float64:
+        x = x.astype(np.float32, copy=False)  # k / 256 and k are exact in float32: no float64 copy
     y = np.asarray(y)
     if x.ndim != 2 or x.shape[1] != 784 or y.shape != (x.shape[0],):
         raise ValueError(f"its {name} part has images {x.shape} and labels {y.shape}, expected (n, 784) and (n,)")
