@@ -420,3 +420,25 @@ def test_cpu_threads_during_the_run_only():
     assert seen == [1, 1] and after == 2
     with pytest.raises(ValueError):
         CPUThreads(0)
+
+
+def test_readme_set_up_and_ci_run_the_quick_start():
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    setup = readme[readme.index("## Set up"):]
+    block = setup[setup.index("```bash\n") + len("```bash\n"):]
+    commands = block[: block.index("```")].strip().splitlines()
+    assert commands == [
+        'pip install -e ".[test]"',
+        "lightning-discrete fit --config recipes/quickstart.yaml",
+        "python -m pytest -q",
+    ]
+    ci = [line.strip() for line in open(os.path.join(ROOT, ".ci", "run")) if line.strip() and not line.startswith("#")]
+    assert 'pip install -e ".[test]"' in ci and "python -m pytest -q" in ci
+    quick = [line for line in ci if line.endswith(commands[1])]
+    assert quick and quick[0].startswith("timeout ")
+    assert ci.index(quick[0]) < ci.index("python -m pytest -q")
+    # the install command brings scikit-learn (the digits) with it
+    cfg = open(os.path.join(ROOT, "setup.cfg")).read()
+    test_extra = cfg[cfg.index("\ntest =") : cfg.index("\ndev =")]
+    cli_extra = cfg[cfg.index("\ncli =") : cfg.index("\nvision =")]
+    assert "scikit-learn" in test_extra and "scikit-learn" in cli_extra
