@@ -87,6 +87,7 @@ class TrainingSummary(Callback):
             if ppl:
                 out["perplexity"] = sum(ppl) / len(ppl)
                 out["perplexity_stage"] = 0.0 if stage == "val" else 1.0
+                out["perplexity_n"] = float(len(ppl))
                 break
         return out
 
@@ -120,7 +121,7 @@ class TrainingSummary(Callback):
             stuck = "stuck at one value" if k == 2 else "always the same category"
             lines.append(
                 f"Perplexity of the {kind}: {ppl:.2f} on {stage} data (1 = {stuck}, {k} = all "
-                f"{'values' if k == 2 else 'categories'} equally often; mean over {len(bottlenecks)} layer(s))."
+                f"{'values' if k == 2 else 'categories'} equally often; mean over {int(v.get('perplexity_n') or 1)} layer(s))."
             )
         active = v.get("active_units/all")
         if active is not None:
