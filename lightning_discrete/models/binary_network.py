@@ -63,9 +63,13 @@ class StochasticBinaryNetwork(DiscreteModule):
         self.head = nn.Linear(prev, self.num_classes)
 
     def configure_model(self) -> None:
-        """With ``input_dim=None``: build the layers for the datamodule's ``input_dim``."""
-        if self.head is not None:
-            return
+        """With ``input_dim=None``: build the layers for the datamodule's ``input_dim``
+        (then compile, see :meth:`DiscreteModule.configure_model`)."""
+        if self.head is None:
+            self._build_from_data()
+        super().configure_model()
+
+    def _build_from_data(self) -> None:
         dm = self.trainer.datamodule if self._trainer is not None else None
         dim = getattr(dm, "input_dim", None)
         if not isinstance(dim, int) or dim < 1:
