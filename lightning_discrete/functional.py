@@ -18,15 +18,23 @@ the loss; it is exposed as samplers plus functions returning a *surrogate loss*
 whose gradient is the estimator (:func:`reinforce_loo_surrogate`,
 :func:`disarm_surrogate`).
 
+Input checks: types, dtypes, ``dim`` and temperatures are always checked (they read no
+element).  Checking the logits for NaN / Inf costs a pass over the data and a
+host-device synchronisation per call, so it is off by default: turn it on with
+:func:`set_validate_args`, the :func:`validate_args` context manager or the environment
+variable ``LIGHTNING_DISCRETE_VALIDATE=1``.
+
 All estimators are listed in :data:`ESTIMATORS` by a short name usable from YAML;
 :func:`register_estimator` adds your own.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Iterator, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -59,6 +67,12 @@ __all__ = [
     "ESTIMATORS",
     "register_estimator",
     "get_estimator",
+    "set_validate_args",
+    "validate_args_enabled",
+    "validate_args",
+    "check_logits",
+    "check_tau",
+    "check_dim",
 ]
 
 # --------------------------------------------------------------------------- #
@@ -70,12 +84,60 @@ def _is_compiling() -> bool:
     return bool(getattr(torch.compiler, "is_compiling", lambda: False)())
 
 
-def _check_logits(logits: Tensor, name: str = "logits") -> None:
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+# Value checks (NaN / Inf in the logits) cost a full pass over the data and, on CUDA, a
+# host-device synchronisation per call, so they are off unless asked for (as
+# ``torch.distributions.Distribution.set_default_validate_args``). The cheap checks (type,
+# dtype, dim, temperatures) look at no element and always run.
+_VALIDATE_ARGS = _env_flag("LIGHTNING_DISCRETE_VALIDATE")
+
+
+def set_validate_args(enabled: bool) -> None:
+    """Turn the value checks of every estimator on or off (process-wide).
+
+    When on, logits containing NaN or Inf raise ``ValueError`` naming the argument; this
+    costs one reduction over the logits and, on CUDA, a host-device synchronisation per
+    call.  Off by default; the environment variable ``LIGHTNING_DISCRETE_VALIDATE=1`` turns
+    it on at import.  Checks that read no element (types, dtypes, ``dim``, temperatures)
+    always run.
+    """
+    global _VALIDATE_ARGS
+    _VALIDATE_ARGS = bool(enabled)
+
+
+def validate_args_enabled() -> bool:
+    """Whether the value checks (NaN / Inf logits) are on; see :func:`set_validate_args`."""
+    return _VALIDATE_ARGS
+
+
+@contextlib.contextmanager
+def validate_args(enabled: bool = True) -> Iterator[None]:
+    """Context manager: value checks on (or off) inside, the previous setting restored after.
+
+    Example::
+
+        with LF.validate_args():
+            z = LF.decoupled_st(logits, 1.0, 0.5)  # raises on NaN / Inf logits
+    """
+    previous = _VALIDATE_ARGS
+    set_validate_args(enabled)
+    try:
+        yield
+    finally:
+        set_validate_args(previous)
+
+
+def check_logits(logits: Tensor, name: str = "logits") -> None:
+    """``ValueError`` unless ``logits`` is a floating-point tensor; with the value checks on
+    (:func:`set_validate_args`) also if it contains NaN or Inf."""
     if not isinstance(logits, Tensor):
         raise ValueError(f"`{name}` must be a torch.Tensor, got {type(logits).__name__}")
     if not logits.is_floating_point():
         raise ValueError(f"`{name}` must be a floating-point tensor, got dtype {logits.dtype}")
-    if not _is_compiling() and logits.numel() > 0:
+    if _VALIDATE_ARGS and not _is_compiling() and logits.numel() > 0:
         # one fused min/max reduction (NaN propagates, +-Inf shows up in min or max)
         # instead of materialising an ``isfinite`` mask of the whole input
         lo, hi = torch.aminmax(logits.detach())
@@ -83,7 +145,9 @@ def _check_logits(logits: Tensor, name: str = "logits") -> None:
             raise ValueError(f"`{name}` contains NaN or Inf values")
 
 
-def _check_tau(tau: float, name: str, allow_zero: bool = False) -> float:
+def check_tau(tau: float, name: str, allow_zero: bool = False) -> float:
+    """``tau`` as a float; ``ValueError`` naming ``name`` unless finite and ``> 0``
+    (``>= 0`` with ``allow_zero``)."""
     try:
         tau = float(tau)
     except (TypeError, ValueError, RuntimeError):
@@ -94,7 +158,9 @@ def _check_tau(tau: float, name: str, allow_zero: bool = False) -> float:
     return tau
 
 
-def _check_dim(logits: Tensor, dim: int) -> int:
+def check_dim(logits: Tensor, dim: int) -> int:
+    """``dim`` normalised to ``[0, logits.dim())``; ``ValueError`` if out of range or if
+    ``logits`` has fewer than 2 categories along it."""
     nd = logits.dim()
     if nd == 0:
         raise ValueError("`logits` must have at least one dimension (the categories)")
@@ -106,6 +172,12 @@ def _check_dim(logits: Tensor, dim: int) -> int:
             f"`logits` needs at least 2 categories along `dim`={dim}, got {logits.shape[dim]}"
         )
     return dim
+
+
+# the names used by ``lightning_discrete.nn`` before the checks became public
+_check_logits = check_logits
+_check_tau = check_tau
+_check_dim = check_dim
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -250,10 +322,10 @@ def decoupled_st(
     Returns:
         One-hot tensor of the same shape and dtype as ``logits``.
     """
-    _check_logits(logits)
-    dim = _check_dim(logits, dim)
-    tau_f = _check_tau(tau_f, "tau_f", allow_zero=True)
-    tau_b = _check_tau(tau_b, "tau_b")
+    check_logits(logits)
+    dim = check_dim(logits, dim)
+    tau_f = check_tau(tau_f, "tau_f", allow_zero=True)
+    tau_b = check_tau(tau_b, "tau_b")
     x = logits.movedim(dim, -1)
     return _DecoupledST.apply(x, tau_f, tau_b, generator).movedim(-1, dim)
 
@@ -262,7 +334,7 @@ def softmax_st(
     logits: Tensor, tau: float = 1.0, dim: int = -1, generator: Optional[torch.Generator] = None
 ) -> Tensor:
     """Softmax straight-through: ``decoupled_st`` with ``tau_f = tau_b = tau`` (shapes as there)."""
-    _check_tau(tau, "tau")
+    check_tau(tau, "tau")
     return decoupled_st(logits, tau, tau, dim=dim, generator=generator)
 
 
@@ -285,8 +357,8 @@ def identity_st(logits: Tensor, dim: int = -1) -> Tensor:
     Returns:
         One-hot tensor shaped like ``logits``.
     """
-    _check_logits(logits)
-    dim = _check_dim(logits, dim)
+    check_logits(logits)
+    dim = check_dim(logits, dim)
     return _IdentityST.apply(logits.movedim(dim, -1)).movedim(-1, dim)
 
 
@@ -320,9 +392,9 @@ def gumbel_softmax_st(
     Returns:
         One-hot tensor shaped like ``logits``.
     """
-    _check_logits(logits)
-    dim = _check_dim(logits, dim)
-    tau = _check_tau(tau, "tau")
+    check_logits(logits)
+    dim = check_dim(logits, dim)
+    tau = check_tau(tau, "tau")
     gumbels = _gumbel(logits, generator)  # drawn in the caller's layout, as F.gumbel_softmax
     return _GumbelST.apply(logits.movedim(dim, -1), gumbels.movedim(dim, -1), tau).movedim(-1, dim)
 
@@ -338,9 +410,9 @@ def gumbel_softmax(
     Returns:
         Probability vectors shaped like ``logits``.
     """
-    _check_logits(logits)
-    dim = _check_dim(logits, dim)
-    tau = _check_tau(tau, "tau")
+    check_logits(logits)
+    dim = check_dim(logits, dim)
+    tau = check_tau(tau, "tau")
     gumbels = _gumbel(logits, generator)
     y = torch.softmax((logits.to(gumbels.dtype) + gumbels) / tau, dim)
     return y.to(logits.dtype)
@@ -386,9 +458,9 @@ def spigot(logits: Tensor, step_size: float = 1.0, dim: int = -1) -> Tensor:
     Returns:
         One-hot tensor shaped like ``logits``.
     """
-    _check_logits(logits)
-    dim = _check_dim(logits, dim)
-    step_size = _check_tau(step_size, "step_size")
+    check_logits(logits)
+    dim = check_dim(logits, dim)
+    step_size = check_tau(step_size, "step_size")
     return _Spigot.apply(logits.movedim(dim, -1), step_size).movedim(-1, dim)
 
 
@@ -432,9 +504,9 @@ def reinmax(
     Returns:
         One-hot tensor shaped like ``logits``.
     """
-    _check_logits(logits)
-    dim = _check_dim(logits, dim)
-    tau = _check_tau(tau, "tau")
+    check_logits(logits)
+    dim = check_dim(logits, dim)
+    tau = check_tau(tau, "tau")
     return _ReinMax.apply(logits.movedim(dim, -1), tau, generator).movedim(-1, dim)
 
 
@@ -489,9 +561,9 @@ def gumbel_rao(
     Returns:
         One-hot tensor shaped like ``logits``.
     """
-    _check_logits(logits)
-    dim = _check_dim(logits, dim)
-    tau = _check_tau(tau, "tau")
+    check_logits(logits)
+    dim = check_dim(logits, dim)
+    tau = check_tau(tau, "tau")
     if int(num_samples) != num_samples or num_samples < 1:
         raise ValueError(f"`num_samples` must be a positive integer, got {num_samples}")
     return _GumbelRao.apply(logits.movedim(dim, -1), tau, int(num_samples), generator).movedim(
@@ -541,9 +613,9 @@ def bernoulli_decoupled_st(
     Returns:
         Exact ``{0, 1}`` tensor shaped like ``logits``.
     """
-    _check_logits(logits)
-    tau_f = _check_tau(tau_f, "tau_f", allow_zero=True)
-    tau_b = _check_tau(tau_b, "tau_b")
+    check_logits(logits)
+    tau_f = check_tau(tau_f, "tau_f", allow_zero=True)
+    tau_b = check_tau(tau_b, "tau_b")
     return _BernoulliDecoupledST.apply(logits, tau_f, tau_b, generator)
 
 
@@ -551,7 +623,7 @@ def bernoulli_softmax_st(
     logits: Tensor, tau: float = 1.0, generator: Optional[torch.Generator] = None
 ) -> Tensor:
     """Binary softmax ST: :func:`bernoulli_decoupled_st` with ``tau_f = tau_b = tau``."""
-    _check_tau(tau, "tau")
+    check_tau(tau, "tau")
     return bernoulli_decoupled_st(logits, tau, tau, generator=generator)
 
 
@@ -567,7 +639,7 @@ class _BernoulliIdentityST(torch.autograd.Function):
 
 def bernoulli_identity_st(logits: Tensor) -> Tensor:
     """Binary identity ST: forward ``[l >= 0]``, backward identity. Shapes ``(*) -> (*)``."""
-    _check_logits(logits)
+    check_logits(logits)
     return _BernoulliIdentityST.apply(logits)
 
 
@@ -596,8 +668,8 @@ def bernoulli_gumbel_st(
 ) -> Tensor:
     """Binary ST Gumbel-Softmax with logistic noise ``n``: forward ``[l + n >= 0]``,
     backward through ``sigmoid((l + n) / tau)``. Shapes ``(*) -> (*)``."""
-    _check_logits(logits)
-    tau = _check_tau(tau, "tau")
+    check_logits(logits)
+    tau = check_tau(tau, "tau")
     return _BernoulliGumbelST.apply(logits, tau, generator)
 
 
@@ -605,8 +677,8 @@ def bernoulli_gumbel_softmax(
     logits: Tensor, tau: float = 1.0, generator: Optional[torch.Generator] = None
 ) -> Tensor:
     """Relaxed binary Gumbel-Softmax (binary Concrete): ``sigmoid((l + n) / tau)``."""
-    _check_logits(logits)
-    tau = _check_tau(tau, "tau")
+    check_logits(logits)
+    tau = check_tau(tau, "tau")
     x = logits.to(_compute_dtype(logits.dtype))
     return torch.sigmoid((x + _logistic(x, generator)) / tau).to(logits.dtype)
 
@@ -623,7 +695,7 @@ class _SignSTE(torch.autograd.Function):
 
 def sign_ste(x: Tensor) -> Tensor:
     """Sign straight-through: forward ``sign(x)`` (``sign(0) = 0``), identity backward."""
-    _check_logits(x)
+    check_logits(x)
     return _SignSTE.apply(x)
 
 
@@ -631,7 +703,7 @@ def _as_binary(categorical: Callable[..., Tensor]) -> Callable[..., Tensor]:
     """Binary form of a categorical estimator: run it on logits ``[l, 0]``, keep category 0."""
 
     def fn(logits: Tensor, **kwargs) -> Tensor:
-        _check_logits(logits)
+        check_logits(logits)
         stacked = torch.stack([logits, torch.zeros_like(logits)], dim=-1)
         return categorical(stacked, dim=-1, **kwargs)[..., 0]
 
@@ -649,8 +721,8 @@ def categorical_sample(
     logits: Tensor, dim: int = -1, generator: Optional[torch.Generator] = None
 ) -> Tensor:
     """Exact one-hot sample ``z ~ Categorical(softmax(l))`` with no gradient. Shape as ``logits``."""
-    _check_logits(logits)
-    dim = _check_dim(logits, dim)
+    check_logits(logits)
+    dim = check_dim(logits, dim)
     x = logits.detach().movedim(dim, -1)
     idx = _inverse_cdf_index(x.to(_compute_dtype(x.dtype)), generator)
     return _one_hot_like(idx, x.shape[-1], logits.dtype).movedim(-1, dim)
@@ -658,7 +730,7 @@ def categorical_sample(
 
 def bernoulli_sample(logits: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
     """Sample ``z ~ Bernoulli(sigmoid(l))`` in ``{0, 1}`` with no gradient. Shape as ``logits``."""
-    _check_logits(logits)
+    check_logits(logits)
     x = logits.detach().to(_compute_dtype(logits.dtype))
     return (_uniform(x.shape, x, generator) <= torch.sigmoid(x)).to(logits.dtype)
 
@@ -667,8 +739,8 @@ def categorical_log_prob(logits: Tensor, z: Tensor, dim: int = -1) -> Tensor:
     """``log softmax(l)[z]`` for one-hot ``z``; the category ``dim`` is reduced away.
 
     Computed in float32 (float64 for float64 logits)."""
-    _check_logits(logits)
-    dim = _check_dim(logits, dim)
+    check_logits(logits)
+    dim = check_dim(logits, dim)
     x = logits.to(_compute_dtype(logits.dtype))
     return (torch.log_softmax(x, dim) * z.to(x.dtype)).sum(dim)
 
@@ -676,7 +748,7 @@ def categorical_log_prob(logits: Tensor, z: Tensor, dim: int = -1) -> Tensor:
 def bernoulli_log_prob(logits: Tensor, z: Tensor) -> Tensor:
     """Elementwise ``log Bernoulli(z; sigmoid(l))`` for ``z`` in ``{0, 1}`` (float32, or
     float64 for float64 logits)."""
-    _check_logits(logits)
+    check_logits(logits)
     x = logits.to(_compute_dtype(logits.dtype))
     z = z.to(x.dtype)
     return z * F.logsigmoid(x) + (1 - z) * F.logsigmoid(-x)
@@ -720,7 +792,7 @@ def bernoulli_antithetic_pair(
     Returns:
         Two ``{0, 1}`` tensors shaped like ``logits``.
     """
-    _check_logits(logits)
+    check_logits(logits)
     x = logits.detach().to(_compute_dtype(logits.dtype))
     u = _uniform(x.shape, x, generator)
     s = torch.sigmoid(x)
