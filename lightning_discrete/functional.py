@@ -215,29 +215,74 @@ def _one_hot_like(index: Tensor, k: int, dtype: torch.dtype) -> Tensor:
 def _inverse_cdf_index_from(x: Tensor, u: Tensor, tau: float = 1.0) -> Tensor:
     """Index ``i`` with ``cdf[i-1] < u * cdf[-1] <= cdf[i]`` for ``cdf`` the running sum of
     ``exp((x - max x) / tau)`` along the last dim; ``u``: ``(*)`` uniforms in ``(0, 1)``."""
-    w = x - x.amax(-1, keepdim=True)
-    if tau != 1.0:
-        w.div_(tau)
+    inv = 1.0 / tau
+    # w = (x - max x) / tau in one op: -max/tau + x * (1/tau)
+    w = torch.add(x.amax(-1, keepdim=True).mul_(-inv), x, alpha=inv) if tau != 1.0 else (
+        x - x.amax(-1, keepdim=True)
+    )
     cdf = w.exp_().cumsum_(-1)
-    threshold = (u.to(cdf.dtype).unsqueeze(-1) * cdf[..., -1:]).contiguous()
-    idx = torch.searchsorted(cdf.contiguous(), threshold, right=False)
+    threshold = u.to(cdf.dtype).unsqueeze(-1).mul_(cdf[..., -1:])
+    idx = torch.searchsorted(cdf, threshold, right=False)
     return idx.squeeze(-1).clamp_(max=x.shape[-1] - 1)
 
 
 def _inverse_cdf_index(x: Tensor, generator: Optional[torch.Generator]) -> Tensor:
     """Sample an index from ``softmax(x)`` along the last dim with one uniform per row."""
     u = _uniform(x.shape[:-1], x, generator)
-    return _inverse_cdf_index_from(x, u)
+    return _inverse_cdf_index_from(x.contiguous(), u)
 
 
-# Rows handled at once by the chunked kernels: temporaries stay ~256 KiB, so the peak
-# memory of decoupled ST is its output (forward) or its gradient (backward) alone.
-_CHUNK_ELEMENTS = 1 << 16
+# CPU kernels work on chunks of about ``_CHUNK_ELEMENTS`` elements (``_FLAT_CHUNK_ELEMENTS``
+# for the elementwise binary kernels): temporaries stay in the CPU cache (and in the
+# allocator's cache: a fresh full-size temporary costs a page fault per 4 KiB), and the
+# peak memory of decoupled ST is its output (forward) or its gradient (backward) alone.
+# Sizes measured on a 2 MiB-L2 x86 core: smaller chunks pay Python overhead per op,
+# larger ones fall out of L2.  On other devices (CUDA) each op makes one pass over the
+# whole tensor: no Python loop over chunks.
+_CHUNK_ELEMENTS = 1 << 17
+_FLAT_CHUNK_ELEMENTS = 1 << 19
+
+# From this many categories on, ATen's fused CPU softmax (and its backward) beats the
+# hand-written passes; below it ATen's last-dim kernels are slow (k = 8: ~30x).
+_FUSED_SOFTMAX_MIN_K = 16
 
 
-def _row_chunks(n: int, k: int):
+def _row_chunks(n: int, k: int, device: torch.device = torch.device("cpu")):
+    if n <= 0:
+        return []
+    if device.type != "cpu":
+        return [(0, n)]
     step = max(1, _CHUNK_ELEMENTS // max(k, 1))
-    return [(i, min(n, i + step)) for i in range(0, n, step)] if n > 0 else []
+    return [(i, min(n, i + step)) for i in range(0, n, step)]
+
+
+def _softmax_vjp_into(out: Tensor, x: Tensor, g: Tensor, tau: float) -> None:
+    """``out = J(tau)^T g`` for ``p = softmax(x / tau)`` along the last dim of 2-D ``x``;
+    ``x``, ``g`` in the compute dtype, ``out`` any float dtype (may be a row slice)."""
+    inv = 1.0 / tau
+    k = x.shape[-1]
+    cdt = x.dtype
+    if k >= _FUSED_SOFTMAX_MIN_K or x.device.type != "cpu":
+        p = torch.softmax(x * inv if tau != 1.0 else x, -1)
+        if out.dtype == cdt:
+            torch.ops.aten._softmax_backward_data.out(g, p, -1, cdt, grad_input=out)
+            if tau != 1.0:
+                out.mul_(inv)
+        else:
+            gi = torch._softmax_backward_data(g, p, -1, cdt)
+            out.copy_(gi.mul_(inv) if tau != 1.0 else gi)
+        return
+    # q = p / tau, J^T g = p (g - <g, p>) / tau = q (g - tau <g, q>)
+    w = torch.add(x.amax(-1, keepdim=True).mul_(-inv), x, alpha=inv) if tau != 1.0 else (
+        x - x.amax(-1, keepdim=True)
+    )
+    w.exp_()
+    q = w.div_(w.sum(-1, keepdim=True).mul_(tau))
+    gq = (g * q).sum(-1, keepdim=True)
+    if out.dtype == cdt:
+        torch.sub(g, gq, alpha=tau, out=out).mul_(q)
+    else:
+        out.copy_(torch.sub(g, gq, alpha=tau).mul_(q))
 
 
 # --------------------------------------------------------------------------- #
@@ -248,9 +293,9 @@ def _row_chunks(n: int, k: int):
 class _DecoupledST(torch.autograd.Function):
     """Decoupled ST on ``(*, k)`` logits (categories last).
 
-    Memory: rows are processed in chunks, so besides its output (forward) and the
-    gradient it returns (backward) it allocates only one float per row (the uniforms)
-    and ~256 KiB temporaries; it saves only the logits for backward.
+    Memory: on CPU, rows are processed in chunks, so besides its output (forward) and
+    the gradient it returns (backward) it allocates only one float per row (the
+    uniforms) and temporaries of about one chunk (~512 KiB); it saves only the logits for backward.
     """
 
     @staticmethod
@@ -259,16 +304,16 @@ class _DecoupledST(torch.autograd.Function):
         cdt = _compute_dtype(logits.dtype)
         x2 = logits.reshape(-1, k)
         n = x2.shape[0]
-        out = torch.zeros((n, k), dtype=logits.dtype, device=logits.device)
+        out = torch.empty((n, k), dtype=logits.dtype, device=logits.device)
         # one uniform per row, drawn up front: the sample does not depend on the chunking
         u = None if tau_f == 0.0 else _uniform((n,), x2, generator)
-        for a, b in _row_chunks(n, k):
+        for a, b in _row_chunks(n, k, logits.device):
             xc = x2[a:b]
             if u is None:
                 idx = xc.argmax(-1)
             else:
-                idx = _inverse_cdf_index_from(xc.to(cdt), u[a:b], tau_f)
-            out[a:b].scatter_(-1, idx.unsqueeze(-1), 1.0)
+                idx = _inverse_cdf_index_from(xc.to(cdt).contiguous(), u[a:b], tau_f)
+            out[a:b].zero_().scatter_(-1, idx.unsqueeze(-1), 1.0)
         ctx.save_for_backward(logits)
         ctx.tau_b = tau_b
         return out.view(logits.shape)
@@ -283,20 +328,9 @@ class _DecoupledST(torch.autograd.Function):
         g2 = grad.reshape(-1, k)
         n = x2.shape[0]
         out = torch.empty((n, k), dtype=logits.dtype, device=logits.device)
-        for a, b in _row_chunks(n, k):
-            xc = x2[a:b].to(cdt)
-            # softmax(xc / tau_b) by hand: ATen's CPU softmax is ~50x slower than
-            # these four passes when the category dim is short (k = 8)
-            p = xc - xc.amax(-1, keepdim=True)
-            if tau_b != 1.0:
-                p.div_(tau_b)
-            p.exp_()
-            p.div_(p.sum(-1, keepdim=True))
-            gc = g2[a:b].to(cdt)
-            gi = p.mul_(gc - (gc * p).sum(-1, keepdim=True))  # J^T g = p (g - <g, p>) / tau_b
-            if tau_b != 1.0:
-                gi.div_(tau_b)
-            out[a:b].copy_(gi)
+        for a, b in _row_chunks(n, k, logits.device):
+            xc = x2[a:b].to(cdt).contiguous()
+            _softmax_vjp_into(out[a:b], xc, g2[a:b].to(cdt).contiguous(), tau_b)
         return out.view(logits.shape), None, None, None
 
 
@@ -576,24 +610,60 @@ def gumbel_rao(
 # --------------------------------------------------------------------------- #
 
 
+def _flat_chunks(n: int, device: torch.device):
+    """Elementwise kernels: chunks of ``_FLAT_CHUNK_ELEMENTS`` on CPU, one pass elsewhere."""
+    if n <= 0:
+        return []
+    if device.type != "cpu":
+        return [(0, n)]
+    step = _FLAT_CHUNK_ELEMENTS
+    return [(i, min(n, i + step)) for i in range(0, n, step)]
+
+
 class _BernoulliDecoupledST(torch.autograd.Function):
+    """Binary decoupled ST; saves only the logits.
+
+    Forward: ``z = [u < sigmoid(l / tau_f)]`` with one uniform ``u`` in ``[0, 1)`` per
+    unit (exact at ``p = 0`` and ``p = 1``), written straight into the output.  Backward:
+    ``g * s (1 - s) / tau_b`` with ``s = sigmoid(l / tau_b)`` recomputed (the fused
+    ``sigmoid_backward``).  On CPU both run on cache-sized chunks, so the only full-size
+    allocations are the output and the gradient.
+    """
+
     @staticmethod
     def forward(ctx, logits: Tensor, tau_f: float, tau_b: float, generator):  # type: ignore[override]
-        x = logits.to(_compute_dtype(logits.dtype))
+        cdt = _compute_dtype(logits.dtype)
+        x = logits.to(cdt).reshape(-1)
+        n = x.shape[0]
         if tau_f == 0.0:
             z = x >= 0  # argmax of [l, 0] picks the first on ties
         else:
-            z = _uniform(x.shape, x, generator) <= torch.sigmoid(x / tau_f)
+            inv = 1.0 / tau_f
+            z = torch.empty(n, dtype=cdt, device=x.device)
+            for a, b in _flat_chunks(n, x.device):
+                # chunks draw consecutive parts of one stream: same as a single draw
+                zc = z[a:b].uniform_(generator=generator)
+                torch.lt(zc, torch.sigmoid_(x[a:b] * inv), out=zc)
         ctx.save_for_backward(logits)
         ctx.tau_b = tau_b
-        return z.to(logits.dtype)
+        return z.to(logits.dtype).view(logits.shape)
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         (logits,) = ctx.saved_tensors
+        tau_b = ctx.tau_b
+        inv = 1.0 / tau_b
         cdt = _compute_dtype(logits.dtype)
-        s = torch.sigmoid(logits.to(cdt) / ctx.tau_b)
-        return (grad.to(cdt) * s * (1.0 - s) / ctx.tau_b).to(logits.dtype), None, None, None
+        x = logits.to(cdt).reshape(-1)
+        g = grad.to(cdt).reshape(-1)
+        n = x.shape[0]
+        out = torch.empty(n, dtype=cdt, device=x.device)
+        for a, b in _flat_chunks(n, x.device):
+            s = torch.sigmoid_(x[a:b] * inv)
+            oc = torch.ops.aten.sigmoid_backward.grad_input(g[a:b], s, grad_input=out[a:b])
+            if tau_b != 1.0:
+                oc.mul_(inv)
+        return out.to(logits.dtype).view(logits.shape), None, None, None
 
 
 def bernoulli_decoupled_st(
