@@ -237,8 +237,8 @@ def _inverse_cdf_index(x: Tensor, generator: Optional[torch.Generator]) -> Tenso
 # allocator's cache: a fresh full-size temporary costs a page fault per 4 KiB), and the
 # peak memory of decoupled ST is its output (forward) or its gradient (backward) alone.
 # Sizes measured on a 2 MiB-L2 x86 core: smaller chunks pay Python overhead per op,
-# larger ones fall out of L2.  On other devices (CUDA) each op makes one pass over the
-# whole tensor: no Python loop over chunks.
+# larger ones fall out of L2.  Chunks are used by single-threaded CPU runs only (see
+# ``_one_pass``); on other devices (CUDA) each op makes one pass over the whole tensor.
 _CHUNK_ELEMENTS = 1 << 17
 _FLAT_CHUNK_ELEMENTS = 1 << 19
 
@@ -247,19 +247,21 @@ _FLAT_CHUNK_ELEMENTS = 1 << 19
 _FUSED_SOFTMAX_MIN_K = 16
 
 
+def _one_pass(device: torch.device) -> bool:
+    """Whether the kernels skip the CPU chunk loop: off the CPU (CUDA: one pass per op),
+    under ``torch.compile`` (the compiler fuses), and with several intra-op threads: there
+    every op of every chunk is a parallel region whose threads must all be scheduled, and
+    chunks measured slower than one pass (2 threads, 2 cores shared with other jobs)."""
+    return device.type != "cpu" or _is_compiling() or torch.get_num_threads() > 1
+
+
 def _row_chunks(n: int, k: int, device: torch.device = torch.device("cpu")):
     if n <= 0:
         return []
-    if device.type != "cpu" or _is_compiling():  # compiled: one pass, the compiler fuses
+    if _one_pass(device):
         return [(0, n)]
-    step = max(1, _CHUNK_ELEMENTS * _chunk_threads() // max(k, 1))
+    step = max(1, _CHUNK_ELEMENTS // max(k, 1))
     return [(i, min(n, i + step)) for i in range(0, n, step)]
-
-
-def _chunk_threads() -> int:
-    """Each intra-op thread gets a cache-sized part of a chunk: with ``t`` threads, chunks
-    are ``t`` times larger (fewer parallel regions, each as cache-friendly)."""
-    return max(1, torch.get_num_threads())
 
 
 def _softmax_vjp_into(out: Tensor, x: Tensor, g: Tensor, tau: float) -> None:
@@ -301,9 +303,11 @@ def _softmax_vjp_into(out: Tensor, x: Tensor, g: Tensor, tau: float) -> None:
 class _DecoupledST(torch.autograd.Function):
     """Decoupled ST on ``(*, k)`` logits (categories last).
 
-    Memory: on CPU, rows are processed in chunks, so besides its output (forward) and
-    the gradient it returns (backward) it allocates only one float per row (the
-    uniforms) and temporaries of about one chunk (~512 KiB); it saves only the logits for backward.
+    Memory: on a single-threaded CPU, rows are processed in chunks, so besides its
+    output (forward) and the gradient it returns (backward) it allocates only one float
+    per row (the uniforms) and temporaries of about one chunk (~512 KiB); elsewhere
+    (CUDA, several threads) each op makes one pass.  It saves only the logits for
+    backward.
     """
 
     @staticmethod
@@ -622,9 +626,9 @@ def _flat_chunks(n: int, device: torch.device):
     """Elementwise kernels: chunks of ``_FLAT_CHUNK_ELEMENTS`` on CPU, one pass elsewhere."""
     if n <= 0:
         return []
-    if device.type != "cpu" or _is_compiling():
+    if _one_pass(device):
         return [(0, n)]
-    step = _FLAT_CHUNK_ELEMENTS * _chunk_threads()
+    step = _FLAT_CHUNK_ELEMENTS
     return [(i, min(n, i + step)) for i in range(0, n, step)]
 
 
@@ -665,9 +669,9 @@ class _BernoulliDecoupledST(torch.autograd.Function):
     Forward: ``z = [u < sigmoid(l / tau_f)]`` with one uniform ``u`` per unit (float32: 31
     random bits, float64: a float64 uniform), exact at ``p = 0`` and ``p = 1``, written
     straight into the output.  Backward: ``g * s (1 - s) / tau_b`` with
-    ``s = sigmoid(l / tau_b)`` recomputed (the fused ``sigmoid_backward``).  On CPU both run
-    on cache-sized chunks, so the only full-size allocations are the output and the
-    gradient.
+    ``s = sigmoid(l / tau_b)`` recomputed (the fused ``sigmoid_backward``).  On a single-threaded CPU
+    both run on cache-sized chunks, so the only full-size allocations are the output and
+    the gradient.
     """
 
     @staticmethod

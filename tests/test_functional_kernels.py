@@ -15,8 +15,17 @@ def _gen(seed):
     return torch.Generator().manual_seed(seed)
 
 
+@pytest.fixture
+def one_thread():
+    """The CPU chunk loop runs single-threaded only (several threads: one pass)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(params=["one-chunk", "many-chunks"])
-def chunking(request, monkeypatch):
+def chunking(request, monkeypatch, one_thread):
     if request.param == "many-chunks":
         monkeypatch.setattr(LF, "_CHUNK_ELEMENTS", 37)
         monkeypatch.setattr(LF, "_FLAT_CHUNK_ELEMENTS", 53)
@@ -46,7 +55,7 @@ def test_decoupled_st_one_hot_and_exact_gradient(k, dtype, tau_f, tau_b, chunkin
 
 
 @pytest.mark.parametrize("k", [3, 16, 40])
-def test_sample_independent_of_chunking(k, monkeypatch):
+def test_sample_independent_of_chunking(k, monkeypatch, one_thread):
     x = torch.randn(500, k, generator=_gen(3)) * 2
     monkeypatch.setattr(LF, "_CHUNK_ELEMENTS", 1 << 30)
     a = LF.decoupled_st(x, 0.8, 1.0, generator=_gen(4))
@@ -101,12 +110,20 @@ def test_bernoulli_frequencies_fine(chunking):
 
 
 def test_non_cpu_devices_take_one_pass():
-    """No Python loop over chunks off the CPU (CUDA): one chunk whatever the size."""
+    """No Python loop over chunks off the CPU (CUDA), nor with several CPU threads."""
     meta = torch.device("meta")
+    threads = torch.get_num_threads()
     assert LF._row_chunks(10_000_000, 8, meta) == [(0, 10_000_000)]
     assert LF._flat_chunks(10_000_000, meta) == [(0, 10_000_000)]
     assert logic_mod._neuron_chunks(4096, 100_000, meta) == [(0, 100_000)]
-    assert len(LF._row_chunks(10_000_000, 8, torch.device("cpu"))) > 1
+    cpu = torch.device("cpu")
+    try:
+        torch.set_num_threads(1)
+        assert len(LF._row_chunks(10_000_000, 8, cpu)) > 1 and len(LF._flat_chunks(10_000_000, cpu)) > 1
+        torch.set_num_threads(2)
+        assert LF._row_chunks(10_000_000, 8, cpu) == [(0, 10_000_000)]
+    finally:
+        torch.set_num_threads(threads)
     assert LF._row_chunks(0, 8, meta) == [] and LF._flat_chunks(0, meta) == []
 
 
