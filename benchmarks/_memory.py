@@ -12,9 +12,33 @@ granularity, code pages and malloc caching.
 
 from __future__ import annotations
 
-from typing import Callable
+import contextlib
+import os
+import sys
+from typing import Callable, Iterator
 
 import torch
+
+
+@contextlib.contextmanager
+def _quiet_fds() -> Iterator[None]:
+    """Send the process's stdout / stderr (file descriptors 1 and 2) to /dev/null: the
+    profiler's C++ side (kineto) prints trace lines there, below Python's ``sys.stdout``."""
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    saved = [os.dup(1), os.dup(2)]
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved + [devnull]:
+            os.close(fd)
 
 
 def peak_allocated_bytes(fn: Callable[[], object], device: torch.device = torch.device("cpu")) -> int:
@@ -28,8 +52,9 @@ def peak_allocated_bytes(fn: Callable[[], object], device: torch.device = torch.
         return torch.cuda.max_memory_allocated(device) - base
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
+    with _quiet_fds():  # no profiler trace lines in the benchmark's output
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            fn()
     events = sorted(
         (e.start_ns(), e.nbytes())
         for e in prof.profiler.kineto_results.events()

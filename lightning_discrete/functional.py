@@ -18,15 +18,23 @@ the loss; it is exposed as samplers plus functions returning a *surrogate loss*
 whose gradient is the estimator (:func:`reinforce_loo_surrogate`,
 :func:`disarm_surrogate`).
 
+Input checks: types, dtypes, ``dim`` and temperatures are always checked (they read no
+element).  Checking the logits for NaN / Inf costs a pass over the data and a
+host-device synchronisation per call, so it is off by default: turn it on with
+:func:`set_validate_args`, the :func:`validate_args` context manager or the environment
+variable ``LIGHTNING_DISCRETE_VALIDATE=1``.
+
 All estimators are listed in :data:`ESTIMATORS` by a short name usable from YAML;
 :func:`register_estimator` adds your own.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Iterator, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -59,6 +67,12 @@ __all__ = [
     "ESTIMATORS",
     "register_estimator",
     "get_estimator",
+    "set_validate_args",
+    "validate_args_enabled",
+    "validate_args",
+    "check_logits",
+    "check_tau",
+    "check_dim",
 ]
 
 # --------------------------------------------------------------------------- #
@@ -70,12 +84,60 @@ def _is_compiling() -> bool:
     return bool(getattr(torch.compiler, "is_compiling", lambda: False)())
 
 
-def _check_logits(logits: Tensor, name: str = "logits") -> None:
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+# Value checks (NaN / Inf in the logits) cost a full pass over the data and, on CUDA, a
+# host-device synchronisation per call, so they are off unless asked for (as
+# ``torch.distributions.Distribution.set_default_validate_args``). The cheap checks (type,
+# dtype, dim, temperatures) look at no element and always run.
+_VALIDATE_ARGS = _env_flag("LIGHTNING_DISCRETE_VALIDATE")
+
+
+def set_validate_args(enabled: bool) -> None:
+    """Turn the value checks of every estimator on or off (process-wide).
+
+    When on, logits containing NaN or Inf raise ``ValueError`` naming the argument; this
+    costs one reduction over the logits and, on CUDA, a host-device synchronisation per
+    call.  Off by default; the environment variable ``LIGHTNING_DISCRETE_VALIDATE=1`` turns
+    it on at import.  Checks that read no element (types, dtypes, ``dim``, temperatures)
+    always run.
+    """
+    global _VALIDATE_ARGS
+    _VALIDATE_ARGS = bool(enabled)
+
+
+def validate_args_enabled() -> bool:
+    """Whether the value checks (NaN / Inf logits) are on; see :func:`set_validate_args`."""
+    return _VALIDATE_ARGS
+
+
+@contextlib.contextmanager
+def validate_args(enabled: bool = True) -> Iterator[None]:
+    """Context manager: value checks on (or off) inside, the previous setting restored after.
+
+    Example::
+
+        with LF.validate_args():
+            z = LF.decoupled_st(logits, 1.0, 0.5)  # raises on NaN / Inf logits
+    """
+    previous = _VALIDATE_ARGS
+    set_validate_args(enabled)
+    try:
+        yield
+    finally:
+        set_validate_args(previous)
+
+
+def check_logits(logits: Tensor, name: str = "logits") -> None:
+    """``ValueError`` unless ``logits`` is a floating-point tensor; with the value checks on
+    (:func:`set_validate_args`) also if it contains NaN or Inf."""
     if not isinstance(logits, Tensor):
         raise ValueError(f"`{name}` must be a torch.Tensor, got {type(logits).__name__}")
     if not logits.is_floating_point():
         raise ValueError(f"`{name}` must be a floating-point tensor, got dtype {logits.dtype}")
-    if not _is_compiling() and logits.numel() > 0:
+    if _VALIDATE_ARGS and not _is_compiling() and logits.numel() > 0:
         # one fused min/max reduction (NaN propagates, +-Inf shows up in min or max)
         # instead of materialising an ``isfinite`` mask of the whole input
         lo, hi = torch.aminmax(logits.detach())
@@ -83,7 +145,9 @@ def _check_logits(logits: Tensor, name: str = "logits") -> None:
             raise ValueError(f"`{name}` contains NaN or Inf values")
 
 
-def _check_tau(tau: float, name: str, allow_zero: bool = False) -> float:
+def check_tau(tau: float, name: str, allow_zero: bool = False) -> float:
+    """``tau`` as a float; ``ValueError`` naming ``name`` unless finite and ``> 0``
+    (``>= 0`` with ``allow_zero``)."""
     try:
         tau = float(tau)
     except (TypeError, ValueError, RuntimeError):
@@ -94,7 +158,9 @@ def _check_tau(tau: float, name: str, allow_zero: bool = False) -> float:
     return tau
 
 
-def _check_dim(logits: Tensor, dim: int) -> int:
+def check_dim(logits: Tensor, dim: int) -> int:
+    """``dim`` normalised to ``[0, logits.dim())``; ``ValueError`` if out of range or if
+    ``logits`` has fewer than 2 categories along it."""
     nd = logits.dim()
     if nd == 0:
         raise ValueError("`logits` must have at least one dimension (the categories)")
@@ -106,6 +172,12 @@ def _check_dim(logits: Tensor, dim: int) -> int:
             f"`logits` needs at least 2 categories along `dim`={dim}, got {logits.shape[dim]}"
         )
     return dim
+
+
+# the names used by ``lightning_discrete.nn`` before the checks became public
+_check_logits = check_logits
+_check_tau = check_tau
+_check_dim = check_dim
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -143,29 +215,84 @@ def _one_hot_like(index: Tensor, k: int, dtype: torch.dtype) -> Tensor:
 def _inverse_cdf_index_from(x: Tensor, u: Tensor, tau: float = 1.0) -> Tensor:
     """Index ``i`` with ``cdf[i-1] < u * cdf[-1] <= cdf[i]`` for ``cdf`` the running sum of
     ``exp((x - max x) / tau)`` along the last dim; ``u``: ``(*)`` uniforms in ``(0, 1)``."""
-    w = x - x.amax(-1, keepdim=True)
-    if tau != 1.0:
-        w.div_(tau)
+    inv = 1.0 / tau
+    # w = (x - max x) / tau in one op: -max/tau + x * (1/tau)
+    w = torch.add(x.amax(-1, keepdim=True).mul_(-inv), x, alpha=inv) if tau != 1.0 else (
+        x - x.amax(-1, keepdim=True)
+    )
     cdf = w.exp_().cumsum_(-1)
-    threshold = (u.to(cdf.dtype).unsqueeze(-1) * cdf[..., -1:]).contiguous()
-    idx = torch.searchsorted(cdf.contiguous(), threshold, right=False)
+    threshold = u.to(cdf.dtype).unsqueeze(-1).mul_(cdf[..., -1:])
+    idx = torch.searchsorted(cdf, threshold, right=False)
     return idx.squeeze(-1).clamp_(max=x.shape[-1] - 1)
 
 
 def _inverse_cdf_index(x: Tensor, generator: Optional[torch.Generator]) -> Tensor:
     """Sample an index from ``softmax(x)`` along the last dim with one uniform per row."""
     u = _uniform(x.shape[:-1], x, generator)
-    return _inverse_cdf_index_from(x, u)
+    return _inverse_cdf_index_from(x.contiguous(), u)
 
 
-# Rows handled at once by the chunked kernels: temporaries stay ~256 KiB, so the peak
-# memory of decoupled ST is its output (forward) or its gradient (backward) alone.
-_CHUNK_ELEMENTS = 1 << 16
+# CPU kernels work on chunks of about ``_CHUNK_ELEMENTS`` elements (``_FLAT_CHUNK_ELEMENTS``
+# for the elementwise binary kernels): temporaries stay in the CPU cache (and in the
+# allocator's cache: a fresh full-size temporary costs a page fault per 4 KiB), and the
+# peak memory of decoupled ST is its output (forward) or its gradient (backward) alone.
+# Sizes measured on a 2 MiB-L2 x86 core: smaller chunks pay Python overhead per op,
+# larger ones fall out of L2.  Chunks are used by single-threaded CPU runs only (see
+# ``_one_pass``); on other devices (CUDA) each op makes one pass over the whole tensor.
+_CHUNK_ELEMENTS = 1 << 17
+_FLAT_CHUNK_ELEMENTS = 1 << 19
+
+# From this many categories on, ATen's fused CPU softmax (and its backward) beats the
+# hand-written passes; below it ATen's last-dim kernels are slow (k = 8: ~30x).
+_FUSED_SOFTMAX_MIN_K = 16
 
 
-def _row_chunks(n: int, k: int):
+def _one_pass(device: torch.device) -> bool:
+    """Whether the kernels skip the CPU chunk loop: off the CPU (CUDA: one pass per op),
+    under ``torch.compile`` (the compiler fuses), and with several intra-op threads: there
+    every op of every chunk is a parallel region whose threads must all be scheduled, and
+    chunks measured slower than one pass (2 threads, 2 cores shared with other jobs)."""
+    return device.type != "cpu" or _is_compiling() or torch.get_num_threads() > 1
+
+
+def _row_chunks(n: int, k: int, device: torch.device = torch.device("cpu")):
+    if n <= 0:
+        return []
+    if _one_pass(device):
+        return [(0, n)]
     step = max(1, _CHUNK_ELEMENTS // max(k, 1))
-    return [(i, min(n, i + step)) for i in range(0, n, step)] if n > 0 else []
+    return [(i, min(n, i + step)) for i in range(0, n, step)]
+
+
+def _softmax_vjp_into(out: Tensor, x: Tensor, g: Tensor, tau: float) -> None:
+    """``out = J(tau)^T g`` for ``p = softmax(x / tau)`` along the last dim of 2-D ``x``;
+    ``x``, ``g`` in the compute dtype, ``out`` any float dtype (may be a row slice).
+
+    Rounds as autograd through ``torch.softmax(x / tau)`` does: divide by ``tau`` (not
+    multiply by ``1 / tau``), ``p (g - <g, p>)``, then divide by ``tau``."""
+    k = x.shape[-1]
+    cdt = x.dtype
+    if k >= _FUSED_SOFTMAX_MIN_K or x.device.type != "cpu":
+        p = torch.softmax(x / tau if tau != 1.0 else x, -1)
+        if out.dtype == cdt:
+            torch.ops.aten._softmax_backward_data.out(g, p, -1, cdt, grad_input=out)
+            if tau != 1.0:
+                out.div_(tau)
+        else:
+            gi = torch._softmax_backward_data(g, p, -1, cdt)
+            out.copy_(gi.div_(tau) if tau != 1.0 else gi)
+        return
+    p = x / tau if tau != 1.0 else x.clone()
+    p.sub_(p.amax(-1, keepdim=True)).exp_()
+    p.div_(p.sum(-1, keepdim=True))
+    gp = (g * p).sum(-1, keepdim=True)
+    if out.dtype == cdt:
+        gi = torch.sub(g, gp, out=out).mul_(p)
+        if tau != 1.0:
+            gi.div_(tau)
+    else:
+        gi = torch.sub(g, gp).mul_(p)
+        out.copy_(gi.div_(tau) if tau != 1.0 else gi)
 
 
 # --------------------------------------------------------------------------- #
@@ -176,9 +303,11 @@ def _row_chunks(n: int, k: int):
 class _DecoupledST(torch.autograd.Function):
     """Decoupled ST on ``(*, k)`` logits (categories last).
 
-    Memory: rows are processed in chunks, so besides its output (forward) and the
-    gradient it returns (backward) it allocates only one float per row (the uniforms)
-    and ~256 KiB temporaries; it saves only the logits for backward.
+    Memory: on a single-threaded CPU, rows are processed in chunks, so besides its
+    output (forward) and the gradient it returns (backward) it allocates only one float
+    per row (the uniforms) and temporaries of about one chunk (~512 KiB); elsewhere
+    (CUDA, several threads) each op makes one pass.  It saves only the logits for
+    backward.
     """
 
     @staticmethod
@@ -187,16 +316,16 @@ class _DecoupledST(torch.autograd.Function):
         cdt = _compute_dtype(logits.dtype)
         x2 = logits.reshape(-1, k)
         n = x2.shape[0]
-        out = torch.zeros((n, k), dtype=logits.dtype, device=logits.device)
+        out = torch.empty((n, k), dtype=logits.dtype, device=logits.device)
         # one uniform per row, drawn up front: the sample does not depend on the chunking
         u = None if tau_f == 0.0 else _uniform((n,), x2, generator)
-        for a, b in _row_chunks(n, k):
+        for a, b in _row_chunks(n, k, logits.device):
             xc = x2[a:b]
             if u is None:
-                idx = xc.argmax(-1)
+                idx = xc.max(-1).indices  # = argmax (first maximum), ~2x faster on CPU
             else:
-                idx = _inverse_cdf_index_from(xc.to(cdt), u[a:b], tau_f)
-            out[a:b].scatter_(-1, idx.unsqueeze(-1), 1.0)
+                idx = _inverse_cdf_index_from(xc.to(cdt).contiguous(), u[a:b], tau_f)
+            out[a:b].zero_().scatter_(-1, idx.unsqueeze(-1), 1.0)
         ctx.save_for_backward(logits)
         ctx.tau_b = tau_b
         return out.view(logits.shape)
@@ -211,20 +340,9 @@ class _DecoupledST(torch.autograd.Function):
         g2 = grad.reshape(-1, k)
         n = x2.shape[0]
         out = torch.empty((n, k), dtype=logits.dtype, device=logits.device)
-        for a, b in _row_chunks(n, k):
-            xc = x2[a:b].to(cdt)
-            # softmax(xc / tau_b) by hand: ATen's CPU softmax is ~50x slower than
-            # these four passes when the category dim is short (k = 8)
-            p = xc - xc.amax(-1, keepdim=True)
-            if tau_b != 1.0:
-                p.div_(tau_b)
-            p.exp_()
-            p.div_(p.sum(-1, keepdim=True))
-            gc = g2[a:b].to(cdt)
-            gi = p.mul_(gc - (gc * p).sum(-1, keepdim=True))  # J^T g = p (g - <g, p>) / tau_b
-            if tau_b != 1.0:
-                gi.div_(tau_b)
-            out[a:b].copy_(gi)
+        for a, b in _row_chunks(n, k, logits.device):
+            xc = x2[a:b].to(cdt).contiguous()
+            _softmax_vjp_into(out[a:b], xc, g2[a:b].to(cdt).contiguous(), tau_b)
         return out.view(logits.shape), None, None, None
 
 
@@ -250,10 +368,10 @@ def decoupled_st(
     Returns:
         One-hot tensor of the same shape and dtype as ``logits``.
     """
-    _check_logits(logits)
-    dim = _check_dim(logits, dim)
-    tau_f = _check_tau(tau_f, "tau_f", allow_zero=True)
-    tau_b = _check_tau(tau_b, "tau_b")
+    check_logits(logits)
+    dim = check_dim(logits, dim)
+    tau_f = check_tau(tau_f, "tau_f", allow_zero=True)
+    tau_b = check_tau(tau_b, "tau_b")
     x = logits.movedim(dim, -1)
     return _DecoupledST.apply(x, tau_f, tau_b, generator).movedim(-1, dim)
 
@@ -262,7 +380,7 @@ def softmax_st(
     logits: Tensor, tau: float = 1.0, dim: int = -1, generator: Optional[torch.Generator] = None
 ) -> Tensor:
     """Softmax straight-through: ``decoupled_st`` with ``tau_f = tau_b = tau`` (shapes as there)."""
-    _check_tau(tau, "tau")
+    check_tau(tau, "tau")
     return decoupled_st(logits, tau, tau, dim=dim, generator=generator)
 
 
@@ -285,8 +403,8 @@ def identity_st(logits: Tensor, dim: int = -1) -> Tensor:
     Returns:
         One-hot tensor shaped like ``logits``.
     """
-    _check_logits(logits)
-    dim = _check_dim(logits, dim)
+    check_logits(logits)
+    dim = check_dim(logits, dim)
     return _IdentityST.apply(logits.movedim(dim, -1)).movedim(-1, dim)
 
 
@@ -320,9 +438,9 @@ def gumbel_softmax_st(
     Returns:
         One-hot tensor shaped like ``logits``.
     """
-    _check_logits(logits)
-    dim = _check_dim(logits, dim)
-    tau = _check_tau(tau, "tau")
+    check_logits(logits)
+    dim = check_dim(logits, dim)
+    tau = check_tau(tau, "tau")
     gumbels = _gumbel(logits, generator)  # drawn in the caller's layout, as F.gumbel_softmax
     return _GumbelST.apply(logits.movedim(dim, -1), gumbels.movedim(dim, -1), tau).movedim(-1, dim)
 
@@ -338,9 +456,9 @@ def gumbel_softmax(
     Returns:
         Probability vectors shaped like ``logits``.
     """
-    _check_logits(logits)
-    dim = _check_dim(logits, dim)
-    tau = _check_tau(tau, "tau")
+    check_logits(logits)
+    dim = check_dim(logits, dim)
+    tau = check_tau(tau, "tau")
     gumbels = _gumbel(logits, generator)
     y = torch.softmax((logits.to(gumbels.dtype) + gumbels) / tau, dim)
     return y.to(logits.dtype)
@@ -386,9 +504,9 @@ def spigot(logits: Tensor, step_size: float = 1.0, dim: int = -1) -> Tensor:
     Returns:
         One-hot tensor shaped like ``logits``.
     """
-    _check_logits(logits)
-    dim = _check_dim(logits, dim)
-    step_size = _check_tau(step_size, "step_size")
+    check_logits(logits)
+    dim = check_dim(logits, dim)
+    step_size = check_tau(step_size, "step_size")
     return _Spigot.apply(logits.movedim(dim, -1), step_size).movedim(-1, dim)
 
 
@@ -432,9 +550,9 @@ def reinmax(
     Returns:
         One-hot tensor shaped like ``logits``.
     """
-    _check_logits(logits)
-    dim = _check_dim(logits, dim)
-    tau = _check_tau(tau, "tau")
+    check_logits(logits)
+    dim = check_dim(logits, dim)
+    tau = check_tau(tau, "tau")
     return _ReinMax.apply(logits.movedim(dim, -1), tau, generator).movedim(-1, dim)
 
 
@@ -489,9 +607,9 @@ def gumbel_rao(
     Returns:
         One-hot tensor shaped like ``logits``.
     """
-    _check_logits(logits)
-    dim = _check_dim(logits, dim)
-    tau = _check_tau(tau, "tau")
+    check_logits(logits)
+    dim = check_dim(logits, dim)
+    tau = check_tau(tau, "tau")
     if int(num_samples) != num_samples or num_samples < 1:
         raise ValueError(f"`num_samples` must be a positive integer, got {num_samples}")
     return _GumbelRao.apply(logits.movedim(dim, -1), tau, int(num_samples), generator).movedim(
@@ -504,24 +622,101 @@ def gumbel_rao(
 # --------------------------------------------------------------------------- #
 
 
+def _flat_chunks(n: int, device: torch.device):
+    """Elementwise kernels: chunks of ``_FLAT_CHUNK_ELEMENTS`` on CPU, one pass elsewhere."""
+    if n <= 0:
+        return []
+    if _one_pass(device):
+        return [(0, n)]
+    step = _FLAT_CHUNK_ELEMENTS
+    return [(i, min(n, i + step)) for i in range(0, n, step)]
+
+
+# ``softplus_backward(c, x, beta, threshold) = c * sigmoid(beta * x)`` (``c`` where
+# ``beta * x > threshold``): a scaled sigmoid of a scaled input in one fused pass.  Above the
+# threshold the sigmoid is 1 in the compute dtype anyway.
+_SIGMOID_THRESHOLD = {torch.float32: 20.0, torch.float64: 40.0}
+# float32 sampling compares 31 random bits (``random_`` on int32: uniform on [0, 2^31),
+# cheaper than a float ``uniform_``) with ``C * p``; C = 2^31 + 256 (the next float32 above
+# 2^31) so that p = 1 beats every bit pattern once rounded to float32, and p = 0 none.
+_BITS_SCALE = 2.0**31 + 256.0
+
+
+_SCALARS: Dict[Tuple[float, torch.dtype, torch.device], Tensor] = {}
+
+
+def _scalar(c: float, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """A cached 0-dim tensor (no host-to-device copy per call on CUDA)."""
+    if _is_compiling():
+        return torch.tensor(c, dtype=dtype, device=device)
+    key = (c, dtype, device)
+    t = _SCALARS.get(key)
+    if t is None:
+        t = _SCALARS[key] = torch.tensor(c, dtype=dtype, device=device)
+    return t
+
+
+def _scaled_sigmoid(c: float, x: Tensor, inv_tau: float) -> Tensor:
+    """``c * sigmoid(x * inv_tau)`` in one pass (``x`` float32 or float64)."""
+    return torch.ops.aten.softplus_backward(
+        _scalar(c, x.dtype, x.device), x, inv_tau, _SIGMOID_THRESHOLD[x.dtype]
+    )
+
+
 class _BernoulliDecoupledST(torch.autograd.Function):
+    """Binary decoupled ST; saves only the logits.
+
+    Forward: ``z = [u < sigmoid(l / tau_f)]`` with one uniform ``u`` per unit (float32: 31
+    random bits, float64: a float64 uniform), exact at ``p = 0`` and ``p = 1``, written
+    straight into the output.  Backward: ``g * s (1 - s) / tau_b`` with
+    ``s = sigmoid(l / tau_b)`` recomputed (the fused ``sigmoid_backward``).  On a single-threaded CPU
+    both run on cache-sized chunks, so the only full-size allocations are the output and
+    the gradient.
+    """
+
     @staticmethod
     def forward(ctx, logits: Tensor, tau_f: float, tau_b: float, generator):  # type: ignore[override]
-        x = logits.to(_compute_dtype(logits.dtype))
+        cdt = _compute_dtype(logits.dtype)
+        x = logits.to(cdt).reshape(-1)
+        n = x.shape[0]
         if tau_f == 0.0:
             z = x >= 0  # argmax of [l, 0] picks the first on ties
         else:
-            z = _uniform(x.shape, x, generator) <= torch.sigmoid(x / tau_f)
+            inv = 1.0 / tau_f
+            z = torch.empty(n, dtype=cdt, device=x.device)
+            for a, b in _flat_chunks(n, x.device):
+                # chunks draw consecutive parts of one stream: same as a single draw
+                zc = z[a:b]
+                if cdt == torch.float32:
+                    # uniform on [0, 2^31), one 32-bit draw each (``randint`` spends two);
+                    # the aten op, not ``Tensor.random_``, so that torch.compile traces it
+                    bits = torch.ops.aten.random_.default(
+                        torch.empty(b - a, dtype=torch.int32, device=x.device), generator=generator
+                    )
+                    torch.lt(bits, _scaled_sigmoid(_BITS_SCALE, x[a:b], inv), out=zc)
+                else:
+                    zc.uniform_(generator=generator)
+                    torch.lt(zc, _scaled_sigmoid(1.0, x[a:b], inv), out=zc)
         ctx.save_for_backward(logits)
         ctx.tau_b = tau_b
-        return z.to(logits.dtype)
+        return z.to(logits.dtype).view(logits.shape)
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         (logits,) = ctx.saved_tensors
+        tau_b = ctx.tau_b
+        inv = 1.0 / tau_b
         cdt = _compute_dtype(logits.dtype)
-        s = torch.sigmoid(logits.to(cdt) / ctx.tau_b)
-        return (grad.to(cdt) * s * (1.0 - s) / ctx.tau_b).to(logits.dtype), None, None, None
+        x = logits.to(cdt).reshape(-1)
+        g = grad.to(cdt).reshape(-1)
+        n = x.shape[0]
+        out = torch.empty(n, dtype=cdt, device=x.device)
+        for a, b in _flat_chunks(n, x.device):
+            s = _scaled_sigmoid(1.0, x[a:b], inv)
+            oc = torch.ops.aten.sigmoid_backward.grad_input(g[a:b], s, grad_input=out[a:b])
+            if tau_b != 1.0:
+                oc.div_(tau_b)
+        return out.to(logits.dtype).view(logits.shape), None, None, None
 
 
 def bernoulli_decoupled_st(
@@ -541,9 +736,9 @@ def bernoulli_decoupled_st(
     Returns:
         Exact ``{0, 1}`` tensor shaped like ``logits``.
     """
-    _check_logits(logits)
-    tau_f = _check_tau(tau_f, "tau_f", allow_zero=True)
-    tau_b = _check_tau(tau_b, "tau_b")
+    check_logits(logits)
+    tau_f = check_tau(tau_f, "tau_f", allow_zero=True)
+    tau_b = check_tau(tau_b, "tau_b")
     return _BernoulliDecoupledST.apply(logits, tau_f, tau_b, generator)
 
 
@@ -551,7 +746,7 @@ def bernoulli_softmax_st(
     logits: Tensor, tau: float = 1.0, generator: Optional[torch.Generator] = None
 ) -> Tensor:
     """Binary softmax ST: :func:`bernoulli_decoupled_st` with ``tau_f = tau_b = tau``."""
-    _check_tau(tau, "tau")
+    check_tau(tau, "tau")
     return bernoulli_decoupled_st(logits, tau, tau, generator=generator)
 
 
@@ -567,7 +762,7 @@ class _BernoulliIdentityST(torch.autograd.Function):
 
 def bernoulli_identity_st(logits: Tensor) -> Tensor:
     """Binary identity ST: forward ``[l >= 0]``, backward identity. Shapes ``(*) -> (*)``."""
-    _check_logits(logits)
+    check_logits(logits)
     return _BernoulliIdentityST.apply(logits)
 
 
@@ -596,8 +791,8 @@ def bernoulli_gumbel_st(
 ) -> Tensor:
     """Binary ST Gumbel-Softmax with logistic noise ``n``: forward ``[l + n >= 0]``,
     backward through ``sigmoid((l + n) / tau)``. Shapes ``(*) -> (*)``."""
-    _check_logits(logits)
-    tau = _check_tau(tau, "tau")
+    check_logits(logits)
+    tau = check_tau(tau, "tau")
     return _BernoulliGumbelST.apply(logits, tau, generator)
 
 
@@ -605,8 +800,8 @@ def bernoulli_gumbel_softmax(
     logits: Tensor, tau: float = 1.0, generator: Optional[torch.Generator] = None
 ) -> Tensor:
     """Relaxed binary Gumbel-Softmax (binary Concrete): ``sigmoid((l + n) / tau)``."""
-    _check_logits(logits)
-    tau = _check_tau(tau, "tau")
+    check_logits(logits)
+    tau = check_tau(tau, "tau")
     x = logits.to(_compute_dtype(logits.dtype))
     return torch.sigmoid((x + _logistic(x, generator)) / tau).to(logits.dtype)
 
@@ -623,7 +818,7 @@ class _SignSTE(torch.autograd.Function):
 
 def sign_ste(x: Tensor) -> Tensor:
     """Sign straight-through: forward ``sign(x)`` (``sign(0) = 0``), identity backward."""
-    _check_logits(x)
+    check_logits(x)
     return _SignSTE.apply(x)
 
 
@@ -631,7 +826,7 @@ def _as_binary(categorical: Callable[..., Tensor]) -> Callable[..., Tensor]:
     """Binary form of a categorical estimator: run it on logits ``[l, 0]``, keep category 0."""
 
     def fn(logits: Tensor, **kwargs) -> Tensor:
-        _check_logits(logits)
+        check_logits(logits)
         stacked = torch.stack([logits, torch.zeros_like(logits)], dim=-1)
         return categorical(stacked, dim=-1, **kwargs)[..., 0]
 
@@ -649,8 +844,8 @@ def categorical_sample(
     logits: Tensor, dim: int = -1, generator: Optional[torch.Generator] = None
 ) -> Tensor:
     """Exact one-hot sample ``z ~ Categorical(softmax(l))`` with no gradient. Shape as ``logits``."""
-    _check_logits(logits)
-    dim = _check_dim(logits, dim)
+    check_logits(logits)
+    dim = check_dim(logits, dim)
     x = logits.detach().movedim(dim, -1)
     idx = _inverse_cdf_index(x.to(_compute_dtype(x.dtype)), generator)
     return _one_hot_like(idx, x.shape[-1], logits.dtype).movedim(-1, dim)
@@ -658,7 +853,7 @@ def categorical_sample(
 
 def bernoulli_sample(logits: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
     """Sample ``z ~ Bernoulli(sigmoid(l))`` in ``{0, 1}`` with no gradient. Shape as ``logits``."""
-    _check_logits(logits)
+    check_logits(logits)
     x = logits.detach().to(_compute_dtype(logits.dtype))
     return (_uniform(x.shape, x, generator) <= torch.sigmoid(x)).to(logits.dtype)
 
@@ -667,8 +862,8 @@ def categorical_log_prob(logits: Tensor, z: Tensor, dim: int = -1) -> Tensor:
     """``log softmax(l)[z]`` for one-hot ``z``; the category ``dim`` is reduced away.
 
     Computed in float32 (float64 for float64 logits)."""
-    _check_logits(logits)
-    dim = _check_dim(logits, dim)
+    check_logits(logits)
+    dim = check_dim(logits, dim)
     x = logits.to(_compute_dtype(logits.dtype))
     return (torch.log_softmax(x, dim) * z.to(x.dtype)).sum(dim)
 
@@ -676,7 +871,7 @@ def categorical_log_prob(logits: Tensor, z: Tensor, dim: int = -1) -> Tensor:
 def bernoulli_log_prob(logits: Tensor, z: Tensor) -> Tensor:
     """Elementwise ``log Bernoulli(z; sigmoid(l))`` for ``z`` in ``{0, 1}`` (float32, or
     float64 for float64 logits)."""
-    _check_logits(logits)
+    check_logits(logits)
     x = logits.to(_compute_dtype(logits.dtype))
     z = z.to(x.dtype)
     return z * F.logsigmoid(x) + (1 - z) * F.logsigmoid(-x)
@@ -720,7 +915,7 @@ def bernoulli_antithetic_pair(
     Returns:
         Two ``{0, 1}`` tensors shaped like ``logits``.
     """
-    _check_logits(logits)
+    check_logits(logits)
     x = logits.detach().to(_compute_dtype(logits.dtype))
     u = _uniform(x.shape, x, generator)
     s = torch.sigmoid(x)

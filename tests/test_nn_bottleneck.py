@@ -155,5 +155,5 @@ def test_non_finite_logits_rejected_in_every_mode(train, eval_mode):
     bad = torch.tensor([[0.5, float("nan"), 1.0]])
     for b in (CategoricalBottleneck(3, eval_mode=eval_mode), BinaryBottleneck(eval_mode=eval_mode)):
         b.train(train)
-        with pytest.raises(ValueError, match="NaN or Inf"):
+        with LF.validate_args(), pytest.raises(ValueError, match="NaN or Inf"):
             b(bad)

@@ -90,13 +90,16 @@ GATE_COEFFICIENTS = _coefficients()
 # --------------------------------------------------------------------------- #
 
 
-# Neurons handled at once: temporaries stay about ``_CHUNK_ELEMENTS`` floats each, so
-# the peak memory of a layer's forward is its output and of its backward the incoming
-# gradient plus the input gradient.
+# Neurons handled at once on CPU: temporaries stay about ``_CHUNK_ELEMENTS`` floats each,
+# so the peak memory of a layer's forward is its output and of its backward the incoming
+# gradient plus the input gradient.  On other devices (CUDA) the whole layer is one pass
+# per op: a Python loop of small launches would cost more than the temporaries save.
 _CHUNK_ELEMENTS = 1 << 18
 
 
-def _neuron_chunks(batch: int, out: int):
+def _neuron_chunks(batch: int, out: int, device: torch.device = torch.device("cpu")):
+    if device.type != "cpu":
+        return [(0, out)] if out > 0 else []
     step = max(1, _CHUNK_ELEMENTS // max(batch, 1))
     return [(s, min(out, s + step)) for s in range(0, out, step)]
 
@@ -112,13 +115,13 @@ class _LogicGate(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, idx_a: Tensor, idx_b: Tensor, c: Tensor):  # type: ignore[override]
         y = x.new_empty(x.shape[0], idx_a.shape[0])
-        for s, e in _neuron_chunks(x.shape[0], idx_a.shape[0]):
+        for s, e in _neuron_chunks(x.shape[0], idx_a.shape[0], x.device):
             a = x.index_select(1, idx_a[s:e])
             b = x.index_select(1, idx_b[s:e])
             c0, c1, c2, c3 = c[..., s:e, :].unbind(-1)
             # y = c0 + c1 a + b (c2 + c3 a)
             t = torch.addcmul(c2, a, c3).mul_(b)
-            y[:, s:e] = torch.addcmul(c0, a, c1).add_(t)
+            torch.addcmul(c0, a, c1, out=y[:, s:e]).add_(t)
         ctx.save_for_backward(x, idx_a, idx_b, c)
         return y
 
@@ -128,7 +131,7 @@ class _LogicGate(torch.autograd.Function):
         need_x, _, _, need_c = ctx.needs_input_grad
         gx = torch.zeros_like(x) if need_x else None
         gc = torch.empty_like(c) if need_c else None
-        for s, e in _neuron_chunks(x.shape[0], idx_a.shape[0]):
+        for s, e in _neuron_chunks(x.shape[0], idx_a.shape[0], x.device):
             a = x.index_select(1, idx_a[s:e])
             b = x.index_select(1, idx_b[s:e])
             gs = g[:, s:e]

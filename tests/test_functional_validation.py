@@ -1,0 +1,165 @@
+"""The validation switch: value checks (NaN / Inf) off by default, on by request."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from lightning_discrete import functional as LF
+
+_NAN = torch.tensor([[0.5, float("nan"), 1.0]])
+_INF = torch.tensor([[0.5, float("inf"), 1.0]])
+
+# one call per estimator family that validates logits
+CALLS = {
+    "decoupled_st": lambda l: LF.decoupled_st(l, 1.0, 0.5),
+    "decoupled_st_tau0": lambda l: LF.decoupled_st(l, 0.0, 0.5),
+    "softmax_st": lambda l: LF.softmax_st(l, 0.5),
+    "identity_st": lambda l: LF.identity_st(l),
+    "gumbel_softmax_st": lambda l: LF.gumbel_softmax_st(l, 0.5),
+    "gumbel_softmax": lambda l: LF.gumbel_softmax(l, 0.5),
+    "reinmax": lambda l: LF.reinmax(l, 1.5),
+    "categorical_sample": lambda l: LF.categorical_sample(l),
+    "bernoulli_decoupled_st": lambda l: LF.bernoulli_decoupled_st(l, 0.1, 0.7),
+    "bernoulli_softmax_st": lambda l: LF.bernoulli_softmax_st(l, 0.7),
+    "bernoulli_identity_st": lambda l: LF.bernoulli_identity_st(l),
+    "bernoulli_sample": lambda l: LF.bernoulli_sample(l),
+    "sign_ste": lambda l: LF.sign_ste(l),
+}
+
+
+@pytest.fixture(autouse=True)
+def _restore_switch():
+    before = LF.validate_args_enabled()
+    yield
+    LF.set_validate_args(before)
+
+
+class _OpLog(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.ops = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops.append(str(func.overloadpacket))
+        return func(*args, **(kwargs or {}))
+
+
+def test_default_is_off_without_env():
+    if os.environ.get("LIGHTNING_DISCRETE_VALIDATE"):
+        pytest.skip("LIGHTNING_DISCRETE_VALIDATE is set in this environment")
+    assert LF.validate_args_enabled() is False
+
+
+@pytest.mark.parametrize("name", sorted(CALLS))
+def test_off_no_value_check_runs(name, monkeypatch):
+    LF.set_validate_args(False)
+    called = []
+    real = torch.aminmax
+    monkeypatch.setattr(torch, "aminmax", lambda *a, **k: called.append(1) or real(*a, **k))
+    for bad in (_NAN, _INF):
+        x = bad if "bernoulli" not in name and name != "sign_ste" else bad[0]
+        with _OpLog() as log:
+            CALLS[name](x)  # passes through without raising
+        assert not called
+        assert not any("aminmax" in op or "isfinite" in op or "isnan" in op for op in log.ops), log.ops
+
+
+def test_off_no_host_sync(monkeypatch):
+    """With the checks off an estimator call reads no tensor value back to the host."""
+    LF.set_validate_args(False)
+    reads = []
+    for meth in ("__float__", "__bool__", "item", "tolist"):
+        real = getattr(torch.Tensor, meth)
+        monkeypatch.setattr(
+            torch.Tensor, meth, lambda t, *a, _real=real, **k: reads.append(1) or _real(t, *a, **k)
+        )
+    x = torch.randn(6, 5, requires_grad=True)
+    z = LF.decoupled_st(x, 1.0, 0.5)
+    z.backward(torch.randn(6, 5))
+    xb = torch.randn(7, requires_grad=True)
+    LF.bernoulli_decoupled_st(xb, 0.3, 0.7).backward(torch.randn(7))
+    assert not reads
+
+
+@pytest.mark.parametrize("name", sorted(CALLS))
+@pytest.mark.parametrize("bad", [_NAN, _INF, -_INF], ids=["nan", "inf", "-inf"])
+def test_on_non_finite_raises_naming_argument(name, bad):
+    LF.set_validate_args(True)
+    x = bad if "bernoulli" not in name and name != "sign_ste" else bad[0]
+    with pytest.raises(ValueError, match=r"`(logits|x)` contains NaN or Inf"):
+        CALLS[name](x)
+
+
+def test_on_finite_input_passes():
+    LF.set_validate_args(True)
+    x = torch.randn(4, 3)
+    for name, fn in CALLS.items():
+        fn(x if "bernoulli" not in name and name != "sign_ste" else x[0])
+
+
+def test_check_logits_public_and_named():
+    with LF.validate_args():
+        with pytest.raises(ValueError, match="`scores` contains NaN or Inf"):
+            LF.check_logits(_NAN, "scores")
+    LF.check_logits(_NAN, "scores")  # off: value not inspected
+    with pytest.raises(ValueError, match="floating-point"):
+        LF.check_logits(torch.tensor([1, 2]))  # cheap checks always run
+    assert LF.check_tau(2, "tau") == 2.0
+    assert LF.check_dim(torch.zeros(2, 3), -1) == 1
+    # the old private names still work (used by lightning_discrete.nn)
+    assert LF._check_logits is LF.check_logits
+    assert LF._check_tau is LF.check_tau and LF._check_dim is LF.check_dim
+
+
+def test_cheap_checks_always_on():
+    LF.set_validate_args(False)
+    with pytest.raises(ValueError, match="tau_f"):
+        LF.decoupled_st(torch.randn(2, 3), -1.0, 1.0)
+    with pytest.raises(ValueError, match="dim"):
+        LF.decoupled_st(torch.randn(2, 3), 1.0, 1.0, dim=3)
+    with pytest.raises(ValueError, match="logits"):
+        LF.decoupled_st(torch.tensor([[1, 2]]), 1.0, 1.0)
+
+
+@pytest.mark.parametrize("initial", [False, True])
+def test_context_manager_restores_previous_state(initial):
+    LF.set_validate_args(initial)
+    with LF.validate_args():
+        assert LF.validate_args_enabled() is True
+        with LF.validate_args(False):
+            assert LF.validate_args_enabled() is False
+        assert LF.validate_args_enabled() is True
+    assert LF.validate_args_enabled() is initial
+    with pytest.raises(RuntimeError):
+        with LF.validate_args(not initial):
+            raise RuntimeError("boom")
+    assert LF.validate_args_enabled() is initial  # restored on error too
+
+
+def test_bottleneck_follows_switch():
+    from lightning_discrete.nn import BinaryBottleneck, CategoricalBottleneck
+
+    for b in (CategoricalBottleneck(3), BinaryBottleneck()):
+        b.train()
+        LF.set_validate_args(False)
+        b(_NAN)
+        with LF.validate_args(), pytest.raises(ValueError, match="NaN or Inf"):
+            b(_NAN)
+
+
+@pytest.mark.parametrize("value,expected", [("1", True), ("true", True), ("0", False), ("", False)])
+def test_env_var_sets_default(value, expected):
+    env = dict(os.environ, LIGHTNING_DISCRETE_VALIDATE=value)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(LF.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in [root, env.get("PYTHONPATH", "")] if p)
+    code = "from lightning_discrete import functional as LF; print(LF.validate_args_enabled())"
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert out == str(expected)
