@@ -59,6 +59,15 @@ training step.  On CUDA every timestamp is taken after ``torch.cuda.synchronize(
 
 The validation accuracy (autoencoder: validation loss) the plain loop and the recipe
 reach after the epochs is printed, so the comparison is like with like.
+
+A second table gives the same ratios from each contender's fastest epoch (``min``).  On a
+shared 2-core machine the 2-thread figures can be dominated by other processes: when a
+core is taken, each OpenMP parallel region of the 2-thread run waits for its descheduled
+thread, and single epochs then take 10-50x longer (seen here: a 1.3 s plain epoch took
+74 s).  Alternating the contenders and taking medians/minimums is what keeps the ratios
+usable; re-run (or use ``--threads 1``) when the per-run lines show such outliers.
+A default run (3 tasks x 2 thread counts x 2 repeats x 8 contenders x 3 epochs) takes
+about 15 minutes on an idle 2-core CPU; ``--epochs 2 --limit-train-batches 100`` about 5.
 """
 
 from __future__ import annotations
