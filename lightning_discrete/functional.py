@@ -34,7 +34,7 @@ import contextlib
 import math
 import os
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterator, Optional, Tuple
+from typing import Callable, Dict, Iterator, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -145,9 +145,18 @@ def check_logits(logits: Tensor, name: str = "logits") -> None:
             raise ValueError(f"`{name}` contains NaN or Inf values")
 
 
-def check_tau(tau: float, name: str, allow_zero: bool = False) -> float:
+def check_tau(tau: Union[float, Tensor], name: str, allow_zero: bool = False) -> Union[float, Tensor]:
     """``tau`` as a float; ``ValueError`` naming ``name`` unless finite and ``> 0``
-    (``>= 0`` with ``allow_zero``)."""
+    (``>= 0`` with ``allow_zero``).
+
+    A 0-dim floating-point tensor (a bottleneck's temperature buffer, passed as is under
+    ``torch.compile`` so that a changing temperature is a graph input, not a constant) is
+    returned unchanged: reading its value would be a host-device sync, and the bottleneck
+    checked the value when it was set."""
+    if isinstance(tau, Tensor):
+        if tau.dim() != 0 or not tau.is_floating_point():
+            raise ValueError(f"`{name}` must be a number or a 0-dim float tensor, got shape {tuple(tau.shape)}")
+        return tau
     try:
         tau = float(tau)
     except (TypeError, ValueError, RuntimeError):
@@ -316,6 +325,17 @@ class _DecoupledST(torch.autograd.Function):
         cdt = _compute_dtype(logits.dtype)
         x2 = logits.reshape(-1, k)
         n = x2.shape[0]
+        ctx.tau_b = tau_b
+        if isinstance(tau_f, Tensor):  # temperatures as tensors (torch.compile): no branch on values
+            u = _uniform((n,), x2, generator)
+            x = x2.to(cdt)
+            w = (x - x.amax(-1, keepdim=True)) / tau_f.to(cdt).clamp_min(torch.finfo(cdt).tiny)
+            cdf = w.exp().cumsum(-1)
+            # the inverse CDF as a count (what searchsorted returns), which the compiler fuses
+            idx = (cdf < u.unsqueeze(-1) * cdf[:, -1:]).sum(-1).clamp(max=k - 1)
+            idx = torch.where(tau_f > 0, idx, x.argmax(-1))
+            ctx.save_for_backward(logits)
+            return _one_hot_like(idx, k, logits.dtype).view(logits.shape)
         out = torch.empty((n, k), dtype=logits.dtype, device=logits.device)
         # one uniform per row, drawn up front: the sample does not depend on the chunking
         u = None if tau_f == 0.0 else _uniform((n,), x2, generator)
@@ -327,7 +347,6 @@ class _DecoupledST(torch.autograd.Function):
                 idx = _inverse_cdf_index_from(xc.to(cdt).contiguous(), u[a:b], tau_f)
             out[a:b].zero_().scatter_(-1, idx.unsqueeze(-1), 1.0)
         ctx.save_for_backward(logits)
-        ctx.tau_b = tau_b
         return out.view(logits.shape)
 
     @staticmethod
@@ -338,6 +357,12 @@ class _DecoupledST(torch.autograd.Function):
         cdt = _compute_dtype(logits.dtype)
         x2 = logits.reshape(-1, k)
         g2 = grad.reshape(-1, k)
+        if isinstance(tau_b, Tensor):  # torch.compile path: one pass, the compiler fuses
+            t = tau_b.to(cdt)
+            p = torch.softmax(x2.to(cdt) / t, -1)
+            gc = g2.to(cdt)
+            gi = p * (gc - (gc * p).sum(-1, keepdim=True)) / t
+            return gi.to(logits.dtype).view(logits.shape), None, None, None
         n = x2.shape[0]
         out = torch.empty((n, k), dtype=logits.dtype, device=logits.device)
         for a, b in _row_chunks(n, k, logits.device):
@@ -679,6 +704,13 @@ class _BernoulliDecoupledST(torch.autograd.Function):
         cdt = _compute_dtype(logits.dtype)
         x = logits.to(cdt).reshape(-1)
         n = x.shape[0]
+        ctx.save_for_backward(logits)
+        ctx.tau_b = tau_b
+        if isinstance(tau_f, Tensor):  # temperatures as tensors (torch.compile): no branch on values
+            t = tau_f.to(cdt).clamp_min(torch.finfo(cdt).tiny)
+            sampled = _uniform((n,), x, generator) < torch.sigmoid(x / t)
+            z = torch.where(tau_f > 0, sampled, x >= 0)
+            return z.to(logits.dtype).view(logits.shape)
         if tau_f == 0.0:
             z = x >= 0  # argmax of [l, 0] picks the first on ties
         else:
@@ -697,16 +729,18 @@ class _BernoulliDecoupledST(torch.autograd.Function):
                 else:
                     zc.uniform_(generator=generator)
                     torch.lt(zc, _scaled_sigmoid(1.0, x[a:b], inv), out=zc)
-        ctx.save_for_backward(logits)
-        ctx.tau_b = tau_b
         return z.to(logits.dtype).view(logits.shape)
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         (logits,) = ctx.saved_tensors
         tau_b = ctx.tau_b
-        inv = 1.0 / tau_b
         cdt = _compute_dtype(logits.dtype)
+        if isinstance(tau_b, Tensor):  # torch.compile path: one pass, the compiler fuses
+            t = tau_b.to(cdt)
+            sb = torch.sigmoid(logits.to(cdt) / t)
+            return (grad.to(cdt) * sb * (1.0 - sb) / t).to(logits.dtype), None, None, None
+        inv = 1.0 / tau_b
         x = logits.to(cdt).reshape(-1)
         g = grad.to(cdt).reshape(-1)
         n = x.shape[0]

@@ -266,7 +266,12 @@ class DiscreteBottleneck(nn.Module):
         if self.score_function:
             return self._score_forward(logits, dim)
         fn = self._estimator.binary if self.binary else self._estimator.categorical
-        tau_f, tau_b = self.temperatures()
+        if LF._is_compiling():
+            # the buffers themselves: a temperature that changes between steps is a graph
+            # input, not a constant (no recompilation, no data-dependent guard)
+            tau_f, tau_b = self.tau_f, self.tau_b
+        else:
+            tau_f, tau_b = self.temperatures()  # Python floats, read without a device sync
         kwargs: Dict[str, Any] = dict(tau_f=tau_f, tau_b=tau_b)
         kwargs.update(self.estimator_kwargs)
         if not self.binary:
