@@ -5,7 +5,7 @@ accepts non-contiguous input in float32 / float64 / bfloat16 / float16 and an
 optional :class:`torch.Generator`.  Internally the maths runs in float32 (or
 float64 for float64 input); outputs come back in the input dtype.
 
-Notation (see ``DESIGN.md``): ``p(t) = softmax(l / t)`` over ``k`` categories and
+Notation (see ``docs/design.md``): ``p(t) = softmax(l / t)`` over ``k`` categories and
 ``J(t) = (diag(p(t)) - p(t) p(t)^T) / t``.
 
 Categorical estimators return a tensor of the same shape as ``logits``; hard ones
@@ -181,12 +181,6 @@ def check_dim(logits: Tensor, dim: int) -> int:
             f"`logits` needs at least 2 categories along `dim`={dim}, got {logits.shape[dim]}"
         )
     return dim
-
-
-# the names used by ``lightning_discrete.nn`` before the checks became public
-_check_logits = check_logits
-_check_tau = check_tau
-_check_dim = check_dim
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:

@@ -112,9 +112,6 @@ def test_check_logits_public_and_named():
         LF.check_logits(torch.tensor([1, 2]))  # cheap checks always run
     assert LF.check_tau(2, "tau") == 2.0
     assert LF.check_dim(torch.zeros(2, 3), -1) == 1
-    # the old private names still work (used by lightning_discrete.nn)
-    assert LF._check_logits is LF.check_logits
-    assert LF._check_tau is LF.check_tau and LF._check_dim is LF.check_dim
 
 
 def test_cheap_checks_always_on():
@@ -151,6 +148,46 @@ def test_bottleneck_follows_switch():
         b(_NAN)
         with LF.validate_args(), pytest.raises(ValueError, match="NaN or Inf"):
             b(_NAN)
+
+
+def test_bottleneck_validate_args_overrides_switch():
+    from lightning_discrete.nn import BinaryBottleneck, CategoricalBottleneck
+
+    for cls, x in ((CategoricalBottleneck, _NAN), (BinaryBottleneck, _NAN)):
+        on, off = cls(validate_args=True), cls(validate_args=False)
+        LF.set_validate_args(False)
+        with pytest.raises(ValueError, match="NaN or Inf"):
+            on(x)  # checks although the process-wide switch is off
+        LF.set_validate_args(True)
+        off(x)  # never checks
+        assert LF.validate_args_enabled() is True  # the module restored the switch
+
+
+def test_model_validate_args_reaches_bottlenecks_and_nan_loss_says_how():
+    import warnings
+
+    from lightning.pytorch import Trainer
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from lightning_discrete.models import CategoricalAutoencoder
+
+    LF.set_validate_args(False)
+    x = torch.rand(16, 4)
+    x[3, 1] = float("nan")  # reaches the loss (the reconstruction target) and the logits
+    data = DataLoader(TensorDataset(x, torch.zeros(16, dtype=torch.long)), batch_size=16)
+    kw = dict(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+              enable_model_summary=False, log_every_n_steps=1)
+    model = CategoricalAutoencoder(input_dim=4, num_latents=2, num_categories=3, hidden_dims=(5,))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        Trainer(**kw).fit(model, data)  # NaN input -> NaN loss, no check on the hot path
+    hints = [str(w.message) for w in caught if "validate_args" in str(w.message)]
+    assert len(hints) == 1  # said once, not every step
+    assert "train/loss is nan" in hints[0] and "--model.validate_args=true" in hints[0]
+    model = CategoricalAutoencoder(input_dim=4, num_latents=2, num_categories=3, hidden_dims=(5,), validate_args=True)
+    assert all(m.validate_args is True for m in model.discrete_modules())
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        Trainer(**kw).fit(model, data)
 
 
 @pytest.mark.parametrize("value,expected", [("1", True), ("true", True), ("0", False), ("", False)])

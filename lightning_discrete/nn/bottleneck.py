@@ -47,9 +47,10 @@ class DiscreteBottleneck(nn.Module):
             ``>= 2``; ``disarm`` always uses antithetic pairs, so 2).
         estimator_kwargs: extra keyword arguments passed to the estimator
             (e.g. ``{"num_samples": 10}`` for ``gumbel_rao``).
-        validate_args: check the logits for NaN/Inf on every call (``True``), never
-            (``False``), or as :func:`lightning_discrete.functional.set_validate_args`
-            says (``None``, the default: off unless switched on).
+        validate_args: check the logits for NaN/Inf in this module's calls (``True``),
+            never (``False``), or as :func:`lightning_discrete.functional.set_validate_args`
+            says (``None``, the default: off unless switched on). Ignored under
+            ``torch.compile``.
     """
 
     binary: bool = False
@@ -122,7 +123,7 @@ class DiscreteBottleneck(nn.Module):
         if tau is not None:
             if tau_f is not None or tau_b is not None:
                 raise ValueError("pass either `tau` or `tau_f`/`tau_b`, not both")
-            tau_f = tau_b = LF._check_tau(tau, "tau")
+            tau_f = tau_b = LF.check_tau(tau, "tau")
         if self._estimator.temperature == "single":
             given = tau_f if tau_f is not None else tau_b
             if tau_f is not None and tau_b is not None and float(tau_f) != float(tau_b):
@@ -133,10 +134,10 @@ class DiscreteBottleneck(nn.Module):
         cached_f, cached_b = self.temperatures()
         if tau_f is not None:
             allow_zero = self._estimator.temperature != "single"
-            cached_f = LF._check_tau(tau_f, "tau_f", allow_zero=allow_zero)
+            cached_f = LF.check_tau(tau_f, "tau_f", allow_zero=allow_zero)
             self.tau_f.fill_(cached_f)
         if tau_b is not None:
-            cached_b = LF._check_tau(tau_b, "tau_b")
+            cached_b = LF.check_tau(tau_b, "tau_b")
             self.tau_b.fill_(cached_b)
         # the new values are known here: remember them, so no forward reads the buffers
         # back from the device (no host-device sync when a schedule changes them every step)
@@ -278,6 +279,16 @@ class DiscreteBottleneck(nn.Module):
             kwargs["dim"] = dim
         return fn(logits, **kwargs)
 
+    def forward(self, logits: Tensor) -> Tensor:
+        """Output of the bottleneck for ``logits`` (shapes: see the subclasses)."""
+        if self.validate_args is None or LF._is_compiling():
+            return self._forward(logits)
+        with LF.validate_args(self.validate_args):
+            return self._forward(logits)
+
+    def _forward(self, logits: Tensor) -> Tensor:
+        raise NotImplementedError
+
     def extra_repr(self) -> str:
         return (
             f"estimator={self.estimator!r}, tau_f={self.temperatures()[0]:g}, tau_b={self.temperatures()[1]:g}, "
@@ -311,9 +322,9 @@ class CategoricalBottleneck(DiscreteBottleneck):
             raise AttributeError("num_categories is known after the first forward")
         return self._k
 
-    def forward(self, logits: Tensor) -> Tensor:
+    def _forward(self, logits: Tensor) -> Tensor:
         """``(B, ..., k) -> (B, ..., k)``."""
-        dim = LF._check_dim(logits, self.dim)
+        dim = LF.check_dim(logits, self.dim)
         k = logits.shape[dim]
         if self._k is None:
             self._k = k
@@ -322,7 +333,7 @@ class CategoricalBottleneck(DiscreteBottleneck):
         if self.training:
             z = self._estimate(logits, dim)
         elif self.eval_mode == "soft":
-            LF._check_logits(logits)
+            LF.check_logits(logits)
             z = torch.softmax(logits.float(), dim).to(logits.dtype)
         elif self.eval_mode == "sample" and self.temperatures()[0] > 0:
             z = LF.decoupled_st(logits.detach(), self.temperatures()[0], 1.0, dim)
@@ -347,12 +358,12 @@ class BinaryBottleneck(DiscreteBottleneck):
     def num_categories(self) -> int:
         return 2
 
-    def forward(self, logits: Tensor) -> Tensor:
+    def _forward(self, logits: Tensor) -> Tensor:
         """``(B, ...) -> (B, ...)``."""
         if self.training:  # every branch validates the logits once
             z = self._estimate(logits, -1)
         elif self.eval_mode == "soft":
-            LF._check_logits(logits)
+            LF.check_logits(logits)
             z = torch.sigmoid(logits.float()).to(logits.dtype)
         elif self.eval_mode == "sample" and self.temperatures()[0] > 0:
             z = LF.bernoulli_decoupled_st(logits.detach(), self.temperatures()[0], 1.0)
