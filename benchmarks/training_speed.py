@@ -66,8 +66,10 @@ core is taken, each OpenMP parallel region of the 2-thread run waits for its des
 thread, and single epochs then take 10-50x longer (seen here: a 1.3 s plain epoch took
 74 s).  Alternating the contenders and taking medians/minimums is what keeps the ratios
 usable; re-run (or use ``--threads 1``) when the per-run lines show such outliers.
-A default run (3 tasks x 2 thread counts x 2 repeats x 8 contenders x 3 epochs) takes
-about 15 minutes on an idle 2-core CPU; ``--epochs 2 --limit-train-batches 100`` about 5.
+The defaults (3 repeats x 2 epochs rather than 2 x 3) make each median come from 3
+separate runs, so one run hit by a load spike does not decide it.  A default run
+(3 tasks x 2 thread counts x 3 repeats x 8 contenders x 2 epochs) takes about 15 minutes
+on an idle 2-core CPU; ``--limit-train-batches 100`` about 6.
 """
 
 from __future__ import annotations
@@ -438,7 +440,9 @@ def bench_task(task: str, threads: int, args, data) -> Dict[str, Any]:
     # like with like: the same quality after the same number of epochs
     if task == "autoencoder":
         a, b = c["plain"]["val_loss"], c["recipe"]["val_loss"]
-        summary["val_check"] = {"metric": "val_loss", "plain": a, "recipe": b, "ok": abs(a - b) <= 0.05 * abs(a)}
+        # the autoencoder's loss after a few hundred steps depends on the seed (codebook
+        # collapse or not): plain-loop seeds 0..3 gave 385, 318, 385, 387 after 180 steps
+        summary["val_check"] = {"metric": "val_loss", "plain": a, "recipe": b, "ok": abs(a - b) <= 0.2 * abs(a)}
     else:
         a, b = c["plain"]["val_acc"], c["recipe"]["val_acc"]
         tol = 0.05 if task == "logic" else 0.03
@@ -496,8 +500,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     p.add_argument("--threads", nargs="+", type=int, default=[1, 2])
-    p.add_argument("--repeats", type=int, default=2, help="runs of every contender (rotating order)")
-    p.add_argument("--epochs", type=int, default=3, help="epochs per run; the first is dropped as warm-up")
+    p.add_argument("--repeats", type=int, default=3, help="runs of every contender (rotating order)")
+    p.add_argument("--epochs", type=int, default=2, help="epochs per run; the first is dropped as warm-up")
     p.add_argument(
         "--limit-train-batches",
         type=int,
@@ -509,6 +513,11 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--json", default=None, help="write the results to this file")
     p.add_argument("--quick", action="store_true", help="binary task only, 1 repeat")
     p.add_argument("--verbose", action="store_true", help="show Lightning's output")
+    p.add_argument(
+        "--keep-denormals",
+        action="store_true",
+        help="do not flush denormals (default: torch.set_flush_denormal(True) for every contender)",
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.tasks, args.repeats = ["binary"], 1
@@ -517,6 +526,12 @@ def main(argv: Optional[List[str]] = None) -> None:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         p.error("--device cuda but CUDA is not available")
     args.data_dir = os.path.abspath(args.data_dir)
+    if not args.keep_denormals:
+        # Denormal floats appear or not depending on the training trajectory (data order,
+        # samples), which differs between contenders, and make CPU matmuls up to ~2x slower
+        # (seen: plain autoencoder epochs 3.5 s -> 7.5 s). Flushing them for every contender
+        # keeps the comparison about the framework, not about which run hit denormals.
+        torch.set_flush_denormal(True)
 
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
@@ -526,7 +541,8 @@ def main(argv: Optional[List[str]] = None) -> None:
 
     print(
         f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-        f"device {args.device}; load average {os.getloadavg()[0]:.2f} at start"
+        f"device {args.device}; load average {os.getloadavg()[0]:.2f} at start; "
+        f"denormals {'kept' if args.keep_denormals else 'flushed'}"
     )
     print("Data: Fashion-MNIST for every task (the autoencoder recipe's MNIST replaced by Fashion-MNIST).")
     t_all = time.perf_counter()
