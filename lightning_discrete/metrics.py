@@ -133,16 +133,23 @@ class CodebookUsage(Metric):
             indices = indices.unsqueeze(-1)
         if indices.dim() != 2 or indices.shape[1] != self.num_latents:
             raise ValueError(f"expected indices of shape (N, {self.num_latents}), got {tuple(indices.shape)}")
-        idx = indices.long().to(self.counts.device)
+        idx = indices.to(self.counts.device)
         k = self.num_categories
-        offsets = torch.arange(self.num_latents, device=idx.device) * k
-        flat = (idx + offsets).reshape(-1)
-        # scatter-add into the fixed-size states: unlike ``bincount`` (whose output size
-        # depends on the data), no host-device synchronisation on CUDA
-        self.counts.view(-1).index_add_(0, flat, torch.ones_like(flat))
-        self.total += idx.shape[0]
+        n = idx.shape[0]
+        if k == 2:  # binary units: a column sum is the histogram (no scatter)
+            ones = idx.sum(0, dtype=torch.long)
+            self.counts[:, 1] += ones
+            self.counts[:, 0] += n - ones
+        else:
+            idx = idx.long()
+            offsets = torch.arange(self.num_latents, device=idx.device) * k
+            flat = (idx + offsets).reshape(-1)
+            # scatter-add into the fixed-size states: unlike ``bincount`` (whose output size
+            # depends on the data), no host-device synchronisation on CUDA
+            self.counts.view(-1).index_add_(0, flat, torch.ones_like(flat))
+        self.total += n
         if self.track_joint:
-            joint = joint_index(idx, k)
+            joint = joint_index(idx.long(), k)
             self.joint_counts.index_add_(0, joint, torch.ones_like(joint))
 
     def compute(self) -> Dict[str, Tensor]:  # type: ignore[override]

@@ -246,3 +246,18 @@ def test_every_recipe_file_is_covered():
         os.path.join("estimators", f"{e}.yaml") for e in ESTIMATORS if e
     }
     assert found == covered
+
+
+def test_cli_progress_bar_redraws_every_ten_steps(tmp_path):
+    from lightning.pytorch.callbacks import TQDMProgressBar
+
+    from lightning_discrete.cli import PROGRESS_REFRESH_RATE, cli_main
+
+    args = ["--config", "recipes/quickstart.yaml", "--data.dataset=digits", f"--trainer.default_root_dir={tmp_path}"]
+    bars = [cb for cb in cli_main(args, run=False).trainer.callbacks if isinstance(cb, TQDMProgressBar)]
+    assert len(bars) == 1 and bars[0].refresh_rate == PROGRESS_REFRESH_RATE == 10
+    # a progress bar of the user's own wins, and turning the bar off is respected
+    own = cli_main(args + ["--trainer.callbacks+=TQDMProgressBar", "--trainer.callbacks.refresh_rate=3"], run=False)
+    assert [cb.refresh_rate for cb in own.trainer.callbacks if isinstance(cb, TQDMProgressBar)] == [3]
+    off = cli_main(args + ["--trainer.enable_progress_bar=false"], run=False)
+    assert off.trainer.progress_bar_callback is None

@@ -77,3 +77,17 @@ def test_codebook_usage_joint_limit_and_shapes():
     single.update(torch.tensor([0, 1, 1, 4]))
     assert not single.track_joint
     assert float(single.compute()["perplexity"]) == pytest.approx(_by_hand([1, 2, 1]))
+
+
+@pytest.mark.parametrize("k", [2, 3, 5])
+def test_codebook_counts_equal_bincount_reference(k):
+    """Both update paths (column sums for k = 2, a scatter otherwise) count exactly."""
+    g = torch.Generator().manual_seed(k)
+    batches = [torch.randint(0, k, (n, 4), generator=g) for n in (7, 1, 12)]
+    m = CodebookUsage(num_categories=k, num_latents=4)
+    for b in batches:
+        m.update(b)
+    allb = torch.cat(batches)
+    expected = torch.stack([torch.bincount(allb[:, l], minlength=k) for l in range(4)])
+    assert torch.equal(m.counts, expected)
+    assert int(m.total) == 20

@@ -44,37 +44,42 @@ class ActiveUnitMonitor(Callback):
             raise ValueError(f"`window` must be >= 1 or None, got {window}")
         self.threshold = float(threshold)
         self.window = window
-        self._counts: Dict[str, Tensor] = {}  # name -> [active, total] float64
+        self._counts: Dict[str, list] = {}  # name -> [active (device int64 tensor), total (int)]
         self._names: list = []
+        self._modules: list = []
         self._last_flush_step = -1
         self.last_results: Dict[str, float] = {}
         self._seen: Dict[str, Tensor] = {}  # name -> the last gradient counted (no double counting)
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._names = []
-        for name, m in named_bottlenecks(pl_module):
+        self._modules = named_bottlenecks(pl_module)  # walked once, not every step
+        self._names = [name for name, _ in self._modules]
+        for _, m in self._modules:
             m.record(True, grads=True, owner=self)
-            self._names.append(name)
         self._counts = {}
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        for _, m in named_bottlenecks(pl_module):
+        for _, m in self._modules:
             m.record(False, owner=self)
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         scaler = getattr(trainer.precision_plugin, "scaler", None)
-        scale = float(scaler.get_scale()) if scaler is not None and scaler.is_enabled() else 1.0
-        for name, m in named_bottlenecks(pl_module):
+        for name, m in self._modules:
             g = m.last_logit_grad
             if g is None or self._seen.get(name) is g:
                 continue
             self._seen[name] = g
             rows = m.last_indices.shape[0] if m.last_indices is not None else 1
-            g = g.detach().float().abs() * (rows * trainer.accumulate_grad_batches / scale)
+            # |g| * rows * accumulation / loss_scale > threshold, as one comparison against a
+            # rescaled threshold; the AMP scale stays a device tensor (no sync per step)
+            limit = self.threshold / (rows * trainer.accumulate_grad_batches)
+            if scaler is not None and scaler.is_enabled():
+                limit = scaler._scale * limit if getattr(scaler, "_scale", None) is not None else limit * scaler.get_scale()
+            active = (g.detach().abs() > limit).sum()
             counts = self._counts.get(name)
             if counts is None:
-                counts = self._counts[name] = torch.zeros(2, dtype=torch.float64, device=g.device)
-            counts[0] += (g > self.threshold).sum()
+                counts = self._counts[name] = [torch.zeros((), dtype=torch.int64, device=g.device), 0]
+            counts[0] += active
             counts[1] += g.numel()
         step = trainer.global_step
         if self.window is not None and step % self.window == 0 and step != self._last_flush_step and step > 0:
@@ -89,8 +94,14 @@ class ActiveUnitMonitor(Callback):
         if not self._names:
             return
         device = pl_module.device
+        f64 = dict(dtype=torch.float64, device=device)
         stacked = torch.stack(
-            [self._counts.get(n, torch.zeros(2, dtype=torch.float64, device=device)).to(device) for n in self._names]
+            [
+                torch.stack([self._counts[n][0].to(**f64), torch.tensor(float(self._counts[n][1]), **f64)])
+                if n in self._counts
+                else torch.zeros(2, **f64)
+                for n in self._names
+            ]
         )
         stacked = trainer.strategy.reduce(stacked, reduce_op="sum")  # collective on every rank
         self._counts = {}

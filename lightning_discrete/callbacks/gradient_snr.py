@@ -118,9 +118,7 @@ class GradientSNRMonitor(Callback):
         self.last_results: Dict[str, float] = {}
         self._probe_batch: Any = None
         self._last_probe_step = -1
-        self._shift: Optional[List[Tensor]] = None
-        self._sum: Optional[List[Tensor]] = None
-        self._sum2: Optional[List[Tensor]] = None
+        self._buffers: Optional[Tuple[List[Tensor], ...]] = None  # window mode: shift, sum, sum2, scratch
         self._count = 0
 
     @staticmethod
@@ -206,16 +204,22 @@ class GradientSNRMonitor(Callback):
         names, params = self._params(pl_module)
         with torch.no_grad():
             grads = [(p.grad if p.grad is not None else torch.zeros_like(p)).detach() for p in params]
-            if self._shift is None or len(self._shift) != len(grads):
-                # shifted sums (shift = the window's first gradient) keep float32 accumulation
-                # accurate even where |mean| >> std; fused multi-tensor ops, no sync per step
-                self._shift = [g.clone() for g in grads]
-                self._sum = [torch.zeros_like(g) for g in grads]
-                self._sum2 = [torch.zeros_like(g) for g in grads]
+            if self._buffers is None or len(self._buffers[0]) != len(grads):
+                # shift, sum, sum of squares, scratch: allocated once, reused every window
+                self._buffers = tuple([torch.empty_like(g) for g in grads] for _ in range(4))
                 self._count = 0
-            d = torch._foreach_sub(grads, self._shift)
-            torch._foreach_add_(self._sum, d)
-            torch._foreach_addcmul_(self._sum2, d, d)
+            shift, s1, s2, d = self._buffers
+            if self._count == 0:
+                # shifted sums (shift = the window's first gradient) keep the float32 sums
+                # accurate even where |mean| >> std
+                torch._foreach_copy_(shift, grads)
+                torch._foreach_zero_(s1)
+                torch._foreach_zero_(s2)
+            # fused multi-tensor ops into preallocated buffers: no host-device sync, no allocation
+            torch._foreach_copy_(d, grads)
+            torch._foreach_sub_(d, shift)
+            torch._foreach_add_(s1, d)
+            torch._foreach_addcmul_(s2, d, d)
             self._count += 1
         if self._count >= self.window:
             # gradients are identical on every rank after DDP's all-reduce: no collective needed
@@ -224,11 +228,10 @@ class GradientSNRMonitor(Callback):
             def flat(ts: List[Tensor]) -> Tensor:
                 return torch.cat([t.reshape(-1) for t in ts]).to(torch.float64).cpu()
 
-            shift, s1, s2 = flat(self._shift), flat(self._sum), flat(self._sum2)
-            sum_x = n * shift + s1
-            sum_x2 = n * shift * shift + 2.0 * shift * s1 + s2
+            f_shift, f_s1, f_s2 = flat(shift), flat(s1), flat(s2)
+            sum_x = n * f_shift + f_s1
+            sum_x2 = n * f_shift * f_shift + 2.0 * f_shift * f_s1 + f_s2
             stats = snr_statistics(sum_x, sum_x2, self._count, [p.numel() for p in params], names)
-            self._shift = self._sum = self._sum2 = None
             self._count = 0
             self._log(pl_module, stats)
 

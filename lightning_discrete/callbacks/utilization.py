@@ -48,11 +48,13 @@ class LatentUtilizationMonitor(Callback):
         self.joint_limit = int(joint_limit)
         self._metrics: Dict[str, Dict[str, CodebookUsage]] = {s: {} for s in _STAGES}
         self.last_results: Dict[str, float] = {}
-        self._seen: Dict[str, Any] = {}  # (stage, name) -> the last tensor counted (no double counting)
+        self._seen: Dict[Any, Any] = {}  # (stage, name) -> the last tensor counted (no double counting)
+        self._modules: list = []
 
     # -- recording on/off --------------------------------------------------------- #
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        for _, m in named_bottlenecks(pl_module):
+        self._modules = named_bottlenecks(pl_module)  # walked once, not every step
+        for _, m in self._modules:
             m.record(True, owner=self)
 
     on_validation_start = on_fit_start  # plain ``trainer.validate`` too
@@ -68,7 +70,7 @@ class LatentUtilizationMonitor(Callback):
     # -- accumulation -------------------------------------------------------------- #
     def _update(self, stage: str, pl_module: LightningModule) -> None:
         metrics = self._metrics[stage]
-        for name, m in named_bottlenecks(pl_module):
+        for name, m in self._modules:
             idx = m.last_indices
             if idx is None or self._seen.get((stage, name)) is idx:
                 continue  # nothing recorded, or already counted (other monitors read it too)

@@ -109,8 +109,9 @@ class _TensorImageDataset(Dataset):
     def __getitems__(self, batch_indices: List[int]) -> Tuple[Tensor, Tensor]:
         j = torch.as_tensor(batch_indices, dtype=torch.long)
         if self.indices is not None:
-            j = self.indices[j]
-        return self.images[j], self.targets[j]
+            j = self.indices.index_select(0, j)
+        # index_select: ~10x faster than advanced indexing (``images[j]``) on CPU
+        return self.images.index_select(0, j), self.targets.index_select(0, j)
 
 
 class VisionDataModule(LightningDataModule):
