@@ -21,7 +21,7 @@ class ActiveUnitMonitor(Callback):
     counts the entries of ``last_logit_grad`` (one per example and binary unit, or per
     example, latent and category) whose magnitude exceeds ``threshold``.  The gradient
     is first put on a per-example scale: multiplied by the rows of the batch
-    (``last_indices.shape[0]``; the loss is a batch mean) and by
+    (the gradient's first dim; the loss is a batch mean) and by
     ``accumulate_grad_batches``, and divided by the AMP loss scale when there is one —
     so the threshold does not depend on the batch size or accumulation.
 
@@ -69,7 +69,7 @@ class ActiveUnitMonitor(Callback):
             if g is None or self._seen.get(name) is g:
                 continue
             self._seen[name] = g
-            rows = m.last_indices.shape[0] if m.last_indices is not None else 1
+            rows = g.shape[0] if g.dim() else 1  # the logits' batch dim (the loss is a batch mean)
             # |g| * rows * accumulation / loss_scale > threshold, as one comparison against a
             # rescaled threshold; the AMP scale stays a device tensor (no sync per step)
             limit = self.threshold / (rows * trainer.accumulate_grad_batches)
