@@ -143,7 +143,9 @@ def _monitor_name(cb: Dict[str, Any]) -> str:
     return cb["class_path"].rsplit(".", 1)[-1]
 
 
-def contender_configs(task: str, epochs: int, limit: Optional[int], device: str, data_dir: str) -> Dict[str, Dict[str, Any]]:
+def contender_configs(
+    task: str, epochs: int, limit: Optional[int], device: str, data_dir: str, compile: bool = False
+) -> Dict[str, Dict[str, Any]]:
     """``{name: full config dict}`` for every Lightning contender of ``task``."""
     base = task_config(task)
     tr = base["trainer"]
@@ -174,6 +176,10 @@ def contender_configs(task: str, epochs: int, limit: Optional[int], device: str,
         c = copy.deepcopy(bare)
         c["trainer"]["callbacks"] = [copy.deepcopy(cb)]
         out["+" + _monitor_name(cb)] = c
+    if compile:
+        c = copy.deepcopy(base)
+        c["model"]["init_args"]["compile"] = True  # torch.compile (inductor), as --model.compile=true
+        out["recipe+compile"] = c
     return out
 
 
@@ -389,7 +395,7 @@ def bench_task(task: str, threads: int, args, data) -> Dict[str, Any]:
     limit = args.limit_train_batches if args.limit_train_batches is not None else DEFAULT_LIMIT[task]
     if limit is not None and limit <= 0:
         limit = None
-    configs = contender_configs(task, args.epochs, limit, args.device, args.data_dir)
+    configs = contender_configs(task, args.epochs, limit, args.device, args.data_dir, args.compile)
     names = ["plain"] + list(configs)
     runs: Dict[str, List[Dict[str, Any]]] = {n: [] for n in names}
     torch.set_num_threads(threads)
@@ -416,6 +422,7 @@ def bench_task(task: str, threads: int, args, data) -> Dict[str, Any]:
             "epoch_min_s": min(epoch_times) if epoch_times else float("nan"),
             "epoch_samples": epoch_times,
             "startup_s": _median([res["startup"] for res in rs]),
+            "first_epoch_s": _median([res["epoch_times"][0] for res in rs if res["epoch_times"]]),
             "val_acc": _median([res["val_acc"] for res in rs if res["val_acc"] is not None]) if rs[0]["val_acc"] is not None else None,
             "val_loss": _median([res["val_loss"] for res in rs if res["val_loss"] is not None]),
             "steps": rs[0]["steps"],
@@ -483,6 +490,18 @@ def print_table(results: List[Dict[str, Any]]) -> None:
             f"{c['bare']['epoch_min_s']:>8.2f}{m['ratio_bare']:>6.2f}x{m['progress_bar_pct']:>+6.1f}%"
             f"{c['recipe']['startup_s']:>9.2f}s  {mons}"
         )
+    compiled = [s for s in results if "recipe+compile" in s["contenders"]]
+    if compiled:
+        print()
+        print("torch.compile (--model.compile=true, inductor): epoch time after the first (compiling) epoch")
+        for s in compiled:
+            c = s["contenders"]
+            rc, r, p = c["recipe+compile"], c["recipe"], c["plain"]
+            print(
+                f"  {s['task']:<12s} t={s['threads']}  recipe {r['epoch_s']:.2f} s -> compiled {rc['epoch_s']:.2f} s "
+                f"({rc['epoch_s'] / r['epoch_s']:.2f}x of eager, {rc['epoch_s'] / p['epoch_s']:.2f}x of plain); "
+                f"first epoch {rc['first_epoch_s']:.1f} s vs {r['first_epoch_s']:.1f} s (compilation)"
+            )
     print()
     print("Validation after the run (like with like):")
     for s in results:
@@ -512,6 +531,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--data-dir", default=os.path.join(ROOT, "data"))
     p.add_argument("--json", default=None, help="write the results to this file")
     p.add_argument("--quick", action="store_true", help="binary task only, 1 repeat")
+    p.add_argument("--compile", action="store_true", help="also time the recipe with --model.compile=true")
     p.add_argument("--verbose", action="store_true", help="show Lightning's output")
     p.add_argument(
         "--keep-denormals",
