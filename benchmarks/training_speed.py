@@ -458,38 +458,29 @@ def bench_task(task: str, threads: int, args, data) -> Dict[str, Any]:
 
 
 def print_table(results: List[Dict[str, Any]]) -> None:
-    print()
-    print("Epoch time (s/epoch, median over epochs 2..E of all repeats) and ratios to the plain loop")
-    hdr = (
-        f"{'task':<12s}{'thr':>4s}{'plain':>8s}{'recipe':>8s}{'ratio':>7s}{'ckpt+log':>9s}{'ratio':>7s}"
-        f"{'bare':>8s}{'ratio':>7s}{'pbar%':>7s}{'start-up':>10s}  monitors (overhead vs bare)"
-    )
-    print(hdr)
-    print("-" * len(hdr))
-    for s in results:
-        c = s["contenders"]
-        p = c["plain"]["epoch_s"]
-        mons = "  ".join(f"{k} {v:+.1f}%" for k, v in s["monitor_overhead_pct"].items())
-        print(
-            f"{s['task']:<12s}{s['threads']:>4d}{p:>8.2f}{c['recipe']['epoch_s']:>8.2f}{s['ratio_recipe']:>6.2f}x"
-            f"{c['ckpt+log']['epoch_s']:>9.2f}{c['ckpt+log']['epoch_s'] / p:>6.2f}x"
-            f"{c['bare']['epoch_s']:>8.2f}{s['ratio_bare']:>6.2f}x{s['progress_bar_pct']:>+6.1f}%"
-            f"{c['recipe']['startup_s']:>9.2f}s  {mons}"
+    for key, title in (
+        ("epoch_s", "Epoch time (s/epoch, median over epochs 2..E of all repeats) and ratios to the plain loop"),
+        ("epoch_min_s", "The same from each contender's fastest epoch (min; less sensitive to a loaded machine):"),
+    ):
+        print()
+        print(title)
+        hdr = (
+            f"{'task':<12s}{'thr':>4s}{'plain':>8s}{'recipe':>8s}{'ratio':>7s}{'ckpt+log':>9s}{'ratio':>7s}"
+            f"{'bare':>8s}{'ratio':>7s}{'pbar%':>7s}{'start-up':>10s}  monitors (overhead vs bare)"
         )
-    print()
-    print("The same from each contender's fastest epoch (min; less sensitive to a loaded machine):")
-    print(hdr)
-    print("-" * len(hdr))
-    for s in results:
-        c, m = s["contenders"], s["min"]
-        p = c["plain"]["epoch_min_s"]
-        mons = "  ".join(f"{k} {v:+.1f}%" for k, v in m["monitor_overhead_pct"].items())
-        print(
-            f"{s['task']:<12s}{s['threads']:>4d}{p:>8.2f}{c['recipe']['epoch_min_s']:>8.2f}{m['ratio_recipe']:>6.2f}x"
-            f"{c['ckpt+log']['epoch_min_s']:>9.2f}{m['ratio_ckpt_log']:>6.2f}x"
-            f"{c['bare']['epoch_min_s']:>8.2f}{m['ratio_bare']:>6.2f}x{m['progress_bar_pct']:>+6.1f}%"
-            f"{c['recipe']['startup_s']:>9.2f}s  {mons}"
-        )
+        print(hdr)
+        print("-" * len(hdr))
+        for s in results:
+            c = s["contenders"]
+            m = s if key == "epoch_s" else s["min"]
+            p = c["plain"][key]
+            mons = "  ".join(f"{k} {v:+.1f}%" for k, v in m["monitor_overhead_pct"].items())
+            print(
+                f"{s['task']:<12s}{s['threads']:>4d}{p:>8.2f}{c['recipe'][key]:>8.2f}{c['recipe'][key] / p:>6.2f}x"
+                f"{c['ckpt+log'][key]:>9.2f}{c['ckpt+log'][key] / p:>6.2f}x"
+                f"{c['bare'][key]:>8.2f}{c['bare'][key] / p:>6.2f}x{m['progress_bar_pct']:>+6.1f}%"
+                f"{c['recipe']['startup_s']:>9.2f}s  {mons}"
+            )
     compiled = [s for s in results if "recipe+compile" in s["contenders"]]
     if compiled:
         print()

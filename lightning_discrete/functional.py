@@ -190,7 +190,9 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
 def _uniform(shape, like: Tensor, generator: Optional[torch.Generator]) -> Tensor:
     """Uniforms in (0, 1) (never exactly 0), float32 (float64 for float64 input)."""
     dtype = _compute_dtype(like.dtype)
-    u = torch.rand(shape, dtype=dtype, device=like.device, generator=generator)
+    # ``torch.rand(..., generator=None)`` takes the generator overload, which torch.compile
+    # cannot trace with a dynamic (symbolic) shape; ``uniform_`` on an empty tensor can
+    u = torch.empty(shape, dtype=dtype, device=like.device).uniform_(generator=generator)
     return u.clamp_min_(torch.finfo(dtype).tiny)
 
 

@@ -126,6 +126,12 @@ def test_training_step_compiles_fullgraph_once_for_all_temperatures(name):
         loss.backward()
     # a temperature that changes is a graph input: no recompilation, no data-dependent guard
     assert backend.graphs == 1
+    # a smaller (last) batch: one more graph, with a dynamic batch size, that serves any size
+    for n in (4, 3, 5):
+        loss = compiled(tuple(t[:n] for t in batch))
+        assert torch.isfinite(loss)
+        loss.backward()
+    assert backend.graphs == 2
     # deterministic forward (tau_f = 0, argmax): compiled loss and gradients equal eager ones
     model.set_temperature(tau_f=0.0, tau_b=0.6)
     model.zero_grad()

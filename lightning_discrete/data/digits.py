@@ -74,30 +74,12 @@ class DigitsDataModule(VisionDataModule):
 
     def __init__(
         self,
-        data_dir: str = "data",
-        download: bool = False,
         batch_size: int = 64,
-        num_workers: int = 0,
         val_size: Union[int, float] = 300,
         test_size: int = 297,
-        split_seed: int = 42,
-        flatten: bool = False,
-        binarize_thresholds: Optional[int] = None,
-        pin_memory: bool = False,
-        shuffle: bool = True,
+        **others: Any,
     ) -> None:
-        super().__init__(
-            data_dir=data_dir,
-            download=download,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            val_size=val_size,
-            split_seed=split_seed,
-            flatten=flatten,
-            binarize_thresholds=binarize_thresholds,
-            pin_memory=pin_memory,
-            shuffle=shuffle,
-        )
+        super().__init__(batch_size=batch_size, val_size=val_size, **others)
         if not 1 <= int(test_size) < self.num_examples - 1:
             raise ValueError(f"`test_size` must be between 1 and {self.num_examples - 2}, got {test_size}")
         self.test_size = int(test_size)

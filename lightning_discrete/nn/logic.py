@@ -94,11 +94,13 @@ GATE_COEFFICIENTS = _coefficients()
 # so the peak memory of a layer's forward is its output and of its backward the incoming
 # gradient plus the input gradient.  On other devices (CUDA) the whole layer is one pass
 # per op: a Python loop of small launches would cost more than the temporaries save.
+# Under ``torch.compile`` too: the compiler fuses, and a chunk size computed from the
+# batch size would make every batch size a new graph.
 _CHUNK_ELEMENTS = 1 << 18
 
 
 def _neuron_chunks(batch: int, out: int, device: torch.device = torch.device("cpu")):
-    if device.type != "cpu":
+    if device.type != "cpu" or torch.compiler.is_compiling():
         return [(0, out)] if out > 0 else []
     step = max(1, _CHUNK_ELEMENTS // max(batch, 1))
     return [(s, min(out, s + step)) for s in range(0, out, step)]
