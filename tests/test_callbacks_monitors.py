@@ -307,3 +307,18 @@ def test_window_snr_accurate_when_mean_dwarfs_noise():
     expected = (g32.mean(0).abs() / g32.std(0)).mean()
     assert module.logged["grad_snr_window/mean"] == pytest.approx(float(expected), rel=1e-4)
     assert 500 < module.logged["grad_snr_window/mean"] < 2000
+
+
+def test_window_snr_stride_samples_every_kth_step():
+    """``stride=2``: a window of 100 samples needs 200 steps, and its SNR is the same."""
+    c = torch.linspace(0.25, 2.0, 40)
+    for steps, logged in ((198, False), (200, True)):
+        seed_everything(0)
+        mon = GradientSNRMonitor(mode="window", window=100, stride=2)
+        Trainer(max_epochs=1, callbacks=[mon], **trainer_kwargs()).fit(
+            NoisyLinearModel(c, sigma=1.0), loader(classification_data(steps), 1)
+        )
+        assert bool(mon.last_results) is logged
+    assert mon.last_results["mean"] == pytest.approx(float(c.mean()), rel=0.08)
+    with pytest.raises(ValueError, match="stride"):
+        GradientSNRMonitor(mode="window", stride=0)

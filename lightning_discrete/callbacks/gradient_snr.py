@@ -71,8 +71,11 @@ class GradientSNRMonitor(Callback):
       paper's measurement (it used ``K = 1024``).
     * ``"window"`` — running sums of the optimizer-step gradients (read in
       ``on_before_optimizer_step``: averaged across ranks, unscaled under AMP, after
-      accumulation) over ``window`` steps; cheap, no extra passes. It measures the
-      SNR of the gradients along the trajectory (parameters move within the window).
+      accumulation) over ``window`` sampled steps, one every ``stride`` optimizer steps;
+      no extra passes. It measures the SNR of the gradients along the trajectory
+      (parameters move within the window). Each sampled step costs four fused passes
+      over the gradients (about the cost of a third of an Adam step); ``stride``
+      spreads that cost.
 
     Logged (``{prefix}`` is ``grad_snr`` in probe mode and ``grad_snr_window`` in
     window mode unless given): ``{prefix}/mean``, ``{prefix}/median``,
@@ -84,7 +87,9 @@ class GradientSNRMonitor(Callback):
         mode: ``"probe"`` or ``"window"``.
         every_n_steps: probe interval in optimizer steps (probe mode).
         num_samples: ``K``, total probe passes over all ranks (probe mode, ``>= 2``).
-        window: steps per window (window mode, ``>= 2``).
+        window: sampled steps per window (window mode, ``>= 2``).
+        stride: sample the gradient of every ``stride``-th optimizer step (window mode,
+            ``>= 1``); a window then spans ``window * stride`` steps.
         per_layer: also log per-parameter aggregates.
         seed: base seed of the probe passes.
         prefix: namespace of the logged names.
@@ -96,6 +101,7 @@ class GradientSNRMonitor(Callback):
         every_n_steps: int = 100,
         num_samples: int = 64,
         window: int = 50,
+        stride: int = 1,
         per_layer: bool = True,
         seed: int = 0,
         prefix: Optional[str] = None,
@@ -106,12 +112,15 @@ class GradientSNRMonitor(Callback):
             raise ValueError(f"`every_n_steps` must be >= 1, got {every_n_steps}")
         if num_samples < 2:
             raise ValueError(f"`num_samples` must be >= 2, got {num_samples}")
+        if stride < 1:
+            raise ValueError(f"`stride` must be >= 1, got {stride}")
         if window < 2:
             raise ValueError(f"`window` must be >= 2, got {window}")
         self.mode = mode
         self.every_n_steps = int(every_n_steps)
         self.num_samples = int(num_samples)
         self.window = int(window)
+        self.stride = int(stride)
         self.per_layer = per_layer
         self.seed = int(seed)
         self.prefix = prefix if prefix is not None else ("grad_snr" if mode == "probe" else "grad_snr_window")
@@ -199,7 +208,7 @@ class GradientSNRMonitor(Callback):
 
     # -- window mode ---------------------------------------------------------------- #
     def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule, optimizer: Any) -> None:
-        if self.mode != "window":
+        if self.mode != "window" or (self.stride > 1 and trainer.global_step % self.stride):
             return
         names, params = self._params(pl_module)
         with torch.no_grad():
