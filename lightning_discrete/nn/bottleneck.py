@@ -267,7 +267,7 @@ class DiscreteBottleneck(nn.Module):
         if self.score_function:
             return self._score_forward(logits, dim)
         fn = self._estimator.binary if self.binary else self._estimator.categorical
-        if LF._is_compiling():
+        if torch.compiler.is_compiling():
             # the buffers themselves: a temperature that changes between steps is a graph
             # input, not a constant (no recompilation, no data-dependent guard)
             tau_f, tau_b = self.tau_f, self.tau_b
@@ -281,7 +281,7 @@ class DiscreteBottleneck(nn.Module):
 
     def forward(self, logits: Tensor) -> Tensor:
         """Output of the bottleneck for ``logits`` (shapes: see the subclasses)."""
-        if self.validate_args is None or LF._is_compiling():
+        if self.validate_args is None or torch.compiler.is_compiling():
             return self._forward(logits)
         with LF.validate_args(self.validate_args):
             return self._forward(logits)
