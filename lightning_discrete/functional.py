@@ -260,13 +260,19 @@ def _one_pass(device: torch.device) -> bool:
     return device.type != "cpu" or _is_compiling() or torch.get_num_threads() > 1
 
 
-def _row_chunks(n: int, k: int, device: torch.device = torch.device("cpu")):
+def _chunks(n: int, step: int, device: torch.device):
+    """``[(start, stop), ...]`` covering ``range(n)`` in pieces of ``step`` (one piece when
+    :func:`_one_pass`)."""
     if n <= 0:
         return []
     if _one_pass(device):
         return [(0, n)]
-    step = max(1, _CHUNK_ELEMENTS // max(k, 1))
     return [(i, min(n, i + step)) for i in range(0, n, step)]
+
+
+def _row_chunks(n: int, k: int, device: torch.device):
+    """Chunks of rows of ``k`` categories, about ``_CHUNK_ELEMENTS`` elements each."""
+    return _chunks(n, max(1, _CHUNK_ELEMENTS // max(k, 1)), device)
 
 
 def _softmax_vjp_into(out: Tensor, x: Tensor, g: Tensor, tau: float) -> None:
@@ -321,6 +327,7 @@ class _DecoupledST(torch.autograd.Function):
         cdt = _compute_dtype(logits.dtype)
         x2 = logits.reshape(-1, k)
         n = x2.shape[0]
+        ctx.save_for_backward(logits)
         ctx.tau_b = tau_b
         if isinstance(tau_f, Tensor):  # temperatures as tensors (torch.compile): no branch on values
             u = _uniform((n,), x2, generator)
@@ -330,7 +337,6 @@ class _DecoupledST(torch.autograd.Function):
             # the inverse CDF as a count (what searchsorted returns), which the compiler fuses
             idx = (cdf < u.unsqueeze(-1) * cdf[:, -1:]).sum(-1).clamp(max=k - 1)
             idx = torch.where(tau_f > 0, idx, x.argmax(-1))
-            ctx.save_for_backward(logits)
             return _one_hot_like(idx, k, logits.dtype).view(logits.shape)
         out = torch.empty((n, k), dtype=logits.dtype, device=logits.device)
         # one uniform per row, drawn up front: the sample does not depend on the chunking
@@ -342,7 +348,6 @@ class _DecoupledST(torch.autograd.Function):
             else:
                 idx = _inverse_cdf_index_from(xc.to(cdt).contiguous(), u[a:b], tau_f)
             out[a:b].zero_().scatter_(-1, idx.unsqueeze(-1), 1.0)
-        ctx.save_for_backward(logits)
         return out.view(logits.shape)
 
     @staticmethod
@@ -355,9 +360,7 @@ class _DecoupledST(torch.autograd.Function):
         g2 = grad.reshape(-1, k)
         if isinstance(tau_b, Tensor):  # torch.compile path: one pass, the compiler fuses
             t = tau_b.to(cdt)
-            p = torch.softmax(x2.to(cdt) / t, -1)
-            gc = g2.to(cdt)
-            gi = p * (gc - (gc * p).sum(-1, keepdim=True)) / t
+            gi = _softmax_backward(torch.softmax(x2.to(cdt) / t, -1), g2.to(cdt), t)
             return gi.to(logits.dtype).view(logits.shape), None, None, None
         n = x2.shape[0]
         out = torch.empty((n, k), dtype=logits.dtype, device=logits.device)
@@ -643,16 +646,6 @@ def gumbel_rao(
 # --------------------------------------------------------------------------- #
 
 
-def _flat_chunks(n: int, device: torch.device):
-    """Elementwise kernels: chunks of ``_FLAT_CHUNK_ELEMENTS`` on CPU, one pass elsewhere."""
-    if n <= 0:
-        return []
-    if _one_pass(device):
-        return [(0, n)]
-    step = _FLAT_CHUNK_ELEMENTS
-    return [(i, min(n, i + step)) for i in range(0, n, step)]
-
-
 # ``softplus_backward(c, x, beta, threshold) = c * sigmoid(beta * x)`` (``c`` where
 # ``beta * x > threshold``): a scaled sigmoid of a scaled input in one fused pass.  Above the
 # threshold the sigmoid is 1 in the compute dtype anyway.
@@ -712,7 +705,7 @@ class _BernoulliDecoupledST(torch.autograd.Function):
         else:
             inv = 1.0 / tau_f
             z = torch.empty(n, dtype=cdt, device=x.device)
-            for a, b in _flat_chunks(n, x.device):
+            for a, b in _chunks(n, _FLAT_CHUNK_ELEMENTS, x.device):
                 # chunks draw consecutive parts of one stream: same as a single draw
                 zc = z[a:b]
                 if cdt == torch.float32:
@@ -741,7 +734,7 @@ class _BernoulliDecoupledST(torch.autograd.Function):
         g = grad.to(cdt).reshape(-1)
         n = x.shape[0]
         out = torch.empty(n, dtype=cdt, device=x.device)
-        for a, b in _flat_chunks(n, x.device):
+        for a, b in _chunks(n, _FLAT_CHUNK_ELEMENTS, x.device):
             s = _scaled_sigmoid(1.0, x[a:b], inv)
             oc = torch.ops.aten.sigmoid_backward.grad_input(g[a:b], s, grad_input=out[a:b])
             if tau_b != 1.0:

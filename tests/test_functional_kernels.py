@@ -114,17 +114,17 @@ def test_non_cpu_devices_take_one_pass():
     meta = torch.device("meta")
     threads = torch.get_num_threads()
     assert LF._row_chunks(10_000_000, 8, meta) == [(0, 10_000_000)]
-    assert LF._flat_chunks(10_000_000, meta) == [(0, 10_000_000)]
+    assert LF._chunks(10_000_000, LF._FLAT_CHUNK_ELEMENTS, meta) == [(0, 10_000_000)]
     assert logic_mod._neuron_chunks(4096, 100_000, meta) == [(0, 100_000)]
     cpu = torch.device("cpu")
     try:
         torch.set_num_threads(1)
-        assert len(LF._row_chunks(10_000_000, 8, cpu)) > 1 and len(LF._flat_chunks(10_000_000, cpu)) > 1
+        assert len(LF._row_chunks(10_000_000, 8, cpu)) > 1 and len(LF._chunks(10_000_000, LF._FLAT_CHUNK_ELEMENTS, cpu)) > 1
         torch.set_num_threads(2)
         assert LF._row_chunks(10_000_000, 8, cpu) == [(0, 10_000_000)]
     finally:
         torch.set_num_threads(threads)
-    assert LF._row_chunks(0, 8, meta) == [] and LF._flat_chunks(0, meta) == []
+    assert LF._row_chunks(0, 8, meta) == [] and LF._chunks(0, LF._FLAT_CHUNK_ELEMENTS, meta) == []
 
 
 def test_non_contiguous_input_matches_contiguous(chunking):

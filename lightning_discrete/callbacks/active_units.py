@@ -74,7 +74,9 @@ class ActiveUnitMonitor(Callback):
             # rescaled threshold; the AMP scale stays a device tensor (no sync per step)
             limit = self.threshold / (rows * trainer.accumulate_grad_batches)
             if scaler is not None and scaler.is_enabled():
-                limit = scaler._scale * limit if getattr(scaler, "_scale", None) is not None else limit * scaler.get_scale()
+                # the scale as the scaler's device tensor: ``get_scale()`` would read it back
+                scale = getattr(scaler, "_scale", None)
+                limit = limit * (scale if scale is not None else scaler.get_scale())
             active = (g.detach().abs() > limit).sum()
             counts = self._counts.get(name)
             if counts is None:
@@ -94,15 +96,10 @@ class ActiveUnitMonitor(Callback):
         if not self._names:
             return
         device = pl_module.device
-        f64 = dict(dtype=torch.float64, device=device)
-        stacked = torch.stack(
-            [
-                torch.stack([self._counts[n][0].to(**f64), torch.tensor(float(self._counts[n][1]), **f64)])
-                if n in self._counts
-                else torch.zeros(2, **f64)
-                for n in self._names
-            ]
-        )
+        zero = torch.zeros((), dtype=torch.int64, device=device)
+        active = torch.stack([self._counts[n][0].to(device) if n in self._counts else zero for n in self._names])
+        total = torch.tensor([self._counts[n][1] if n in self._counts else 0 for n in self._names], device=device)
+        stacked = torch.stack([active, total], 1).to(torch.float64)
         stacked = trainer.strategy.reduce(stacked, reduce_op="sum")  # collective on every rank
         self._counts = {}
         on_step = self.window is not None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import math
 import os
 import pickle
 import shutil
@@ -62,7 +63,7 @@ def check_idx_file(path: str, dataset: str = "MNIST", data_dir: str = "data") ->
         )
     try:
         dims = _read_header(data, path)
-        expected = 4 + 4 * len(dims) + _IDX_TYPES[data[2]] * _prod(dims)
+        expected = 4 + 4 * len(dims) + _IDX_TYPES[data[2]] * math.prod(dims)
         if len(data) != expected:
             raise ValueError(f"its header announces {expected} bytes but it has {len(data)}")
         if ("images" in os.path.basename(path) and len(dims) != 3) or (
@@ -71,13 +72,6 @@ def check_idx_file(path: str, dataset: str = "MNIST", data_dir: str = "data") ->
             raise ValueError(f"it has {len(dims)} dimensions")
     except ValueError as err:
         raise DataError(f"{dataset} file {path!r} is corrupt: {err}. {how}") from None
-
-
-def _prod(xs: List[int]) -> int:
-    n = 1
-    for x in xs:
-        n *= x
-    return n
 
 
 def import_idx(src_dir: str, data_dir: str = "data", dataset: str = "FashionMNIST") -> str:
@@ -142,7 +136,7 @@ _MNIST_PICKLE_IN_WHEEL = "mnist/data/mnist.pkl.gz"
 
 def write_idx(path: str, data: bytes, dims: Sequence[int]) -> None:
     """Write ``uint8`` ``data`` with shape ``dims`` as an IDX file (magic ``0x0000 08 ndim``)."""
-    if len(data) != _prod(list(dims)):
+    if len(data) != math.prod(dims):
         raise ValueError(f"{len(data)} bytes do not fill the shape {tuple(dims)}")
     tmp = f"{path}.{os.getpid()}.part"
     with open(tmp, "wb") as fh:

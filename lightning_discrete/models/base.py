@@ -16,7 +16,7 @@ bottleneck's surrogate loss (:meth:`compute_loss`), logs the epoch means
 ``train/loss``, ``val/loss``, ``test/loss`` and ``{stage}/{metric}`` (weighted by
 examples, over all ranks) plus ``train/{name}_step`` every ``log_every_n_steps``
 batches, and builds the optimizer/LR scheduler from LightningCLI callables (Adam,
-lr 1e-3 by default). A subclass that overrides an ``on_{train,validation,test}_epoch_*``
+lr 1e-3 by default). A subclass that overrides an ``on_{train,validation,test}_epoch_end``
 hook calls ``super()`` so the epoch means are still logged.
 """
 
@@ -201,20 +201,11 @@ class DiscreteModule(LightningModule):
         for name, total in zip(names, values[:-1]):
             self.log(f"{stage}/{name}", total / values[-1], prog_bar=name in ("loss", "acc"), batch_size=1)
 
-    def on_train_epoch_start(self) -> None:
-        self._metric_sums.pop("train", None)
-
     def on_train_epoch_end(self) -> None:
         self._log_epoch_means("train")
 
-    def on_validation_epoch_start(self) -> None:
-        self._metric_sums.pop("val", None)
-
     def on_validation_epoch_end(self) -> None:
         self._log_epoch_means("val")
-
-    def on_test_epoch_start(self) -> None:
-        self._metric_sums.pop("test", None)
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch_means("test")
