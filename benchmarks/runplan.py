@@ -1,0 +1,374 @@
+"""Execute a plan of training runs, resumably: each finished run is stored as one JSON file.
+
+    python benchmarks/runplan.py status docs/reproduction/plan.yaml
+    python benchmarks/runplan.py run docs/reproduction/plan.yaml --groups binary_grid \
+        --workers 2 --budget-minutes 150 --commit
+    python benchmarks/runplan.py run PLAN --dry-run          # print the commands, run nothing
+
+A plan (YAML) names where results go and lists groups of runs::
+
+    results: docs/reproduction/runs     # one <run id>.json per finished run (commit these)
+    scratch: runs/reproduction          # logs and checkpoints of each run (not committed)
+    data_dir: data
+    groups:
+      binary_grid:
+        configs: [recipes/binary_fashion_mnist.yaml]
+        args: [--trainer.max_epochs=10]
+        grid:                           # the product of these values, times the seeds
+          model.init_args.tau_f: [0.0, 0.1]
+          model.init_args.tau_b: [0.5, 0.7]
+        seeds: [0]
+      binary_final:
+        configs: [recipes/binary_fashion_mnist.yaml]
+        args: [--trainer.max_epochs=100]
+        select:                         # cells chosen from the stored runs of another group
+          - {from: binary_grid, metric: val/loss, mode: min, top: 5,
+             keys: [model.init_args.tau_f, model.init_args.tau_b]}
+          - {from: binary_grid, metric: val/loss, mode: min, top: 1, equal: [tau_f, tau_b], ...}
+        cells:                          # fixed cells added to the selection
+          - {model.init_args.tau_f: 0.1, model.init_args.tau_b: 0.7}
+        seeds: [0, 1, 2, 3, 4]
+
+Every run is one ``python -m lightning_discrete fit`` of the group's configs, its args, one
+cell (``--key=value``) and ``--seed_everything=SEED``, logged with ``CSVLogger`` under
+``scratch/<run id>``, one torch thread per worker. A run is finished when its JSON exists;
+``run`` never starts a finished run again, so any session continues where the last one
+stopped. ``--budget-minutes`` stops launching runs that would not finish in time (the
+estimate is the slowest finished run of the group, or the group's ``minutes``). A group
+with ``select`` waits until every run of the group it selects from is stored.
+
+The JSON holds the run id, group, cell, seed, command, wall time, start and end time, the
+versions of torch / lightning / lightning_discrete (git commit), the host, and every
+epoch-level metric the run logged as ``{name: [[epoch, step, value], ...]}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import json
+import math
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Tuple
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# --------------------------------------------------------------------------- #
+# plan and runs
+# --------------------------------------------------------------------------- #
+
+
+def short(key: str) -> str:
+    """The last component of a dotted config key (``model.init_args.tau_f`` -> ``tau_f``)."""
+    return key.rsplit(".", 1)[-1]
+
+
+def fmt_value(v) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
+def run_id(group: str, cell: Dict[str, object], seed: int) -> str:
+    """A file-name-safe id: ``group__tau_f=0.1__tau_b=0.7__seed=0``."""
+    parts = [group] + [f"{short(k)}={fmt_value(v)}" for k, v in cell.items()] + [f"seed={seed}"]
+    return re.sub(r"[^A-Za-z0-9_.=+-]", "-", "__".join(parts))
+
+
+def load_plan(path: Path) -> dict:
+    plan = yaml.safe_load(Path(path).read_text())
+    for key in ("results", "groups"):
+        if key not in plan:
+            raise SystemExit(f"{path}: the plan needs a `{key}` entry")
+    plan.setdefault("scratch", "runs/plan")
+    plan.setdefault("data_dir", "data")
+    for name, g in plan["groups"].items():
+        if not g.get("configs"):
+            raise SystemExit(f"{path}: group {name!r} needs `configs` (a list of recipe files)")
+        if not g.get("seeds"):
+            raise SystemExit(f"{path}: group {name!r} needs `seeds`")
+        for sel in g.get("select", []):
+            if sel.get("from") not in plan["groups"]:
+                raise SystemExit(f"{path}: group {name!r} selects from unknown group {sel.get('from')!r}")
+    return plan
+
+
+def stored(plan: dict) -> Dict[str, dict]:
+    """Every finished run of the plan, by run id."""
+    out = {}
+    for f in sorted((ROOT / plan["results"]).glob("*.json")):
+        rec = json.loads(f.read_text())
+        out[rec["id"]] = rec
+    return out
+
+
+def best_value(rec: dict, metric: str, mode: str) -> Optional[float]:
+    """Best value of ``metric`` over the run's epochs (``min`` or ``max``), NaNs ignored."""
+    vals = [v for _, _, v in rec["metrics"].get(metric, []) if math.isfinite(v)]
+    if not vals:
+        return None
+    return min(vals) if mode == "min" else max(vals)
+
+
+def group_cells(plan: dict, name: str) -> List[Dict[str, object]]:
+    g = plan["groups"][name]
+    grid = g.get("grid") or {}
+    keys = list(grid)
+    return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
+
+
+def group_runs(plan: dict, name: str, results: Dict[str, dict]) -> Tuple[List[Tuple[str, dict, int]], Optional[str]]:
+    """``([(run id, cell, seed), ...], reason it is not (fully) expandable yet or None)``."""
+    g = plan["groups"][name]
+    base = [dict(c) for c in group_cells(plan, name)]
+    cells: List[Dict[str, object]] = []
+    waiting = None
+    for sel in g.get("select", []):
+        src = sel["from"]
+        src_ids = [rid for rid, _, _ in group_runs(plan, src, results)[0]]
+        missing = [rid for rid in src_ids if rid not in results]
+        if missing or group_runs(plan, src, results)[1]:
+            waiting = f"waits for {len(missing)} run(s) of {src}"
+            continue
+        cells += select_cells(sel, [results[rid] for rid in src_ids])
+    for c in g.get("cells", []) or []:
+        cells.append(dict(c))
+    if g.get("select") or g.get("cells"):
+        # grid entries of a select group vary over the selected cells (e.g. learning rates)
+        cells = [dict(c, **b) for c in cells for b in (base or [{}])]
+    else:
+        cells = base or [{}]
+    unique: List[Dict[str, object]] = []
+    for c in cells:
+        if c not in unique:
+            unique.append(c)
+    runs = [(run_id(name, c, s), c, s) for c in unique for s in g["seeds"]]
+    return runs, waiting
+
+
+def select_cells(sel: dict, recs: List[dict]) -> List[Dict[str, object]]:
+    """Rank the cells of ``recs`` by their mean (over seeds) best ``metric`` and keep the ``top``."""
+    keys = sel["keys"]
+    mode = sel.get("mode", "min")
+    by_cell: Dict[Tuple, List[float]] = {}
+    for rec in recs:
+        cell = rec["cell"]
+        if any(k not in cell for k in keys):
+            raise SystemExit(f"select: run {rec['id']} has no key among {keys}")
+        if "equal" in sel and len({cell[k] for k in sel["equal"]}) != 1:
+            continue
+        v = best_value(rec, sel["metric"], mode)
+        by_cell.setdefault(tuple(cell[k] for k in keys), []).append(
+            v if v is not None else (math.inf if mode == "min" else -math.inf)
+        )
+    ranked = sorted(by_cell.items(), key=lambda kv: sum(kv[1]) / len(kv[1]), reverse=(mode == "max"))
+    return [dict(zip(keys, cell)) for cell, _ in ranked[: sel.get("top", 1)]]
+
+
+def command(plan: dict, name: str, cell: Dict[str, object], seed: int, rid: str) -> List[str]:
+    g = plan["groups"][name]
+    out = ROOT / plan["scratch"] / rid
+    cmd = [sys.executable, "-m", "lightning_discrete", "fit"]
+    for c in g["configs"]:
+        cmd += ["--config", c]
+    cmd += list(g.get("args", []))
+    cmd += [f"--{k}={fmt_value(v)}" for k, v in cell.items()]
+    cmd += [
+        f"--seed_everything={seed}",
+        f"--data.init_args.data_dir={plan['data_dir']}",
+        f"--trainer.default_root_dir={out}",
+        "--trainer.logger=CSVLogger",
+        f"--trainer.logger.init_args.save_dir={out}",
+        "--trainer.logger.init_args.name=csv",
+        "--trainer.enable_progress_bar=false",
+    ]
+    return cmd
+
+
+# --------------------------------------------------------------------------- #
+# one run
+# --------------------------------------------------------------------------- #
+
+
+def read_epoch_metrics(path: Path) -> Dict[str, List[List[float]]]:
+    """Every metric of a ``CSVLogger`` file except per-step ones, as ``[[epoch, step, value]]``."""
+    out: Dict[str, List[List[float]]] = {}
+    with open(path) as fh:
+        for row in csv.DictReader(fh):
+            epoch, step = float(row.get("epoch") or "nan"), float(row.get("step") or "nan")
+            for k, v in row.items():
+                if k in ("epoch", "step") or v in ("", None) or k.endswith("_step"):
+                    continue
+                out.setdefault(k, []).append([epoch, step, float(v)])
+    return out
+
+
+def versions() -> Dict[str, str]:
+    import lightning
+    import torch
+
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = bool(subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "lightning_discrete"],
+            cwd=ROOT, capture_output=True, text=True,
+        ).stdout.strip())
+    except (OSError, subprocess.CalledProcessError):
+        commit, dirty = "unknown", False
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "lightning": lightning.__version__,
+        "lightning_discrete": commit + ("+dirty" if dirty else ""),
+    }
+
+
+def execute(plan: dict, name: str, cell: dict, seed: int, rid: str, threads: int) -> Tuple[str, Optional[dict], str]:
+    out = ROOT / plan["scratch"] / rid
+    out.mkdir(parents=True, exist_ok=True)
+    cmd = command(plan, name, cell, seed, rid)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    started = datetime.now(timezone.utc)
+    t0 = time.perf_counter()
+    with open(out / "fit.log", "w") as log:
+        rc = subprocess.call(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+    wall = time.perf_counter() - t0
+    files = sorted((out / "csv").glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name.split("_")[1]))
+    if rc != 0 or not files:
+        return rid, None, f"FAILED (rc {rc}); see {out / 'fit.log'}"
+    rec = {
+        "id": rid,
+        "group": name,
+        "cell": cell,
+        "seed": seed,
+        "command": " ".join(cmd[1:]),
+        "threads": threads,
+        "wall_s": round(wall, 1),
+        "started": started.isoformat(timespec="seconds"),
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": versions(),
+        "host": {"machine": platform.machine(), "cpus": os.cpu_count()},
+        "metrics": read_epoch_metrics(files[-1]),
+    }
+    return rid, rec, f"done in {wall:.0f} s"
+
+
+def store(plan: dict, rec: dict, commit: bool) -> None:
+    path = ROOT / plan["results"] / f"{rec['id']}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(rec, indent=1) + "\n")
+    tmp.replace(path)
+    if commit:
+        subprocess.run(["git", "add", str(path)], cwd=ROOT, check=True)
+        subprocess.run(
+            ["git", "commit", "-q", "-m", f"runplan: {rec['id']} ({rec['wall_s']:.0f} s)", "--", str(path)],
+            cwd=ROOT, check=True,
+        )
+
+
+# --------------------------------------------------------------------------- #
+# commands
+# --------------------------------------------------------------------------- #
+
+
+def pending(plan: dict, groups: Iterable[str], results: Dict[str, dict]):
+    for name in groups:
+        runs, _ = group_runs(plan, name, results)
+        for rid, cell, seed in runs:
+            if rid not in results:
+                yield name, rid, cell, seed
+
+
+def estimate_s(plan: dict, name: str, results: Dict[str, dict]) -> float:
+    walls = [r["wall_s"] for r in results.values() if r["group"] == name]
+    if walls:
+        return max(walls)
+    return 60.0 * float(plan["groups"][name].get("minutes", 0))
+
+
+def cmd_status(plan: dict, args) -> None:
+    results = stored(plan)
+    total_s = sum(r["wall_s"] * r.get("threads", 1) for r in results.values())
+    for name in plan["groups"]:
+        runs, waiting = group_runs(plan, name, results)
+        done = sum(rid in results for rid, _, _ in runs)
+        walls = [results[rid]["wall_s"] for rid, _, _ in runs if rid in results]
+        per = f", {sum(walls) / len(walls) / 60:.1f} min per run" if walls else ""
+        print(f"{name:28s} {done:4d} / {len(runs):4d} stored{per}" + (f"  ({waiting})" if waiting else ""))
+    print(f"CPU time of the stored runs: {total_s / 3600:.2f} h")
+
+
+def cmd_run(plan: dict, args) -> None:
+    groups = args.groups or list(plan["groups"])
+    unknown = [g for g in groups if g not in plan["groups"]]
+    if unknown:
+        raise SystemExit(f"unknown group(s) {unknown}; the plan has {list(plan['groups'])}")
+    deadline = time.monotonic() + 60.0 * args.budget_minutes if args.budget_minutes else math.inf
+    results = stored(plan)
+    if args.dry_run:
+        for name, rid, cell, seed in pending(plan, groups, results):
+            print(" ".join(command(plan, name, cell, seed, rid)[1:]))
+        return
+    running: Dict[object, Tuple[str, str]] = {}
+    skipped = set()
+    with ThreadPoolExecutor(args.workers) as pool:
+        while True:
+            active = {rid for _, rid in running.values()}
+            todo = [p for p in pending(plan, groups, results) if p[1] not in active and p[1] not in skipped]
+            while todo and len(running) < args.workers:
+                name, rid, cell, seed = todo.pop(0)
+                if time.monotonic() + estimate_s(plan, name, results) > deadline:
+                    skipped.add(rid)
+                    continue
+                print(f"start {rid}", flush=True)
+                running[pool.submit(execute, plan, name, cell, seed, rid, args.threads)] = (name, rid)
+            if not running:
+                break
+            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for fut in done:
+                running.pop(fut)
+                rid, rec, msg = fut.result()
+                print(f"{msg:>14s}  {rid}", flush=True)
+                if rec is None:
+                    skipped.add(rid)
+                else:
+                    store(plan, rec, args.commit)
+                    results[rid] = rec
+    if skipped:
+        print(f"{len(skipped)} run(s) not started or failed this time (budget or errors); run again to continue")
+    cmd_status(plan, args)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("command", choices=["run", "status"])
+    p.add_argument("plan", type=Path)
+    p.add_argument("--groups", nargs="+", help="groups to run (default: all, in plan order)")
+    p.add_argument("--workers", type=int, default=2, help="runs at a time (default 2)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1)")
+    p.add_argument("--budget-minutes", type=float, default=None,
+                   help="start no run that would end after this many minutes")
+    p.add_argument("--commit", action="store_true", help="git-commit each stored result")
+    p.add_argument("--dry-run", action="store_true", help="print the pending commands only")
+    args = p.parse_args(argv)
+    plan = load_plan(args.plan)
+    (cmd_run if args.command == "run" else cmd_status)(plan, args)
+
+
+if __name__ == "__main__":
+    main()
