@@ -50,8 +50,16 @@ _NORMAL_FORMS = {
     (1, 1, 1): ("or", False),
 }
 
-# truth tables (f00, f01, f10, f11) of the gate ids, index 2a + b
-_TRUTH_TABLES = [tuple(row) for row in gate_truth_table().tolist()]
+
+def _absorb_negations(f: Sequence[int], neg_a: int, neg_b: int) -> Tuple[int, ...]:
+    """Truth table (index ``2a + b``) of ``f(a ^ neg_a, b ^ neg_b)``."""
+    return tuple(f[2 * (a ^ neg_a) + (b ^ neg_b)] for a in (0, 1) for b in (0, 1))
+
+
+# [gate id][neg_a][neg_b]: truth table (f00, f01, f10, f11) of the gate on (possibly) negated inputs
+_TRUTH_TABLES = [
+    [[_absorb_negations(f, na, nb) for nb in (0, 1)] for na in (0, 1)] for f in gate_truth_table().tolist()
+]
 
 
 @dataclass
@@ -129,12 +137,6 @@ class LogicNetlist:
         return group_sum(out.to(dtype), self.num_classes, self.tau)
 
 
-def _absorb_negations(f: Tuple[int, ...], lit_a: int, lit_b: int) -> Tuple[int, ...]:
-    """Truth table of ``f(a ^ neg_a, b ^ neg_b)``: ``f`` applied to negated literals."""
-    na, nb = lit_a & 1, lit_b & 1
-    return tuple(f[2 * (a ^ na) + (b ^ nb)] for a in (0, 1) for b in (0, 1))
-
-
 def _one_signal(node: int, h0: int, h1: int) -> Tuple[str, int]:
     """``h(v)`` of one node's value ``v`` (``h0 = h(0)``, ``h1 = h(1)``) as a literal."""
     if h0 == h1 or node == 0:
@@ -148,7 +150,7 @@ def _fold(gate_id: int, lit_a: int, lit_b: int):
     Returns ``("constant" | "wire", literal)`` when no gate is needed, else
     ``("gate", (op, lit_a, lit_b), negated)`` in normal form.
     """
-    f00, f01, f10, f11 = _absorb_negations(_TRUTH_TABLES[gate_id], lit_a, lit_b)
+    f00, f01, f10, f11 = _TRUTH_TABLES[gate_id][lit_a & 1][lit_b & 1]
     x, y = lit_a >> 1, lit_b >> 1
     if x == 0:  # a = 0
         return _one_signal(y, f00, f01)
