@@ -41,7 +41,7 @@ import types
 import torch
 import torch.nn.functional as F
 
-from lightning_discrete.nn.logic import GATE_COEFFICIENTS, GroupSum, LogicGateLayer, logic_gate
+from lightning_discrete.nn.logic import GATE_COEFFICIENTS, NUM_GATES, GroupSum, LogicGateLayer, logic_gate
 
 from _memory import peak_allocated_bytes  # benchmarks/_memory.py
 
@@ -67,7 +67,7 @@ def naive_layer(x, idx_a, idx_b, logits):
     a, b = x[:, idx_a], x[:, idx_b]
     w = torch.softmax(logits, -1)
     r = torch.zeros_like(a)
-    for i in range(16):
+    for i in range(NUM_GATES):
         r = r + w[:, i] * bin_op(a, b, i)
     return r
 

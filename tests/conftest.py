@@ -16,3 +16,16 @@ def _no_offline_copies_of_this_machine(monkeypatch):
         return
     for cls in [_IDXDataModule, *_IDXDataModule.__subclasses__()]:
         monkeypatch.setattr(cls, "offline_dirs", ())
+
+
+@pytest.fixture(scope="session")
+def parity6():
+    """All 64 inputs of 6 bits ``(64, 6)`` float and their labels ``(64,)`` long: the
+    parity of the first 3 bits (a small Boolean function a logic-gate network learns
+    exactly). Shared by the session: do not modify the tensors."""
+    import itertools
+
+    import torch
+
+    x = torch.tensor(list(itertools.product([0.0, 1.0], repeat=6)))
+    return x, (x[:, :3].sum(1) % 2).long()

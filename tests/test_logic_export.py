@@ -1,4 +1,5 @@
-"""Packed (bit-parallel) and exported-C inference of hard logic-gate networks."""
+"""Packed (bit-parallel) inference, netlist simplification and exported-C inference
+of hard logic-gate networks."""
 
 import itertools
 
@@ -7,14 +8,9 @@ import torch
 import torch.nn.functional as F
 
 from lightning_discrete.nn.logic import GroupSum, LogicGateLayer
-from lightning_discrete.nn.logic_c import (
-    CCompilerNotFoundError,
-    compile_c,
-    export_c,
-    find_c_compiler,
-    simplify_logic_network,
-)
+from lightning_discrete.nn.logic_c import CCompilerNotFoundError, compile_c, export_c, find_c_compiler
 from lightning_discrete.nn.logic_packed import PackedLogicNetwork, pack_bits, unpack_bits
+from lightning_discrete.nn.netlist import LogicNetlist, simplify_logic_network
 
 BATCHES = [1, 63, 64, 65, 1000]
 needs_cc = pytest.mark.skipif(find_c_compiler() is None, reason="no C compiler (cc/gcc/clang) on PATH")
@@ -29,11 +25,10 @@ def random_net(seed=0, n_in=24, width=60, depth=3, classes=3, tau=3.0):
 
 
 @pytest.fixture(scope="module")
-def trained_parity_net():
+def trained_parity_net(parity6):
     """3-bit parity of 6 inputs, learned with plain torch in 300 steps."""
     torch.manual_seed(0)
-    x = torch.tensor(list(itertools.product([0.0, 1.0], repeat=6)))
-    y = (x[:, :3].sum(1) % 2).long()
+    x, y = parity6
     kw = dict(init="gaussian", tau_f=0.0, tau_b=1.0)
     layers = [LogicGateLayer(6, 64, **kw), LogicGateLayer(64, 64, **kw), LogicGateLayer(64, 64, **kw)]
     readout = GroupSum(2, tau=2.0)
@@ -97,21 +92,16 @@ def test_packed_equals_trained_network(trained_parity_net):
         assert torch.equal(packed(xb), net(xb))
 
 
-def simulate(netlist, x):
-    """Evaluate a simplified netlist on (B, F) {0,1} input in plain Python ints."""
-    vals = [0] * (netlist.in_features + 1 + len(netlist.gates))
-    out = []
-    for row in x.long().tolist():
-        vals[0] = 0
-        vals[1 : netlist.in_features + 1] = row
-        lit = lambda l: vals[l >> 1] ^ (l & 1)  # noqa: E731
-        for i, (op, a, b) in enumerate(netlist.gates):
-            u, v = lit(a), lit(b)
-            vals[netlist.in_features + 1 + i] = {"and": u & v, "andn": u & (1 - v), "xor": u ^ v, "or": u | v}[op]
-        bits = [lit(l) for l in netlist.outputs]
-        g = len(bits) // netlist.num_classes
-        out.append([sum(bits[k * g : (k + 1) * g]) for k in range(netlist.num_classes)])
-    return torch.tensor(out, dtype=torch.float32) / netlist.tau
+def test_netlist_evaluate_by_hand():
+    # inputs x1, x2 (nodes 1, 2); gate 0 (node 3) = x1 AND NOT x2; outputs: gate 0, NOT x1, TRUE, x2
+    net = LogicNetlist(2, [("andn", 2, 4)], outputs=[6, 3, 1, 4], num_classes=2, tau=2.0)
+    x = torch.tensor([[0, 0], [0, 1], [1, 0], [1, 1]])
+    want = torch.tensor([[0 + 1, 1 + 0], [0 + 1, 1 + 1], [1 + 0, 1 + 0], [0 + 0, 1 + 1]]) / 2.0
+    assert torch.equal(net.evaluate(x), want)
+    with pytest.raises(ValueError, match="divisible"):
+        LogicNetlist(2, [], outputs=[2, 4, 2], num_classes=2, tau=1.0)
+    with pytest.raises(ValueError, match=r"\(B, 2\)"):
+        net.evaluate(torch.zeros(4, 3))
 
 
 def test_simplification_keeps_outputs_and_removes_gates():
@@ -126,17 +116,49 @@ def test_simplification_keeps_outputs_and_removes_gates():
     st = netlist.stats
     assert st["removed"] > 0 and st["constant"] > 0 and st["wire"] > 0
     assert st["removed"] == st["total"] - netlist.num_gates
+    assert {op for op, _, _ in netlist.gates} <= {"and", "andn", "xor", "or"}
     x = torch.tensor(list(itertools.product([0.0, 1.0], repeat=10)))
-    assert torch.equal(simulate(netlist, x), net(x))
+    assert torch.equal(netlist.evaluate(x), net(x))
     raw = simplify_logic_network(layers, readout, simplify=False)
-    assert raw.num_gates >= netlist.num_gates
-    assert torch.equal(simulate(raw, x), net(x))
+    assert raw.num_gates >= netlist.num_gates and raw.stats["merged"] == raw.stats["dead"] == 0
+    assert torch.equal(raw.evaluate(x), net(x))
+    packed = PackedLogicNetwork.from_layers(layers, readout)
+    assert simplify_logic_network(packed) == netlist
 
 
 def test_simplification_of_a_pure_wire_network():
     layers = [LogicGateLayer(8, 8, init="residual"), LogicGateLayer(8, 8, init="residual")]
     netlist = simplify_logic_network(layers, GroupSum(2))
     assert netlist.num_gates == 0 and netlist.stats["removed"] == 16
+
+
+def test_simplification_merges_duplicates_and_drops_dead_gates():
+    layer = LogicGateLayer(3, 4, init="gaussian")
+    with torch.no_grad():
+        layer.idx_a.copy_(torch.tensor([0, 1, 0, 0]))
+        layer.idx_b.copy_(torch.tensor([1, 0, 2, 1]))
+        # a AND b, b AND a (the same gate), a XOR c, NOT (a AND b) (a negated reference)
+        layer.gate_logits.copy_(10 * F.one_hot(torch.tensor([1, 1, 6, 14]), 16).float())
+    top = LogicGateLayer(4, 2, init="gaussian")
+    with torch.no_grad():  # reads gates 0 and 3 only: the XOR is dead
+        top.idx_a.copy_(torch.tensor([0, 3]))
+        top.idx_b.copy_(torch.tensor([3, 0]))
+        top.gate_logits.copy_(10 * F.one_hot(torch.tensor([3, 3]), 16).float())
+    netlist = simplify_logic_network([layer, top], GroupSum(1))
+    assert netlist.gates == [("and", 2, 4)]
+    assert netlist.stats == dict(total=6, constant=0, wire=2, merged=2, dead=1, kept=1, removed=5)
+    x = torch.tensor(list(itertools.product([0.0, 1.0], repeat=3)))
+    assert torch.equal(netlist.evaluate(x), GroupSum(1)(top.eval()(layer.eval()(x))))
+
+
+def test_simplification_errors():
+    layers, readout, _ = random_net()
+    with pytest.raises(ValueError, match="readout"):
+        simplify_logic_network(layers)
+    with pytest.raises(ValueError, match="do not chain"):
+        simplify_logic_network([layers[0], LogicGateLayer(5, 60)], readout)
+    with pytest.raises(ValueError, match="divisible"):
+        simplify_logic_network(layers, GroupSum(7))
 
 
 def test_missing_compiler_is_a_clear_error(tmp_path, monkeypatch):
@@ -161,10 +183,14 @@ def test_c_equals_packed_and_float(tmp_path):
         words = pack_bits(x)
         assert torch.equal(lib.forward_words(words, b), packed.forward_words(words, b))
         assert torch.equal(lib(x), net(x))
-    # unsimplified export gives the same
+    # unsimplified export, and export of a netlist, give the same
     lib_raw = compile_c(export_c(layers, readout, tmp_path / "raw.c", simplify=False))
     x = torch.randint(0, 2, (300, 24)).float()
     assert torch.equal(lib_raw(x), net(x))
+    netlist = simplify_logic_network(layers, readout)
+    rep_net = export_c(netlist, None, tmp_path / "netlist.c")
+    assert (rep_net.num_gates, rep_net.num_removed) == (rep.num_gates, rep.num_removed)
+    assert torch.equal(compile_c(rep_net)(x), net(x))
 
 
 @needs_cc

@@ -1,7 +1,5 @@
 """LogicGateNetwork (Lightning) learns a small Boolean function exactly."""
 
-import itertools
-
 import lightning.pytorch as pl
 import pytest
 import torch
@@ -11,10 +9,9 @@ from lightning_discrete.models.logic_gate_network import LogicGateNetwork
 from lightning_discrete.nn.logic_c import find_c_compiler
 
 
-def test_learns_3bit_parity_exactly(tmp_path):
+def test_learns_3bit_parity_exactly(tmp_path, parity6):
     pl.seed_everything(0)
-    x = torch.tensor(list(itertools.product([0.0, 1.0], repeat=6)))
-    y = (x[:, :3].sum(1) % 2).long()
+    x, y = parity6
     model = LogicGateNetwork(
         in_features=6, num_neurons=64, num_layers=3, num_classes=2, group_sum_tau=2.0,
         init="gaussian", tau_f=0.0, tau_b=1.0, wiring_seed=0,

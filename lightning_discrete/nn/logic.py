@@ -5,7 +5,14 @@ chooses one of the 16 two-input Boolean functions.  The choice is a categorical
 variable over 16 gates with logits ``gate_logits`` ``(out_features, 16)``; any
 estimator of :data:`lightning_discrete.functional.ESTIMATORS` turns the logits into
 gate weights ``w`` (exact one-hots for hard estimators, soft mixtures for relaxed
-ones).
+ones); see "Estimator maths" in ``docs/design.md``.
+
+This module is the one home of the gate encoding that every other logic module
+(``logic_packed``, ``netlist``, ``logic_c``) and the gate monitor use:
+:data:`NUM_GATES`, :data:`GATE_NAMES`, the truth-table bit order
+(:func:`gate_truth_table` and its inverse :func:`gate_ids_from_truth_table`), the
+algebraic normal form of the bit-packed path (:func:`gate_anf`,
+:func:`gate_ids_from_anf`) and the GroupSum shape check (:func:`check_group_sum`).
 
 Every gate is multilinear in ``(a, b)``: ``g(a, b) = c0 + c1 a + c2 b + c3 ab`` with
 the 4 coefficients given by :data:`GATE_COEFFICIENTS` (``16 x 4``).  A mixture
@@ -23,26 +30,32 @@ from typing import Any, Optional
 
 import torch
 from torch import Tensor, nn
+from typing_extensions import override
 
 from .. import functional as LF
 from .bottleneck import DiscreteBottleneck
 
 __all__ = [
+    "NUM_GATES",
     "GATE_NAMES",
     "GATE_COEFFICIENTS",
-    "NUM_GATES",
     "PASS_THROUGH_GATE",
     "gate_truth_table",
+    "gate_ids_from_truth_table",
+    "gate_anf",
+    "gate_ids_from_anf",
+    "check_group_sum",
     "logic_gate",
     "group_sum",
     "LogicGateLayer",
     "GroupSum",
 ]
 
+#: Number of two-input Boolean functions (gate ids ``0..15``).
 NUM_GATES = 16
 
-#: The 16 two-input Boolean functions in the order of Petersen et al. (2022).
-#: Bit ``3 - (2a + b)`` of the gate id is the output for inputs ``(a, b)``.
+#: The 16 two-input Boolean functions in the order of Petersen et al. (2022):
+#: ``GATE_NAMES[g]`` names gate id ``g`` (bit order: :func:`gate_truth_table`).
 GATE_NAMES = (
     "FALSE",
     "A AND B",
@@ -66,16 +79,106 @@ GATE_NAMES = (
 PASS_THROUGH_GATE = 3
 
 
+def _check_table(table: Tensor, name: str) -> Tensor:
+    table = torch.as_tensor(table)
+    if table.dim() < 1 or table.shape[-1] != 4:
+        raise ValueError(f"`{name}` must have shape (..., 4), got {tuple(table.shape)}")
+    table = table.long()
+    if not bool(((table == 0) | (table == 1)).all()):
+        raise ValueError(f"`{name}` must hold only 0 and 1")
+    return table
+
+
 def gate_truth_table() -> Tensor:
-    """``(16, 4)`` long tensor: ``[g, 2a + b]`` is gate ``g``'s output for inputs ``(a, b)``."""
+    """The truth tables of the 16 gates: the definition of the gate-id bit order.
+
+    Gate ``g``'s output for inputs ``(a, b)`` is bit ``3 - (2a + b)`` of ``g``: the
+    id written as 4 binary digits lists the outputs for ``(a, b) = (0, 0), (0, 1),
+    (1, 0), (1, 1)``.  :func:`gate_ids_from_truth_table` is the inverse.
+
+    Returns:
+        ``(16, 4)`` long tensor in {0, 1}: ``[g, 2a + b]`` is gate ``g``'s output for ``(a, b)``.
+
+    Examples:
+        >>> tt = gate_truth_table()
+        >>> tt.shape
+        torch.Size([16, 4])
+        >>> GATE_NAMES[6], tt[6].tolist()
+        ('A XOR B', [0, 1, 1, 0])
+    """
     g = torch.arange(NUM_GATES).unsqueeze(1)
-    ab = torch.arange(4).unsqueeze(0)
-    return (g >> (3 - ab)) & 1
+    return (g >> (3 - torch.arange(4))) & 1
+
+
+def gate_ids_from_truth_table(table: Tensor) -> Tensor:
+    """Gate ids of truth tables (the inverse of :func:`gate_truth_table`).
+
+    Args:
+        table: ``(..., 4)`` integer tensor in {0, 1}; ``table[..., 2a + b]`` is the
+            output for inputs ``(a, b)``.
+
+    Returns:
+        ``(...)`` long gate ids.
+
+    Raises:
+        ValueError: ``table`` has another last dimension or values other than 0 and 1.
+
+    Examples:
+        >>> gate_ids_from_truth_table(torch.tensor([[0, 0, 0, 1], [0, 1, 1, 1]]))
+        tensor([1, 7])
+        >>> torch.equal(gate_ids_from_truth_table(gate_truth_table()), torch.arange(NUM_GATES))
+        True
+    """
+    table = _check_table(table, "table")
+    weights = 1 << (3 - torch.arange(4, device=table.device))
+    return (table * weights).sum(-1)
+
+
+def gate_anf() -> Tensor:
+    """Algebraic normal form of the 16 gates (used by the bit-packed inference).
+
+    Gate ``g`` is ``m0 ^ (m1 & a) ^ (m2 & b) ^ (m3 & a & b)`` with
+    ``(m0, m1, m2, m3) = gate_anf()[g]``.  :func:`gate_ids_from_anf` is the inverse.
+
+    Returns:
+        ``(16, 4)`` long tensor in {0, 1}.
+
+    Examples:
+        >>> anf = gate_anf()
+        >>> anf.shape
+        torch.Size([16, 4])
+        >>> GATE_NAMES[7], anf[7].tolist()  # a | b = a ^ b ^ ab
+        ('A OR B', [0, 1, 1, 1])
+    """
+    f00, f01, f10, f11 = gate_truth_table().unbind(1)
+    return torch.stack([f00, f00 ^ f10, f00 ^ f01, f00 ^ f01 ^ f10 ^ f11], 1)
+
+
+def gate_ids_from_anf(anf: Tensor) -> Tensor:
+    """Gate ids of algebraic normal forms (the inverse of :func:`gate_anf`).
+
+    Args:
+        anf: ``(..., 4)`` integer tensor in {0, 1}: ``(m0, m1, m2, m3)`` of
+            ``m0 ^ (m1 & a) ^ (m2 & b) ^ (m3 & a & b)``.
+
+    Returns:
+        ``(...)`` long gate ids.
+
+    Raises:
+        ValueError: ``anf`` has another last dimension or values other than 0 and 1.
+
+    Examples:
+        >>> gate_ids_from_anf(torch.tensor([0, 1, 1, 0]))  # a ^ b
+        tensor(6)
+        >>> torch.equal(gate_ids_from_anf(gate_anf()), torch.arange(NUM_GATES))
+        True
+    """
+    m0, m1, m2, m3 = _check_table(anf, "anf").unbind(-1)
+    return gate_ids_from_truth_table(torch.stack([m0, m0 ^ m2, m0 ^ m1, m0 ^ m1 ^ m2 ^ m3], -1))
 
 
 def _coefficients() -> Tensor:
-    t = gate_truth_table().to(torch.float64)  # columns f00, f01, f10, f11
-    f00, f01, f10, f11 = t.unbind(1)
+    f00, f01, f10, f11 = gate_truth_table().to(torch.float64).unbind(1)
     return torch.stack([f00, f10 - f00, f01 - f00, f11 - f10 - f01 + f00], 1)
 
 
@@ -83,6 +186,42 @@ def _coefficients() -> Tensor:
 #: ``(c0, c1, c2, c3) = GATE_COEFFICIENTS[g]``; gate weights ``w`` (``(*, 16)``) map to
 #: coefficients ``w @ GATE_COEFFICIENTS`` (``(*, 4)``).  Entries are in {-2, ..., 2}.
 GATE_COEFFICIENTS = _coefficients()
+
+
+def check_group_sum(num_neurons: Optional[int], num_classes: int) -> Optional[int]:
+    """Check a GroupSum readout's shape: ``num_neurons`` split into ``num_classes`` groups.
+
+    The one check used by :class:`GroupSum`, :func:`group_sum`, the bit-packed and
+    the C inference paths.
+
+    Args:
+        num_neurons: neurons of the last layer (``None``: only ``num_classes`` is checked).
+        num_classes: number of groups (classes), a positive integer.
+
+    Returns:
+        The group size ``num_neurons // num_classes`` (``None`` when ``num_neurons`` is).
+
+    Raises:
+        ValueError: ``num_classes`` is not a positive integer, or ``num_neurons`` is
+            not divisible by it.
+
+    Examples:
+        >>> check_group_sum(12, 3)
+        4
+        >>> check_group_sum(10, 3)
+        Traceback (most recent call last):
+        ...
+        ValueError: GroupSum needs the number of neurons (10) to be divisible by `num_classes` (3)
+    """
+    if isinstance(num_classes, bool) or int(num_classes) != num_classes or num_classes < 1:
+        raise ValueError(f"`num_classes` must be a positive integer, got {num_classes}")
+    if num_neurons is None:
+        return None
+    if num_neurons % num_classes:
+        raise ValueError(
+            f"GroupSum needs the number of neurons ({num_neurons}) to be divisible by `num_classes` ({num_classes})"
+        )
+    return num_neurons // int(num_classes)
 
 
 # --------------------------------------------------------------------------- #
@@ -106,6 +245,11 @@ def _neuron_chunks(batch: int, out: int, device: torch.device = torch.device("cp
     return [(s, min(out, s + step)) for s in range(0, out, step)]
 
 
+def _gate_inputs(x: Tensor, idx_a: Tensor, idx_b: Tensor, c: Tensor, s: int, e: int):
+    """Inputs ``a``, ``b`` ``(B, e - s)`` and coefficients ``c0..c3`` of neurons ``s:e``."""
+    return x.index_select(1, idx_a[s:e]), x.index_select(1, idx_b[s:e]), c[..., s:e, :].unbind(-1)
+
+
 class _LogicGate(torch.autograd.Function):
     """``y = c0 + c1 a + c2 b + c3 ab`` with ``a = x[:, idx_a]``, ``b = x[:, idx_b]``.
 
@@ -118,9 +262,7 @@ class _LogicGate(torch.autograd.Function):
     def forward(ctx, x: Tensor, idx_a: Tensor, idx_b: Tensor, c: Tensor):  # type: ignore[override]
         y = x.new_empty(x.shape[0], idx_a.shape[0])
         for s, e in _neuron_chunks(x.shape[0], idx_a.shape[0], x.device):
-            a = x.index_select(1, idx_a[s:e])
-            b = x.index_select(1, idx_b[s:e])
-            c0, c1, c2, c3 = c[..., s:e, :].unbind(-1)
+            a, b, (c0, c1, c2, c3) = _gate_inputs(x, idx_a, idx_b, c, s, e)
             # y = c0 + c1 a + b (c2 + c3 a)
             t = torch.addcmul(c2, a, c3).mul_(b)
             torch.addcmul(c0, a, c1, out=y[:, s:e]).add_(t)
@@ -134,10 +276,8 @@ class _LogicGate(torch.autograd.Function):
         gx = torch.zeros_like(x) if need_x else None
         gc = torch.empty_like(c) if need_c else None
         for s, e in _neuron_chunks(x.shape[0], idx_a.shape[0], x.device):
-            a = x.index_select(1, idx_a[s:e])
-            b = x.index_select(1, idx_b[s:e])
+            a, b, (c0, c1, c2, c3) = _gate_inputs(x, idx_a, idx_b, c, s, e)
             gs = g[:, s:e]
-            c0, c1, c2, c3 = c[..., s:e, :].unbind(-1)
             ga = gs * a
             gb = gs * b
             if need_x:
@@ -156,14 +296,29 @@ class _LogicGate(torch.autograd.Function):
 def logic_gate(x: Tensor, idx_a: Tensor, idx_b: Tensor, coefficients: Tensor) -> Tensor:
     """Evaluate a layer of two-input gates in the 4-coefficient form.
 
+    Differentiable in ``x`` and ``coefficients``; saves only ``x`` and the
+    coefficients for backward.
+
     Args:
-        x: ``(B, in)`` inputs (in ``[0, 1]`` for a probabilistic reading).
-        idx_a, idx_b: ``(out,)`` long indices of each neuron's inputs.
+        x: ``(B, in)`` float inputs (in ``[0, 1]`` for a probabilistic reading).
+        idx_a: ``(out,)`` long indices into ``in`` of each neuron's first input.
+        idx_b: ``(out,)`` long indices into ``in`` of each neuron's second input.
         coefficients: ``(out, 4)`` shared or ``(B, out, 4)`` per-example
-            coefficients ``(c0, c1, c2, c3)`` (``w @ GATE_COEFFICIENTS``).
+            coefficients ``(c0, c1, c2, c3)`` (``w @ GATE_COEFFICIENTS`` for gate
+            weights ``w``); cast to ``x.dtype``.
 
     Returns:
-        ``(B, out)``: ``c0 + c1 a + c2 b + c3 ab``.
+        ``(B, out)``: ``c0 + c1 a + c2 b + c3 ab`` with ``a = x[:, idx_a]``, ``b = x[:, idx_b]``.
+
+    Raises:
+        ValueError: ``x`` is not 2-D, or ``coefficients`` has another shape.
+
+    Examples:
+        >>> x = torch.tensor([[0.0, 1.0], [1.0, 1.0]])
+        >>> xor_and = GATE_COEFFICIENTS[[6, 1]].float()  # A XOR B, A AND B
+        >>> logic_gate(x, torch.tensor([0, 0]), torch.tensor([1, 1]), xor_and)
+        tensor([[1., 0.],
+                [0., 1.]])
     """
     if x.dim() != 2:
         raise ValueError(f"`x` must have shape (B, in_features), got {tuple(x.shape)}")
@@ -175,13 +330,25 @@ def logic_gate(x: Tensor, idx_a: Tensor, idx_b: Tensor, coefficients: Tensor) ->
 
 
 def group_sum(x: Tensor, num_classes: int, tau: float = 1.0) -> Tensor:
-    """``(B, n) -> (B, num_classes)``: sums of ``n / num_classes`` consecutive neurons, over ``tau``."""
-    n = x.shape[-1]
-    if n % num_classes:
-        raise ValueError(
-            f"GroupSum needs the number of neurons ({n}) to be divisible by `num_classes` ({num_classes})"
-        )
-    return x.reshape(*x.shape[:-1], num_classes, n // num_classes).sum(-1) / tau
+    """The GroupSum readout as a function: class ``k`` sums the ``k``-th block of neurons.
+
+    Args:
+        x: ``(*, n)`` neuron outputs, ``n`` divisible by ``num_classes``.
+        num_classes: number of groups of ``n / num_classes`` consecutive neurons.
+        tau: the divisor of the sums.
+
+    Returns:
+        ``(*, num_classes)`` group sums divided by ``tau``.
+
+    Raises:
+        ValueError: ``n`` is not divisible by ``num_classes`` (:func:`check_group_sum`).
+
+    Examples:
+        >>> group_sum(torch.tensor([[1.0, 0.0, 1.0, 1.0]]), 2, tau=2.0)
+        tensor([[0.5000, 1.0000]])
+    """
+    g = check_group_sum(x.shape[-1], num_classes)
+    return x.reshape(*x.shape[:-1], num_classes, g).sum(-1) / tau
 
 
 # --------------------------------------------------------------------------- #
@@ -265,13 +432,29 @@ class LogicGateLayer(DiscreteBottleneck):
         wiring: ``"random"`` (balanced random pairs, as in ``difflogic``) or
             ``"unique"`` (every input used, no pair repeated; needs
             ``out_features >= in_features / 2``).
-        init: ``"residual"`` (pass-through gate ``A`` favoured: logit 5 on gate 3)
-            or ``"gaussian"`` (``N(0, 1)`` logits).
+        init: ``"residual"`` (pass-through gate ``A`` favoured: logit ``residual_logit``
+            on gate :data:`PASS_THROUGH_GATE`, 0 elsewhere) or ``"gaussian"``
+            (``N(0, 1)`` logits).
         sample_per_example: draw a gate per neuron and example instead of once per step.
         generator_seed: seed of the wiring (``None``: the global torch RNG).
+        residual_logit: the pass-through logit of ``init="residual"``.
         **kwargs: bottleneck arguments of :class:`DiscreteBottleneck`
             (``estimator``, ``tau_f``, ``tau_b``, ``tau``, ``eval_mode``, ``num_samples``,
-            ``estimator_kwargs``).
+            ``estimator_kwargs``, ``validate_args``).
+
+    Raises:
+        ValueError: a size is not a positive integer, ``wiring`` or ``init`` is
+            unknown, or ``wiring="unique"`` cannot be satisfied.
+
+    Examples:
+        >>> layer = LogicGateLayer(4, 6, generator_seed=0)
+        >>> layer.gate_logits.shape, layer.idx_a.shape
+        (torch.Size([6, 16]), torch.Size([6]))
+        >>> x = torch.tensor([[0.0, 1.0, 1.0, 0.0]])
+        >>> layer.eval()(x).shape
+        torch.Size([1, 6])
+        >>> torch.equal(layer(x), x[:, layer.idx_a])  # residual init: every gate is A
+        True
     """
 
     idx_a: Tensor
@@ -332,7 +515,15 @@ class LogicGateLayer(DiscreteBottleneck):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Re-initialise ``gate_logits`` (the wiring is kept)."""
+        """Re-initialise ``gate_logits`` as ``init`` says (the wiring is kept).
+
+        Examples:
+            >>> layer = LogicGateLayer(4, 2, init="gaussian")
+            >>> layer.init = "residual"
+            >>> layer.reset_parameters()
+            >>> layer.gate_ids()
+            tensor([3, 3])
+        """
         with torch.no_grad():
             if self.init == "residual":
                 self.gate_logits.zero_()
@@ -341,11 +532,22 @@ class LogicGateLayer(DiscreteBottleneck):
                 self.gate_logits.normal_()
 
     @property
+    @override
     def num_categories(self) -> int:
+        """Categories per latent: :data:`NUM_GATES`."""
         return NUM_GATES
 
     def gate_ids(self) -> Tensor:
-        """``(out_features,)`` long: the argmax gate of each neuron."""
+        """The argmax gate of each neuron (the gates of the hard network).
+
+        Returns:
+            ``(out_features,)`` long gate ids (names: :data:`GATE_NAMES`).
+
+        Examples:
+            >>> layer = LogicGateLayer(4, 3)
+            >>> [GATE_NAMES[g] for g in layer.gate_ids().tolist()]
+            ['A', 'A', 'A']
+        """
         return self.gate_logits.detach().argmax(-1)
 
     def _gate_weights(self, logits: Tensor, batch: int) -> Tensor:
@@ -379,6 +581,7 @@ class LogicGateLayer(DiscreteBottleneck):
             self._observe(logits, ids.reshape(-1, self.out_features))
         return logic_gate(x, self.idx_a, self.idx_b, c)
 
+    @override
     def extra_repr(self) -> str:
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, wiring={self.wiring!r}, "
@@ -390,34 +593,47 @@ class GroupSum(nn.Module):
     """Readout of logic-gate networks: ``(B, n) -> (B, num_classes)``.
 
     Class ``k`` scores the sum of neurons ``k g, ..., (k + 1) g - 1`` (``g = n /
-    num_classes``) divided by ``tau``.
+    num_classes``) divided by ``tau`` (:func:`group_sum`).
 
     Args:
-        num_classes: number of groups.
-        tau: the divisor (softmax temperature of the scores).
+        num_classes: number of groups, a positive integer.
+        tau: the divisor (softmax temperature of the scores), finite and > 0.
         in_features: optional ``n``, checked at construction (else at the first forward).
+
+    Raises:
+        ValueError: bad ``num_classes`` or ``tau``, or ``in_features`` not divisible
+            by ``num_classes`` (:func:`check_group_sum`).
+
+    Examples:
+        >>> readout = GroupSum(2, tau=2.0, in_features=4)
+        >>> readout(torch.tensor([[1.0, 1.0, 0.0, 1.0]]))
+        tensor([[1.0000, 0.5000]])
     """
 
     def __init__(self, num_classes: int, tau: float = 1.0, in_features: Optional[int] = None) -> None:
         super().__init__()
-        if int(num_classes) != num_classes or num_classes < 1:
-            raise ValueError(f"`num_classes` must be a positive integer, got {num_classes}")
+        check_group_sum(in_features, num_classes)
         tau = float(tau)
         if not math.isfinite(tau) or tau <= 0:
             raise ValueError(f"`tau` must be a finite number > 0, got {tau}")
-        if in_features is not None and in_features % num_classes:
-            raise ValueError(
-                f"GroupSum needs `in_features` ({in_features}) to be divisible by `num_classes` ({num_classes})"
-            )
         self.num_classes = int(num_classes)
         self.tau = tau
         self.in_features = in_features
 
+    @override
     def forward(self, x: Tensor) -> Tensor:
-        """``(B, n) -> (B, num_classes)``."""
+        """Class scores.
+
+        Args:
+            x: ``(B, n)`` neuron outputs (``n == in_features`` when that was given).
+
+        Returns:
+            ``(B, num_classes)`` group sums over ``tau``.
+        """
         if self.in_features is not None and x.shape[-1] != self.in_features:
             raise ValueError(f"GroupSum expects {self.in_features} inputs, got {x.shape[-1]}")
         return group_sum(x, self.num_classes, self.tau)
 
+    @override
     def extra_repr(self) -> str:
         return f"num_classes={self.num_classes}, tau={self.tau:g}"

@@ -1,21 +1,12 @@
-"""Export a hard logic-gate network as simplified, self-contained C, and run it.
+"""Export a hard logic-gate network as self-contained C, compile it and run it.
 
-:func:`simplify_logic_network` turns the argmax network into a netlist of real
-two-input gates:
-
-* every gate's truth table is specialised to its actual inputs: constant inputs
-  are folded (constants propagate), a gate reading the same signal twice becomes a
-  function of one signal, and negations of its inputs are absorbed into its table;
-* gates that compute a constant, a wire (``A``, ``B``) or a NOT become references
-  to an existing signal, possibly negated, and cost nothing;
-* the remaining gates are normalised to ``AND``, ``A AND NOT B``, ``XOR`` or ``OR``
-  (an output negation is carried by the reference), identical gates are merged,
-  and gates not reachable from the GroupSum outputs are removed.
-
-:func:`export_c` writes the netlist as C (GCC/Clang vector extensions, 256
-examples per step, straight-line code, memory slots reused by liveness) with the
-entry point ``int ld_forward(const uint64_t *in, int64_t n_words, int32_t *counts)``
-on the bit-packed layout of :func:`~lightning_discrete.nn.logic_packed.pack_bits`;
+:func:`export_c` simplifies the argmax network into a
+:class:`~lightning_discrete.nn.netlist.LogicNetlist`
+(:func:`~lightning_discrete.nn.netlist.simplify_logic_network`) and writes it as C
+(GCC/Clang vector extensions, 256 examples per step, straight-line code, memory
+slots reused by liveness) with the entry point
+``int ld_forward(const uint64_t *in, int64_t n_words, int32_t *counts)`` on the
+bit-packed layout of :func:`~lightning_discrete.nn.logic_packed.pack_bits`;
 :func:`compile_c` compiles it with the system C compiler into a shared library and
 loads it with :mod:`ctypes` (:class:`CompiledLogicNetwork`).
 """
@@ -27,18 +18,17 @@ import os
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
 
 from .logic import GroupSum, LogicGateLayer
 from .logic_packed import PackedLogicNetwork, pack_bits
+from .netlist import LogicNetlist, simplify_logic_network
 
 __all__ = [
-    "LogicNetlist",
-    "simplify_logic_network",
     "export_c",
     "CExportReport",
     "compile_c",
@@ -47,185 +37,12 @@ __all__ = [
     "find_c_compiler",
 ]
 
-# real gate ops after normalisation (f00 == 0 and both inputs matter)
-_AND, _ANDN, _XOR, _OR = "and", "andn", "xor", "or"
-_C_OPS = {_AND: "{a} & {b}", _ANDN: "{a} & ~{b}", _XOR: "{a} ^ {b}", _OR: "{a} | {b}"}
+# C expressions of the netlist's gate operations
+_C_OPS = {"and": "{a} & {b}", "andn": "{a} & ~{b}", "xor": "{a} ^ {b}", "or": "{a} | {b}"}
 
 
 class CCompilerNotFoundError(RuntimeError):
     """No C compiler (``$CC``, ``cc``, ``gcc`` or ``clang``) was found."""
-
-
-@dataclass
-class LogicNetlist:
-    """A simplified hard logic-gate network.
-
-    Signals are literals ``2 * node + negated``; node 0 is the constant 0 (so
-    literal 0 is FALSE and 1 is TRUE), nodes ``1..in_features`` are the inputs and
-    node ``in_features + 1 + i`` is ``gates[i]``.
-
-    Attributes:
-        in_features: inputs.
-        gates: ``(op, lit_a, lit_b)`` with ``op`` in ``and, andn, xor, or`` (topological order).
-        outputs: one literal per neuron of the last layer.
-        num_classes, tau: the GroupSum readout.
-        stats: counts of the original gates by what became of them.
-    """
-
-    in_features: int
-    gates: List[Tuple[str, int, int]]
-    outputs: List[int]
-    num_classes: int
-    tau: float
-    stats: Dict[str, int] = field(default_factory=dict)
-
-    @property
-    def num_gates(self) -> int:
-        return len(self.gates)
-
-
-def _tt(gate_id: int) -> Tuple[int, int, int, int]:
-    """(f00, f01, f10, f11) of a gate id (index 2a + b)."""
-    return tuple((gate_id >> (3 - i)) & 1 for i in range(4))  # type: ignore[return-value]
-
-
-def _specs(layers: Union[PackedLogicNetwork, Sequence[LogicGateLayer]]):
-    if isinstance(layers, PackedLogicNetwork):
-        return layers.in_features, [(a.tolist(), b.tolist(), g.tolist()) for a, b, g in layers.layer_specs()]
-    layers = list(layers)
-    return layers[0].in_features, [
-        (l.idx_a.tolist(), l.idx_b.tolist(), l.gate_ids().tolist()) for l in layers
-    ]
-
-
-def simplify_logic_network(
-    layers: Union[PackedLogicNetwork, Sequence[LogicGateLayer]],
-    readout: Optional[GroupSum] = None,
-    simplify: bool = True,
-) -> LogicNetlist:
-    """Simplify the argmax network of ``layers`` (see the module docstring).
-
-    Args:
-        layers: trained :class:`LogicGateLayer` s (or a :class:`PackedLogicNetwork`).
-        readout: the GroupSum (not needed for a packed network).
-        simplify: ``False`` skips merging duplicates and dead-gate removal (for
-            comparison); constants, wires and NOTs are always folded.
-
-    Returns:
-        The :class:`LogicNetlist`.
-    """
-    if isinstance(layers, PackedLogicNetwork):
-        num_classes, tau = layers.num_classes, layers.tau
-    else:
-        if readout is None:
-            raise ValueError("`readout` (the GroupSum) is required with a list of layers")
-        num_classes, tau = readout.num_classes, readout.tau
-    in_features, specs = _specs(layers)
-    gates: List[Tuple[str, int, int]] = []
-    cse: Dict[Tuple[str, int, int], int] = {}
-    stats = dict(total=0, constant=0, wire=0, merged=0, dead=0)
-    lits = [2 * (i + 1) for i in range(in_features)]
-    base = in_features + 1
-
-    def one_var(node: int, h0: int, h1: int) -> int:
-        if h0 == h1:
-            stats["constant"] += 1
-            return h0
-        stats["wire"] += 1
-        return 2 * node + h0  # h0 = 1, h1 = 0: NOT
-
-    def new_gate(op: str, a: int, b: int) -> int:
-        if op in (_AND, _XOR, _OR) and a > b:
-            a, b = b, a
-        key = (op, a, b)
-        if simplify and key in cse:
-            stats["merged"] += 1
-            return cse[key]
-        gates.append(key)
-        node = base + len(gates) - 1
-        cse[key] = node
-        return node
-
-    for ia, ib, ids in specs:
-        new_lits = []
-        for ja, jb, g in zip(ia, ib, ids):
-            stats["total"] += 1
-            la, lb = lits[ja], lits[jb]
-            f = _tt(g)
-            if la & 1:  # absorb NOT a: f'(a, b) = f(1 - a, b)
-                f = (f[2], f[3], f[0], f[1])
-            if lb & 1:
-                f = (f[1], f[0], f[3], f[2])
-            x, y = la >> 1, lb >> 1
-            f00, f01, f10, f11 = f
-            if x == 0 and y == 0:
-                new_lits.append(one_var(0, f00, f00))
-                continue
-            if x == 0:
-                new_lits.append(one_var(y, f00, f01))
-                continue
-            if y == 0:
-                new_lits.append(one_var(x, f00, f10))
-                continue
-            if x == y:
-                new_lits.append(one_var(x, f00, f11))
-                continue
-            if f00 == f01 and f10 == f11:  # independent of b
-                new_lits.append(one_var(x, f00, f10))
-                continue
-            if f00 == f10 and f01 == f11:  # independent of a
-                new_lits.append(one_var(y, f00, f01))
-                continue
-            neg = f00
-            if neg:
-                f00, f01, f10, f11 = 1 - f00, 1 - f01, 1 - f10, 1 - f11
-            pattern = (f01, f10, f11)
-            xl, yl = 2 * x, 2 * y
-            if pattern == (0, 0, 1):
-                node = new_gate(_AND, xl, yl)
-            elif pattern == (0, 1, 0):
-                node = new_gate(_ANDN, xl, yl)
-            elif pattern == (1, 0, 0):
-                node = new_gate(_ANDN, yl, xl)
-            elif pattern == (1, 1, 0):
-                node = new_gate(_XOR, xl, yl)
-            elif pattern == (1, 1, 1):
-                node = new_gate(_OR, xl, yl)
-            else:  # pragma: no cover - all 2-input functions with f00 = 0 are listed
-                raise AssertionError(f"unexpected truth table {f}")
-            new_lits.append(2 * node + neg)
-        lits = new_lits
-    outputs = lits
-    if len(outputs) % num_classes:
-        raise ValueError(
-            f"GroupSum needs the number of neurons ({len(outputs)}) to be divisible by `num_classes` ({num_classes})"
-        )
-    # dead-gate elimination from the outputs
-    live = [not simplify] * len(gates)
-    for lit in outputs:
-        if (lit >> 1) >= base:
-            live[(lit >> 1) - base] = True
-    for i in range(len(gates) - 1, -1, -1):
-        if live[i]:
-            _, a, b = gates[i]
-            for lit in (a, b):
-                if (lit >> 1) >= base:
-                    live[(lit >> 1) - base] = True
-    remap = {}
-    kept: List[Tuple[str, int, int]] = []
-
-    def rl(lit: int) -> int:
-        node = lit >> 1
-        return lit if node < base else 2 * remap[node] + (lit & 1)
-
-    for i, (op, a, b) in enumerate(gates):
-        if live[i]:
-            remap[base + i] = base + len(kept)
-            kept.append((op, rl(a), rl(b)))
-    stats["dead"] = len(gates) - len(kept)
-    stats["kept"] = len(kept)
-    stats["removed"] = stats["total"] - len(kept)
-    return LogicNetlist(in_features, kept, [rl(l) for l in outputs], num_classes, tau, stats)
 
 
 # --------------------------------------------------------------------------- #
@@ -235,16 +52,27 @@ def simplify_logic_network(
 
 @dataclass
 class CExportReport:
-    """What :func:`export_c` wrote.
+    """What :func:`export_c` wrote (returned by it; :func:`compile_c` takes it).
 
-    Attributes:
+    Args:
         path: the C file.
-        num_neurons: gates of the original network.
+        num_neurons: gates (neurons) of the original network.
         num_gates: real gates in the C code.
         num_removed: ``num_neurons - num_gates``.
         stats: detail (``constant``, ``wire``, ``merged``, ``dead``: neurons that became a
-            constant, a wire or NOT, a duplicate, or unreachable).
-        in_features, num_classes, tau: the interface.
+            constant, a wire or NOT, a duplicate, or unreachable; see
+            :func:`~lightning_discrete.nn.netlist.simplify_logic_network`).
+        in_features: inputs per example.
+        num_classes: GroupSum groups.
+        tau: GroupSum divisor.
+
+    Examples:
+        >>> import os, tempfile
+        >>> layers = [LogicGateLayer(6, 8, init="gaussian")]
+        >>> path = os.path.join(tempfile.mkdtemp(), "net.c")
+        >>> report = export_c(layers, GroupSum(2), path)
+        >>> report.num_neurons, report.num_gates + report.num_removed
+        (8, 8)
     """
 
     path: str
@@ -261,7 +89,7 @@ _VEC_WORDS = 4  # 4 x 64 = 256 examples per step
 _CHUNK = 2000  # statements per C function (keeps compile time linear)
 
 
-def _c_source(net: LogicNetlist) -> Tuple[str, int]:
+def _c_source(net: LogicNetlist) -> str:
     base = net.in_features + 1
     n_out = len(net.outputs)
     group = n_out // net.num_classes
@@ -403,36 +231,60 @@ int ld_forward(const uint64_t *in, int64_t n_words, int32_t *counts) {{
   return 0;
 }}
 """
-    return src, n_slots
+    return src
 
 
 def export_c(
-    layers: Union[PackedLogicNetwork, Sequence[LogicGateLayer]],
+    layers: Union[LogicNetlist, PackedLogicNetwork, Sequence[LogicGateLayer]],
     readout: Optional[GroupSum],
     path: Union[str, os.PathLike],
     simplify: bool = True,
 ) -> CExportReport:
     """Write the hard network as a self-contained C file.
 
+    The C file defines ``int ld_forward(const uint64_t *in, int64_t n_words,
+    int32_t *counts)``: ``in`` holds ``(in_features, n_words)`` words in the layout
+    of :func:`~lightning_discrete.nn.logic_packed.pack_bits`, ``counts`` receives
+    ``(64 n_words, num_classes)`` GroupSum counts (scores are ``counts / tau``).
+
     Args:
-        layers: the :class:`LogicGateLayer` s (or a :class:`PackedLogicNetwork`).
-        readout: the :class:`GroupSum` (``None`` for a packed network).
+        layers: the :class:`LogicGateLayer` s in order, a :class:`PackedLogicNetwork`,
+            or a :class:`~lightning_discrete.nn.netlist.LogicNetlist` (written as it is).
+        readout: the :class:`GroupSum` after the layers (``None`` for a packed
+            network or a netlist).
         path: the ``.c`` file to write.
-        simplify: fold constants, merge duplicates and drop dead gates (default).
+        simplify: merge duplicates and drop dead gates (default); constants, wires
+            and NOTs are always folded.
 
     Returns:
         A :class:`CExportReport` (``num_removed`` gates removed by simplification).
+
+    Examples:
+        >>> import os, tempfile
+        >>> _ = torch.manual_seed(0)
+        >>> layers = [LogicGateLayer(6, 8, init="gaussian"), LogicGateLayer(8, 8, init="gaussian")]
+        >>> readout = GroupSum(2)
+        >>> report = export_c(layers, readout, os.path.join(tempfile.mkdtemp(), "net.c"))
+        >>> report.num_neurons, report.in_features, report.num_classes
+        (16, 6, 2)
+        >>> lib = compile_c(report) if find_c_compiler() else None  # needs cc, gcc or clang
+        >>> x = torch.randint(0, 2, (100, 6)).float()
+        >>> lib is None or torch.equal(lib(x), torch.nn.Sequential(*layers, readout).eval()(x))
+        True
     """
-    net = simplify_logic_network(layers, readout, simplify=simplify)
-    src, _ = _c_source(net)
+    if isinstance(layers, LogicNetlist):
+        net = layers
+    else:
+        net = simplify_logic_network(layers, readout, simplify=simplify)
+    src = _c_source(net)
     path = os.fspath(path)
     with open(path, "w") as fh:
         fh.write(src)
     return CExportReport(
         path=path,
-        num_neurons=net.stats["total"],
+        num_neurons=net.stats.get("total", net.num_gates),
         num_gates=net.num_gates,
-        num_removed=net.stats["removed"],
+        num_removed=net.stats.get("removed", 0),
         stats=dict(net.stats),
         in_features=net.in_features,
         num_classes=net.num_classes,
@@ -446,7 +298,16 @@ def export_c(
 
 
 def find_c_compiler() -> Optional[str]:
-    """The C compiler to use: ``$CC``, else the first of ``cc``, ``gcc``, ``clang`` on ``PATH``."""
+    """The C compiler to use: ``$CC``, else the first of ``cc``, ``gcc``, ``clang`` on ``PATH``.
+
+    Returns:
+        The compiler's path, or ``None`` when there is none.
+
+    Examples:
+        >>> cc = find_c_compiler()
+        >>> cc is None or os.path.exists(cc)
+        True
+    """
     env = os.environ.get("CC")
     if env:
         return shutil.which(env) or (env if os.path.exists(env) else None)
@@ -458,13 +319,30 @@ def find_c_compiler() -> Optional[str]:
 
 
 class CompiledLogicNetwork:
-    """A compiled C logic-gate network loaded with :mod:`ctypes`.
+    """A compiled C logic-gate network loaded with :mod:`ctypes` (made by :func:`compile_c`).
 
     Call it like the float network on ``(B, in_features)`` Boolean examples to get
     the ``(B, num_classes)`` float scores, or use :meth:`forward_words` on packed words.
+    ``in_features``, ``num_classes``, ``group_size`` and ``num_gates`` are read from
+    the library.
+
+    Args:
+        library: path of the shared library built from :func:`export_c`'s C file.
+        tau: the GroupSum divisor.
+        workdir: a temporary directory holding ``library``, kept alive (and
+            removed) with this object.
+
+    Examples:
+        >>> import os, tempfile
+        >>> report = export_c([LogicGateLayer(6, 8)], GroupSum(2), os.path.join(tempfile.mkdtemp(), "n.c"))
+        >>> lib = compile_c(report) if find_c_compiler() else None  # needs cc, gcc or clang
+        >>> lib is None or (lib.in_features, lib.num_classes, lib.group_size) == (6, 2, 4)
+        True
     """
 
-    def __init__(self, library: str, tau: float, workdir: Optional[tempfile.TemporaryDirectory] = None):
+    def __init__(
+        self, library: str, tau: float, workdir: Optional[tempfile.TemporaryDirectory] = None
+    ) -> None:
         self._workdir = workdir  # keeps a temporary build directory alive
         self.library = library
         self._lib = ctypes.CDLL(library)
@@ -476,7 +354,18 @@ class CompiledLogicNetwork:
         self.tau = float(tau)
 
     def forward_words(self, words: Tensor, batch_size: Optional[int] = None) -> Tensor:
-        """``(in_features, W)`` int64 words -> ``(batch_size, num_classes)`` int64 counts."""
+        """GroupSum counts of packed examples.
+
+        Args:
+            words: ``(in_features, W)`` int64 words (:func:`~lightning_discrete.nn.logic_packed.pack_bits`).
+            batch_size: examples to return (default ``64 W``, padding included).
+
+        Returns:
+            ``(batch_size, num_classes)`` int64 counts (scores are ``counts / tau``), on the CPU.
+
+        Raises:
+            ValueError: ``words`` has another shape.
+        """
         if words.dim() != 2 or words.shape[0] != self.in_features:
             raise ValueError(f"expected packed words of shape ({self.in_features}, W), got {tuple(words.shape)}")
         words = words.detach().to("cpu", torch.int64).contiguous()
@@ -491,7 +380,15 @@ class CompiledLogicNetwork:
         return counts[:batch_size].to(torch.int64)
 
     def __call__(self, x: Tensor) -> Tensor:
-        """``(B, in_features)`` Boolean examples -> ``(B, num_classes)`` float scores ``counts / tau``."""
+        """Class scores of Boolean examples.
+
+        Args:
+            x: ``(B, in_features)`` Boolean examples (any device; computed on the CPU).
+
+        Returns:
+            ``(B, num_classes)`` float scores ``counts / tau`` in ``x``'s float dtype
+            (the default dtype for integer ``x``), on ``x``'s device.
+        """
         counts = self.forward_words(pack_bits(x.cpu()), x.shape[0])
         dtype = x.dtype if x.is_floating_point() else torch.get_default_dtype()
         return (counts.to(dtype) / self.tau).to(x.device)
@@ -509,13 +406,26 @@ def compile_c(
     Args:
         source: the ``.c`` path or the :class:`CExportReport` of :func:`export_c`.
         tau: the GroupSum divisor (taken from the report when given one; default 1).
-        output: the ``.so`` to write (default: a temporary directory).
+        output: the ``.so`` to write (default: a temporary directory that lives as
+            long as the returned object).
         compiler: the C compiler (default: :func:`find_c_compiler`).
         flags: optimisation flags; ``-march=native`` is dropped if the compiler rejects it.
+
+    Returns:
+        The loaded :class:`CompiledLogicNetwork`.
 
     Raises:
         CCompilerNotFoundError: no C compiler is available.
         RuntimeError: compilation failed (the compiler's message is included).
+
+    Examples:
+        >>> import os, tempfile
+        >>> layers, readout = [LogicGateLayer(6, 8, init="gaussian")], GroupSum(2, tau=2.0)
+        >>> report = export_c(layers, readout, os.path.join(tempfile.mkdtemp(), "net.c"))
+        >>> lib = compile_c(report, flags=("-O1",)) if find_c_compiler() else None  # needs a C compiler
+        >>> x = torch.randint(0, 2, (10, 6))
+        >>> lib is None or torch.equal(lib(x), readout(layers[0].eval()(x.float())))
+        True
     """
     if isinstance(source, CExportReport):
         tau = source.tau if tau is None else tau
