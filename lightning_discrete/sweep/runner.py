@@ -121,6 +121,19 @@ def run_trial(cfg: SweepConfig, params: Dict[str, Any], trial_dir: str) -> Tuple
 
     Raises:
         RuntimeError: the run never logged ``cfg.metric``.
+
+    Examples:
+        A LightningCLI config may be a file or a YAML string; two training steps on the digits:
+
+        >>> import os, tempfile
+        >>> tiny = ("{model: {class_path: StochasticBinaryNetwork, init_args: {input_dim: 64, hidden_dims: [4]}}, "
+        ...         "data: {class_path: DigitsDataModule, init_args: {flatten: true, batch_size: 32}}, "
+        ...         "trainer: {max_epochs: 1, limit_train_batches: 2, limit_val_batches: 2, logger: false, "
+        ...         "enable_checkpointing: false, enable_progress_bar: false, enable_model_summary: false}}")
+        >>> cfg = SweepConfig(configs=[tiny], study_name="tiny", output_dir=tempfile.mkdtemp())
+        >>> best, last = run_trial(cfg, {"tau_f": 0.5, "tau_b": 1.0}, os.path.join(cfg.output_dir, "t0"))
+        >>> math.isfinite(best) and best <= last
+        True
     """
     os.makedirs(trial_dir, exist_ok=True)
     cli = cli_main(trial_args(cfg, params, trial_dir), run=False)
@@ -147,6 +160,15 @@ def check_config(cfg: SweepConfig) -> None:
     Raises:
         ConfigError: a value of the config is invalid.
         DataError: the data is missing or corrupt.
+
+    Examples:
+        >>> import tempfile
+        >>> bad = ("{model: {class_path: StochasticBinaryNetwork, init_args: {input_dim: 64, estimator: nope}}, "
+        ...        "data: DigitsDataModule}")
+        >>> check_config(SweepConfig(configs=[bad], study_name="bad", output_dir=tempfile.mkdtemp()))
+        Traceback (most recent call last):
+        ...
+        lightning_discrete.trainer_cli.ConfigError: Invalid configuration: unknown `estimator` 'nope'; ...
     """
     params: Dict[str, Any] = {"tau": cfg.tau[0]} if cfg.protocol == "single" else {
         "tau_f": cfg.tau_f[0], "tau_b": cfg.tau_b[0]
@@ -284,6 +306,20 @@ def run_sweep(cfg: SweepConfig, check: bool = True) -> Dict[str, Any]:
     Raises:
         SweepError: Optuna or matplotlib is missing, every trial failed, or other workers'
             trials did not finish within ``cfg.wait_timeout``.
+
+    Examples:
+        A one-point grid, a two-step trial on the digits (the config may be a file or a YAML string):
+
+        >>> import tempfile
+        >>> tiny = ("{model: {class_path: StochasticBinaryNetwork, init_args: {input_dim: 64, hidden_dims: [4]}}, "
+        ...         "data: {class_path: DigitsDataModule, init_args: {flatten: true, batch_size: 32}}, "
+        ...         "trainer: {max_epochs: 1, limit_train_batches: 2, limit_val_batches: 2, logger: false, "
+        ...         "enable_checkpointing: false, enable_progress_bar: false, enable_model_summary: false}}")
+        >>> cfg = SweepConfig(configs=[tiny], study_name="tiny", output_dir=tempfile.mkdtemp(),
+        ...                   tau_f=[0.5], tau_b=[1.0])
+        >>> out = run_sweep(cfg)
+        >>> out["best"]["tau_f"], out["best"]["tau_b"], sorted(os.listdir(cfg.output_dir))
+        (0.5, 1.0, ['best.json', 'heatmap.png', 'sweep.db', 'trials', 'trials.csv'])
     """
     optuna = _optuna()
     try:
