@@ -23,7 +23,7 @@ from jsonargparse import ArgumentParser
 from .config import SweepConfig
 from .runner import run_sweep
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "split_arguments"]
 
 _TRIAL_PREFIXES = ("--trainer.", "--model.", "--data.", "--seed_everything")
 _NOT_ON_COMMAND_LINE = {"configs", "overrides"}  # --config (repeatable) and the trial arguments
