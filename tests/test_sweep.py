@@ -17,15 +17,8 @@ pytest.importorskip("torchvision")
 pytest.importorskip("matplotlib")
 
 from lightning_discrete.cli import main as entry_point  # noqa: E402
-from lightning_discrete.sweep import (  # noqa: E402
-    SweepConfig,
-    aggregate,
-    choose,
-    heatmap_figure,
-    main,
-    write_csv,
-    write_heatmap,
-)
+from lightning_discrete.sweep import SweepConfig, aggregate, choose, main, write_csv  # noqa: E402
+from lightning_discrete.sweep.plots import heatmap_figure, write_heatmap  # noqa: E402
 from lightning_discrete.sweep.plots import BEST_LABEL, DIAGONAL_LABEL  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
