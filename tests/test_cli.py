@@ -15,7 +15,6 @@ pytest.importorskip("jsonargparse")
 
 from lightning_discrete.cli import ConfigError, cli_main, main  # noqa: E402
 from lightning_discrete.data import DataError  # noqa: E402
-from test_data import make_cifar_layout, make_idx_files, make_mnist_layout  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPES = os.path.join(ROOT, "recipes")
@@ -39,31 +38,12 @@ needs_lgn = pytest.mark.skipif(not _has_logic_gate_network(), reason="LogicGateN
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
+def data_dir(tmp_path_factory, make_mnist_layout, make_cifar_layout):
     root = tmp_path_factory.mktemp("data")
     make_mnist_layout(str(root), "FashionMNIST", n_train=40, n_test=16)
     make_mnist_layout(str(root), "MNIST", n_train=40, n_test=16)
     make_cifar_layout(str(root), per_batch=8, n_test=8)
     return str(root)
-
-
-def fast_args(data_dir: str, run_dir: str) -> list:
-    """Overrides that make any recipe run a few steps on the tiny data."""
-    return [
-        f"--data.data_dir={data_dir}",
-        "--data.val_size=8",
-        "--data.batch_size=8",
-        "--trainer.max_epochs=1",
-        "--trainer.max_steps=-1",
-        "--trainer.limit_train_batches=3",
-        "--trainer.limit_val_batches=2",
-        "--trainer.val_check_interval=null",
-        "--trainer.check_val_every_n_epoch=1",
-        "--trainer.logger=false",
-        "--trainer.enable_progress_bar=false",
-        "--trainer.enable_model_summary=false",
-        f"--trainer.default_root_dir={run_dir}",
-    ]
 
 
 RECIPE_CASES = [
@@ -75,7 +55,7 @@ RECIPE_CASES = [
 
 @pytest.mark.parametrize("estimator", [None, "identity", "softmax", "gumbel_st"])  # None: the recipe's decoupled
 @pytest.mark.parametrize("recipe,extra", RECIPE_CASES)
-def test_recipe_runs_a_few_steps(recipe, extra, estimator, data_dir, tmp_path):
+def test_recipe_runs_a_few_steps(recipe, extra, estimator, data_dir, fast_args, tmp_path):
     args = ["fit", "--config", recipe]
     if estimator:
         args += ["--config", os.path.join(RECIPES, "estimators", f"{estimator}.yaml")]
@@ -190,7 +170,7 @@ def test_nonpositive_temperature_in_yaml_is_a_config_error(key, value, tmp_path,
     assert f"fix `{key}` in your YAML config (under `model: init_args:`)" in err and f"--model.{key}=VALUE" in err
 
 
-def test_missing_data_through_the_cli(tmp_path, capsys):
+def test_missing_data_through_the_cli(fast_args, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["fit", "--config", BINARY] + fast_args(str(tmp_path / "empty"), str(tmp_path)))
     assert e.value.code == 2
@@ -199,7 +179,7 @@ def test_missing_data_through_the_cli(tmp_path, capsys):
     assert "FashionMNIST not found" in err and "--data.download=true" in err and "import-idx" in err
 
 
-def test_corrupt_idx_through_the_cli(tmp_path, capsys):
+def test_corrupt_idx_through_the_cli(make_mnist_layout, fast_args, tmp_path, capsys):
     make_mnist_layout(str(tmp_path), "FashionMNIST", n_train=40)
     path = os.path.join(str(tmp_path), "FashionMNIST", "raw", "train-labels-idx1-ubyte")
     with open(path, "ab") as fh:
@@ -214,7 +194,7 @@ def test_corrupt_idx_through_the_cli(tmp_path, capsys):
     assert "import-idx" in err
 
 
-def test_import_idx_subcommand_then_fit(tmp_path, capsys):
+def test_import_idx_subcommand_then_fit(make_idx_files, fast_args, tmp_path, capsys):
     src = tmp_path / "offline"
     make_idx_files(str(src), n_train=40, n_test=16, gz=True)
     main(["import-idx", str(src), str(tmp_path / "data"), "--dataset", "FashionMNIST"])
@@ -232,7 +212,7 @@ def test_help_lists_the_extra_subcommands(capsys):
         assert word in out
 
 
-def test_validate_and_test_subcommands(data_dir, tmp_path):
+def test_validate_and_test_subcommands(data_dir, fast_args, tmp_path):
     base = ["--config", BINARY] + fast_args(data_dir, str(tmp_path))
     cli = cli_main(["validate"] + base + ["--trainer.limit_test_batches=2"])
     assert "val/loss" in cli.trainer.callback_metrics
@@ -261,3 +241,46 @@ def test_cli_progress_bar_redraws_every_ten_steps(tmp_path):
     assert [cb.refresh_rate for cb in own.trainer.callbacks if isinstance(cb, TQDMProgressBar)] == [3]
     off = cli_main(args + ["--trainer.enable_progress_bar=false"], run=False)
     assert off.trainer.progress_bar_callback is None
+
+
+# ------------------------------------------------------------------------------------- #
+# loggers: CSV always, TensorBoard when installed, unless the config sets trainer.logger
+# ------------------------------------------------------------------------------------- #
+def _quick_args(tmp_path, *extra):
+    return ["--config", QUICKSTART, "--data.dataset=digits", f"--trainer.default_root_dir={tmp_path}", *extra]
+
+
+def test_runs_log_to_csv_and_tensorboard_in_one_folder(tmp_path):
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    pytest.importorskip("tensorboard")
+    cli = cli_main(["fit", *_quick_args(tmp_path, "--trainer.max_epochs=1", "--trainer.limit_train_batches=2",
+                                        "--trainer.limit_val_batches=1", "--trainer.enable_progress_bar=false")])
+    loggers = cli.trainer.loggers
+    assert [type(lg) for lg in loggers] == [CSVLogger, TensorBoardLogger]
+    assert loggers[0].log_dir == loggers[1].log_dir == cli.trainer.log_dir
+    assert cli.trainer.log_dir.startswith(str(tmp_path))
+    files = os.listdir(cli.trainer.log_dir)
+    assert "metrics.csv" in files and any(f.startswith("events.out.tfevents") for f in files)
+    # a second run gets the next version folder, again one for both loggers
+    again = cli_main(_quick_args(tmp_path), run=False).trainer.loggers
+    assert again[0].version == again[1].version == loggers[0].version + 1
+
+
+def test_without_tensorboard_runs_log_to_csv_only(tmp_path, monkeypatch):
+    import sys
+
+    from lightning.pytorch.loggers import CSVLogger
+
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # not importable
+    loggers = cli_main(_quick_args(tmp_path), run=False).trainer.loggers
+    assert [type(lg) for lg in loggers] == [CSVLogger]
+
+
+def test_a_logger_set_in_the_config_is_kept(tmp_path):
+    from lightning.pytorch.loggers import CSVLogger
+
+    own = cli_main(_quick_args(tmp_path, "--trainer.logger=CSVLogger", f"--trainer.logger.save_dir={tmp_path}/own"),
+                   run=False).trainer.loggers
+    assert [type(lg) for lg in own] == [CSVLogger] and own[0].save_dir == f"{tmp_path}/own"
+    assert cli_main(_quick_args(tmp_path, "--trainer.logger=false"), run=False).trainer.loggers == []

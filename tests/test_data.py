@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import pickle
-import struct
 
 import numpy as np
 import pytest
@@ -23,66 +21,9 @@ from lightning_discrete.data import (  # noqa: E402
     import_idx,
 )
 
-IDX_NAMES = {
-    ("train", "images"): "train-images-idx3-ubyte",
-    ("train", "labels"): "train-labels-idx1-ubyte",
-    ("test", "images"): "t10k-images-idx3-ubyte",
-    ("test", "labels"): "t10k-labels-idx1-ubyte",
-}
-
-
-def idx_bytes(array: np.ndarray) -> bytes:
-    """The IDX encoding of a uint8 array: magic 0x0000 08 <ndim>, big-endian dims, data."""
-    a = np.ascontiguousarray(array, dtype=np.uint8)
-    return bytes([0, 0, 0x08, a.ndim]) + struct.pack(f">{a.ndim}I", *a.shape) + a.tobytes()
-
-
-def make_idx_files(folder: str, n_train: int = 60, n_test: int = 20, seed: int = 0, gz: bool = False) -> dict:
-    """Write the four IDX files (28x28 images, labels 0..9) into ``folder``; returns the arrays."""
-    rng = np.random.default_rng(seed)
-    os.makedirs(folder, exist_ok=True)
-    arrays = {
-        ("train", "images"): rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
-        ("train", "labels"): (np.arange(n_train) % 10).astype(np.uint8),
-        ("test", "images"): rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
-        ("test", "labels"): (np.arange(n_test) % 10).astype(np.uint8),
-    }
-    for key, name in IDX_NAMES.items():
-        data = idx_bytes(arrays[key])
-        if gz:
-            with gzip.open(os.path.join(folder, name + ".gz"), "wb") as fh:
-                fh.write(data)
-        else:
-            with open(os.path.join(folder, name), "wb") as fh:
-                fh.write(data)
-    return arrays
-
-
-def make_mnist_layout(data_dir: str, name: str = "FashionMNIST", **kwargs) -> dict:
-    """IDX files where torchvision / the datamodules read them: ``<data_dir>/<name>/raw``."""
-    return make_idx_files(os.path.join(data_dir, name, "raw"), **kwargs)
-
-
-def make_cifar_layout(data_dir: str, per_batch: int = 8, n_test: int = 10, seed: int = 0) -> dict:
-    """Tiny CIFAR-10 python-pickle batches in ``<data_dir>/cifar-10-batches-py``."""
-    rng = np.random.default_rng(seed)
-    folder = os.path.join(data_dir, "cifar-10-batches-py")
-    os.makedirs(folder, exist_ok=True)
-    out = {}
-    for name, n in [(f"data_batch_{i}", per_batch) for i in range(1, 6)] + [("test_batch", n_test)]:
-        data = rng.integers(0, 256, (n, 3 * 32 * 32), dtype=np.uint8)
-        labels = [int(v) for v in rng.integers(0, 10, n)]
-        with open(os.path.join(folder, name), "wb") as fh:
-            pickle.dump({"data": data, "labels": labels, "batch_label": name}, fh)
-        out[name] = (data, labels)
-    with open(os.path.join(folder, "batches.meta"), "wb") as fh:
-        pickle.dump({"label_names": [str(i) for i in range(10)]}, fh)
-    return out
-
-
 # ------------------------------------------------------------------------------------- #
 @pytest.mark.parametrize("cls,name", [(MNISTDataModule, "MNIST"), (FashionMNISTDataModule, "FashionMNIST")])
-def test_idx_datamodule_shapes_values_and_split(tmp_path, cls, name):
+def test_idx_datamodule_shapes_values_and_split(tmp_path, cls, name, make_mnist_layout):
     arrays = make_mnist_layout(str(tmp_path), name, n_train=60, n_test=20)
     dm = cls(data_dir=str(tmp_path), batch_size=16, val_size=10, split_seed=3)
     dm.setup("fit")
@@ -106,7 +47,7 @@ def test_idx_datamodule_shapes_values_and_split(tmp_path, cls, name):
     torch.testing.assert_close(xt[:, 0], torch.from_numpy(arrays[("test", "images")][:16]).float() / 255)
 
 
-def test_split_is_reproducible_and_seed_dependent(tmp_path):
+def test_split_is_reproducible_and_seed_dependent(tmp_path, make_mnist_layout):
     make_mnist_layout(str(tmp_path), n_train=100)
     idx = []
     for seed in (7, 7, 8):
@@ -118,14 +59,14 @@ def test_split_is_reproducible_and_seed_dependent(tmp_path):
     assert idx[0] != idx[2]
 
 
-def test_val_size_zero_validates_on_test_set(tmp_path):
+def test_val_size_zero_validates_on_test_set(tmp_path, make_mnist_layout):
     make_mnist_layout(str(tmp_path), "MNIST", n_train=30, n_test=12)
     dm = MNISTDataModule(data_dir=str(tmp_path), val_size=0)
     dm.setup("fit")
     assert len(dm.train_set) == 30 and dm.val_set is dm.test_set and len(dm.val_set) == 12
 
 
-def test_flatten_and_binarize_bit_layout(tmp_path):
+def test_flatten_and_binarize_bit_layout(tmp_path, make_mnist_layout):
     make_mnist_layout(str(tmp_path))
     k = 3
     kw = dict(data_dir=str(tmp_path), batch_size=8, shuffle=False, val_size=10)
@@ -156,7 +97,7 @@ def test_binarize_threshold_major_layout_for_colour():
     assert out[0, :, 0, 0].tolist() == [float(v) for row in expected for v in row]
 
 
-def test_cifar10_datamodule(tmp_path):
+def test_cifar10_datamodule(tmp_path, make_cifar_layout):
     batches = make_cifar_layout(str(tmp_path), per_batch=8, n_test=10)
     dm = CIFAR10DataModule(data_dir=str(tmp_path), batch_size=4, val_size=5, binarize_thresholds=3, flatten=True)
     dm.setup("fit")
@@ -172,12 +113,12 @@ def test_cifar10_datamodule(tmp_path):
     assert yt.tolist() == labels
 
 
-def test_import_idx_from_gz_folder(tmp_path):
+def test_import_idx_from_gz_folder(tmp_path, make_idx_files, idx_names):
     src = tmp_path / "src"
     arrays = make_idx_files(str(src), n_train=30, n_test=10, gz=True)
     raw = import_idx(str(src), str(tmp_path / "data"), dataset="FashionMNIST")
     assert raw == os.path.join(str(tmp_path / "data"), "FashionMNIST", "raw")
-    assert sorted(os.listdir(raw)) == sorted(IDX_NAMES.values())
+    assert sorted(os.listdir(raw)) == sorted(idx_names.values())
     dm = FashionMNISTDataModule(data_dir=str(tmp_path / "data"), val_size=5)
     dm.setup("fit")
     assert len(dm.train_set) == 25
@@ -188,7 +129,7 @@ def test_import_idx_from_gz_folder(tmp_path):
     assert torch.equal(tv.data, torch.from_numpy(arrays[("train", "images")]))
 
 
-def test_import_idx_missing_file_says_what_to_do(tmp_path):
+def test_import_idx_missing_file_says_what_to_do(tmp_path, make_idx_files):
     src = tmp_path / "src"
     make_idx_files(str(src))
     os.remove(src / "t10k-labels-idx1-ubyte")
@@ -209,14 +150,14 @@ def test_missing_data_error_names_folder_and_fix(tmp_path):
     assert "--data.download=true" in msg and "lightning-discrete import-idx" in msg
 
 
-def test_gz_only_folder_hints_at_decompression(tmp_path):
+def test_gz_only_folder_hints_at_decompression(tmp_path, make_idx_files):
     make_idx_files(os.path.join(str(tmp_path), "MNIST", "raw"), gz=True)
     with pytest.raises(DataError, match="decompress"):
         MNISTDataModule(data_dir=str(tmp_path)).setup("fit")
 
 
 @pytest.mark.parametrize("damage", ["truncate", "magic", "gzip"])
-def test_corrupt_idx_file_is_reported(tmp_path, damage):
+def test_corrupt_idx_file_is_reported(tmp_path, damage, make_mnist_layout):
     make_mnist_layout(str(tmp_path))
     path = os.path.join(str(tmp_path), "FashionMNIST", "raw", "train-images-idx3-ubyte")
     data = open(path, "rb").read()
@@ -235,7 +176,7 @@ def test_corrupt_idx_file_is_reported(tmp_path, damage):
     assert "import-idx" in msg and "\n" not in msg
 
 
-def test_corrupt_cifar_batch_is_reported(tmp_path):
+def test_corrupt_cifar_batch_is_reported(tmp_path, make_cifar_layout):
     make_cifar_layout(str(tmp_path))
     with open(os.path.join(str(tmp_path), "cifar-10-batches-py", "data_batch_3"), "wb") as fh:
         fh.write(b"not a pickle")
@@ -254,7 +195,7 @@ def test_failed_download_is_reported(tmp_path, monkeypatch):
         dm.prepare_data()
 
 
-def test_val_size_too_large_is_reported(tmp_path):
+def test_val_size_too_large_is_reported(tmp_path, make_mnist_layout):
     make_mnist_layout(str(tmp_path), n_train=60)
     with pytest.raises(DataError, match=r"`val_size` \(5000\).*60 examples.*--data.val_size"):
         FashionMNISTDataModule(data_dir=str(tmp_path)).setup("fit")
@@ -272,7 +213,7 @@ def test_bad_arguments():
 # --------------------------------------------------------------------------- #
 
 
-def _write_labelled_layout(data_dir, n_train: int, n_test: int = 4) -> None:
+def _write_labelled_layout(data_dir, n_train: int, idx_names, idx_bytes, n_test: int = 4) -> None:
     """IDX files whose training label ``i`` is the example's index (so batches name their rows)."""
     folder = os.path.join(data_dir, "FashionMNIST", "raw")
     os.makedirs(folder, exist_ok=True)
@@ -283,13 +224,13 @@ def _write_labelled_layout(data_dir, n_train: int, n_test: int = 4) -> None:
         ("test", "images"): rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
         ("test", "labels"): np.zeros(n_test, dtype=np.uint8),
     }
-    for key, name in IDX_NAMES.items():
+    for key, name in idx_names.items():
         with open(os.path.join(folder, name), "wb") as fh:
             fh.write(idx_bytes(arrays[key]))
 
 
-def test_batches_are_gathered_in_one_indexing_op(tmp_path, monkeypatch):
-    _write_labelled_layout(str(tmp_path), 40)
+def test_batches_are_gathered_in_one_indexing_op(tmp_path, monkeypatch, idx_names, idx_bytes):
+    _write_labelled_layout(str(tmp_path), 40, idx_names, idx_bytes)
     dm = FashionMNISTDataModule(data_dir=str(tmp_path), batch_size=16, val_size=8, flatten=True)
     dm.setup("fit")
     calls = []
@@ -341,7 +282,7 @@ def _ddp_record_rows(data_dir: str, out_dir: str) -> None:
 
 
 @pytest.mark.timeout(120)
-def test_ddp_ranks_get_disjoint_shards_of_every_epoch(tmp_path, monkeypatch):
+def test_ddp_ranks_get_disjoint_shards_of_every_epoch(tmp_path, monkeypatch, idx_names, idx_bytes):
     if not torch.distributed.is_available():
         pytest.skip("torch.distributed unavailable")
     from _callback_helpers import set_free_master_port
@@ -349,7 +290,7 @@ def test_ddp_ranks_get_disjoint_shards_of_every_epoch(tmp_path, monkeypatch):
     set_free_master_port(monkeypatch)
     data_dir, out_dir = str(tmp_path / "data"), str(tmp_path / "out")
     os.makedirs(out_dir)
-    _write_labelled_layout(data_dir, 100)
+    _write_labelled_layout(data_dir, 100, idx_names, idx_bytes)
     _ddp_record_rows(data_dir, out_dir)
     orders = []
     for epoch in range(2):

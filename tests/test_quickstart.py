@@ -31,7 +31,6 @@ from lightning_discrete.data import (  # noqa: E402
     import_mnist_pickle,
 )
 from lightning_discrete.models import StochasticBinaryNetwork  # noqa: E402
-from test_data import IDX_NAMES, make_idx_files, make_mnist_layout  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICKSTART = os.path.join(ROOT, "recipes", "quickstart.yaml")
@@ -90,7 +89,7 @@ def test_digits_without_scikit_learn_names_the_pip_command(monkeypatch):
 # automatic choice and the offline lookup
 # ------------------------------------------------------------------------------------- #
 @pytest.fixture
-def debian_dir(tmp_path, monkeypatch):
+def debian_dir(tmp_path, monkeypatch, make_idx_files):
     """A fake /usr/share/datasets/fashion-mnist: the four .gz IDX files, searched by the datamodule."""
     folder = tmp_path / "usr-share-datasets-fashion-mnist"
     arrays = make_idx_files(str(folder), n_train=40, n_test=12, seed=3, gz=True)
@@ -105,7 +104,7 @@ def test_auto_picks_digits_when_fashion_mnist_is_nowhere(tmp_path):
     assert "digits" in dm.describe() and "Fashion-MNIST was not found" in dm.describe()
 
 
-def test_auto_picks_fashion_mnist_in_data_dir(tmp_path):
+def test_auto_picks_fashion_mnist_in_data_dir(tmp_path, make_mnist_layout):
     make_mnist_layout(str(tmp_path), "FashionMNIST", n_train=40, n_test=12)
     dm = QuickstartDataModule(data_dir=str(tmp_path), val_size=8)
     assert dm.dataset == "fashion_mnist" and dm.input_dim == 784
@@ -113,15 +112,15 @@ def test_auto_picks_fashion_mnist_in_data_dir(tmp_path):
     assert len(_all(dm.train_dataloader())[1]) == 32
 
 
-def test_auto_picks_and_imports_the_offline_copy(tmp_path, debian_dir):
+def test_auto_picks_and_imports_the_offline_copy(tmp_path, debian_dir, idx_names):
     src, arrays = debian_dir
     data_dir = tmp_path / "data"
     dm = QuickstartDataModule(data_dir=str(data_dir), val_size=8)
     assert dm.dataset == "fashion_mnist" and dm.input_dim == 784
     dm.prepare_data()
     raw = data_dir / "FashionMNIST" / "raw"
-    assert sorted(os.listdir(raw)) == sorted(IDX_NAMES.values())
-    for name in IDX_NAMES.values():
+    assert sorted(os.listdir(raw)) == sorted(idx_names.values())
+    for name in idx_names.values():
         with gzip.open(os.path.join(src, name + ".gz"), "rb") as fh:
             assert (raw / name).read_bytes() == fh.read()
     dm.setup("fit")
@@ -131,7 +130,7 @@ def test_auto_picks_and_imports_the_offline_copy(tmp_path, debian_dir):
     assert all(tuple(r) in expected for r in (x * 255).round().long().tolist())
 
 
-def test_forced_choice_ignores_what_is_there(tmp_path):
+def test_forced_choice_ignores_what_is_there(tmp_path, make_mnist_layout):
     make_mnist_layout(str(tmp_path), "FashionMNIST", n_train=40, n_test=12)
     assert QuickstartDataModule(dataset="digits", data_dir=str(tmp_path)).dataset == "digits"
     dm = QuickstartDataModule(dataset="fashion_mnist", data_dir=str(tmp_path / "empty"))
@@ -142,7 +141,7 @@ def test_forced_choice_ignores_what_is_there(tmp_path):
         QuickstartDataModule(dataset="mnist")
 
 
-def test_examples_per_epoch_draws_a_fresh_subset_each_epoch(tmp_path):
+def test_examples_per_epoch_draws_a_fresh_subset_each_epoch(tmp_path, make_mnist_layout):
     make_mnist_layout(str(tmp_path), "FashionMNIST", n_train=60, n_test=12)
     dm = QuickstartDataModule(data_dir=str(tmp_path), val_size=10, batch_size=5, examples_per_epoch=20)
     dm.setup("fit")
@@ -158,12 +157,15 @@ def test_examples_per_epoch_draws_a_fresh_subset_each_epoch(tmp_path):
     assert sum(len(y) for _, y in dm2.train_dataloader()) == 50
 
 
-def test_fashion_mnist_imports_the_offline_copy_in_prepare_data_and_in_setup(tmp_path, debian_dir):
+def test_fashion_mnist_imports_the_offline_copy_in_prepare_data_and_in_setup(
+    tmp_path, debian_dir, make_mnist_layout, idx_names
+):
     src, arrays = debian_dir
     dm = FashionMNISTDataModule(data_dir=str(tmp_path / "a"), val_size=0)
-    assert dm._missing_files()
+    raw = tmp_path / "a" / "FashionMNIST" / "raw"
+    assert not raw.exists()
     dm.prepare_data()
-    assert not dm._missing_files()
+    assert sorted(os.listdir(raw)) == sorted(idx_names.values())
     dm.setup("test")
     x, y = _all(dm.test_dataloader())
     assert torch.equal((x[:, 0] * 255).round().to(torch.uint8), torch.from_numpy(arrays[("test", "images")]))
@@ -306,7 +308,6 @@ def _fast(tmp_path, *extra):
         "--trainer.enable_progress_bar=false",
         "--trainer.enable_model_summary=false",
         f"--trainer.default_root_dir={tmp_path}",
-        f"--trainer.logger.init_args.save_dir={tmp_path}",
         *extra,
     ]
 
@@ -356,7 +357,7 @@ def test_quickstart_recipe_with_a_tiny_budget_prints_the_summary(tmp_path, capsy
     assert torch.allclose(loaded(x), model(x))
 
 
-def test_quickstart_recipe_on_fashion_mnist_when_it_is_there(tmp_path, capsys):
+def test_quickstart_recipe_on_fashion_mnist_when_it_is_there(tmp_path, capsys, make_mnist_layout):
     data = tmp_path / "data"
     make_mnist_layout(str(data), "FashionMNIST", n_train=40, n_test=12)
     cli = cli_main(_fast(tmp_path / "run", f"--data.data_dir={data}", "--data.val_size=8", "--data.batch_size=8",
@@ -377,7 +378,7 @@ def test_baseline_estimator_files_work_with_the_quickstart(tmp_path, capsys):
     assert "tau_b =" not in summary.text
 
 
-def test_summary_without_monitors_or_logger_leaves_those_lines_out(tmp_path):
+def test_summary_without_monitors_or_logger_leaves_those_lines_out(tmp_path, make_mnist_layout):
     make_mnist_layout(str(tmp_path), "FashionMNIST", n_train=40, n_test=12)
     dm = QuickstartDataModule(data_dir=str(tmp_path), val_size=8, batch_size=8)
     model = StochasticBinaryNetwork(input_dim=None, hidden_dims=(8,))

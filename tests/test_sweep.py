@@ -1,9 +1,12 @@
-"""``lightning-discrete sweep``: grid and sequential protocols on tiny generated data (no network)."""
+"""``lightning-discrete sweep``: grid and sequential protocols on tiny generated data (no network),
+the results, the heatmap figure and the command line."""
 
 from __future__ import annotations
 
 import csv
 import json
+import logging
+import math
 import os
 import statistics
 
@@ -11,24 +14,28 @@ import pytest
 
 pytest.importorskip("optuna")
 pytest.importorskip("torchvision")
-pytest.importorskip("PIL")
+pytest.importorskip("matplotlib")
 
-from lightning_discrete.cli import main as cli_main_entry  # noqa: E402
-from lightning_discrete.sweep import SweepConfig, choose, main, write_heatmap  # noqa: E402
-from test_cli import BINARY, fast_args  # noqa: E402
-from test_data import make_mnist_layout  # noqa: E402
+from lightning_discrete.cli import main as entry_point  # noqa: E402
+from lightning_discrete.sweep import SweepConfig, aggregate, choose, main, write_csv  # noqa: E402
+from lightning_discrete.sweep.plots import heatmap_figure, write_heatmap  # noqa: E402
+from lightning_discrete.sweep.plots import BEST_LABEL, DIAGONAL_LABEL  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BINARY = os.path.join(ROOT, "recipes", "binary_fashion_mnist.yaml")
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
+def data_dir(tmp_path_factory, make_mnist_layout):
     root = tmp_path_factory.mktemp("sweepdata")
     make_mnist_layout(str(root), "FashionMNIST", n_train=40, n_test=16)
     return str(root)
 
 
-def _overrides(data_dir, run_dir):
+@pytest.fixture
+def overrides(fast_args, data_dir, tmp_path):
     # default_root_dir is set per trial by the sweep; the rest makes each trial 2 steps
-    return [a for a in fast_args(data_dir, run_dir) if not a.startswith("--trainer.default_root_dir")] + [
+    return [a for a in fast_args(data_dir, str(tmp_path)) if not a.startswith("--trainer.default_root_dir")] + [
         "--trainer.limit_train_batches=2"
     ]
 
@@ -46,93 +53,216 @@ def _best_by_mean(rows):
     return min(groups, key=lambda k: statistics.fmean(groups[k]))
 
 
-def _png_size(path):
-    data = open(path, "rb").read()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+def _row(tf, tb, value, state="COMPLETE", lr=""):
+    return {"state": state, "tau_f": tf, "tau_b": tb, "lr": lr, "value": value}
 
 
-def test_grid_sweep_2x2(data_dir, tmp_path):
+# ------------------------------------------------------------------------------------- #
+# whole sweeps
+# ------------------------------------------------------------------------------------- #
+def test_grid_sweep_2x2(overrides, tmp_path, caplog):
     out_dir = tmp_path / "grid"
-    out = main(["--config", BINARY, "--protocol", "grid", "--tau_f", "0.1", "1.0", "--tau_b", "0.5", "1.0",
-                "--output_dir", str(out_dir), "--quiet"] + _overrides(data_dir, str(tmp_path)))
+    args = ["--config", BINARY, "--protocol", "grid", "--tau_f", "0.1", "1.0", "--tau_b", "0.5", "1.0",
+            "--output_dir", str(out_dir)] + overrides
+    with caplog.at_level(logging.INFO, logger="lightning_discrete.sweep"):
+        out = main(args)
     rows = _read(out["csv"])
     assert len(rows) == 4 and all(r["state"] == "COMPLETE" for r in rows)
     assert {(float(r["tau_f"]), float(r["tau_b"])) for r in rows} == {(0.1, 0.5), (0.1, 1.0), (1.0, 0.5), (1.0, 1.0)}
     best = out["best"]
     assert (best["tau_f"], best["tau_b"]) == _best_by_mean(rows)
     assert best["value"] == pytest.approx(min(float(r["value"]) for r in rows))
-    assert os.path.isfile(out_dir / "heatmap.png") and _png_size(out_dir / "heatmap.png")[0] >= 2 * 72
+    assert out["heatmap"] == str(out_dir / "heatmap.png") and os.path.getsize(out["heatmap"]) > 0
     assert json.load(open(out_dir / "best.json"))["best"] == best
     assert str(out_dir / "sweep.db") in out["storage"]
+    # progress goes through logging: every trial reports when it finishes, with its score
+    done = [r.getMessage() for r in caplog.records if r.name == "lightning_discrete.sweep.runner" and " done " in r.getMessage()]
+    assert len(done) == 4
+    for r in rows:
+        assert any(f"best {float(r['value']):.5g}" in m for m in done)
     # every trial ran the recipe with its temperatures and kept its config
     for r in rows:
         saved = open(os.path.join(r["dir"], "config.yaml")).read()
         assert f"tau_f: {float(r['tau_f'])}" in saved and f"tau_b: {float(r['tau_b'])}" in saved
     # re-running the same command resumes the finished study: no new trials
-    again = main(["--config", BINARY, "--protocol", "grid", "--tau_f", "0.1", "1.0", "--tau_b", "0.5", "1.0",
-                  "--output_dir", str(out_dir), "--quiet"] + _overrides(data_dir, str(tmp_path)))
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="lightning_discrete.sweep"):
+        again = main(args)
     assert len(_read(again["csv"])) == 4 and again["best"] == best
+    assert not [r for r in caplog.records if " done " in r.getMessage()]
 
 
-def test_sequential_sweep(data_dir, tmp_path, capsys):
+def test_sequential_sweep_from_the_command_line(overrides, tmp_path, capsys):
     out_dir = tmp_path / "seq"
-    out = main(["--config", BINARY, "--protocol", "sequential", "--tau_f", "0.1", "1.0", "--tau_b", "0.3", "1.0",
-                "--fixed_tau_b", "1.0", "--output_dir", str(out_dir)] + _overrides(data_dir, str(tmp_path)))
+    entry_point(["sweep", "--config", BINARY, "--protocol", "sequential", "--tau_f", "0.1", "1.0",
+                 "--tau_b", "0.3", "1.0", "--fixed_tau_b", "1.0", "--output_dir", str(out_dir)] + overrides)
     progress = capsys.readouterr().err
     assert "[sweep] tau_f trial 1/2" in progress and "phase 1 done" in progress and "[sweep] best:" in progress
-    rows = _read(out["csv"])
+    rows = _read(out_dir / "trials.csv")
     phase1 = [r for r in rows if r["phase"] == "tau_f"]
     phase2 = [r for r in rows if r["phase"] == "tau_b"]
     assert {float(r["tau_f"]) for r in phase1} == {0.1, 1.0} and {float(r["tau_b"]) for r in phase1} == {1.0}
     best_tf = min(phase1, key=lambda r: float(r["value"]))["tau_f"]
     # phase 2 sweeps tau_b at the best tau_f (tau_b = 1.0 was already run in phase 1)
     assert len(phase2) == 1 and phase2[0]["tau_f"] == best_tf and float(phase2[0]["tau_b"]) == 0.3
-    assert (out["best"]["tau_f"], out["best"]["tau_b"]) == _best_by_mean(rows)
-    assert os.path.isfile(out["heatmap"])
+    best = json.load(open(out_dir / "best.json"))["best"]
+    assert (best["tau_f"], best["tau_b"]) == _best_by_mean(rows)
+    assert os.path.isfile(out_dir / "heatmap.png")
 
 
-def test_seeds_are_averaged_when_choosing():
-    rows = [
-        {"state": "COMPLETE", "tau_f": 0.1, "tau_b": 1.0, "lr": "", "value": 0.1},  # lucky seed
-        {"state": "COMPLETE", "tau_f": 0.1, "tau_b": 1.0, "lr": "", "value": 0.9},
-        {"state": "COMPLETE", "tau_f": 0.5, "tau_b": 1.0, "lr": "", "value": 0.4},
-        {"state": "COMPLETE", "tau_f": 0.5, "tau_b": 1.0, "lr": "", "value": 0.4},
-        {"state": "FAIL", "tau_f": 1.0, "tau_b": 1.0, "lr": "", "value": ""},
-    ]
-    best = choose(rows)
-    assert (best["tau_f"], best["tau_b"], best["num_trials"]) == (0.5, 1.0, 2)
-    assert best["value"] == pytest.approx(0.4)
-
-
-def test_heatmap_marks_diagonal_and_best(tmp_path):
-    from PIL import Image
-
-    rows = [{"state": "COMPLETE", "tau_f": tf, "tau_b": tb, "lr": "", "value": v}
-            for (tf, tb), v in {(0.5, 0.5): 1.0, (0.5, 2.0): 0.2, (2.0, 0.5): 0.7, (2.0, 2.0): 0.9}.items()]
-    path = tmp_path / "h.png"
-    write_heatmap(rows, str(path))
-    img = Image.open(path).convert("RGB")
-    # cell (row 0, col 0) is tau_f = tau_b = 0.5: red frame (left 70, top 50, cells 72 x 40)
-    assert img.getpixel((70 + 2, 50 + 20)) == (220, 0, 0)
-    # cell (0.5, 2.0) is off the diagonal: no red frame; it is the best, so it is the brightest cell
-    assert img.getpixel((70 + 72 + 2, 50 + 20)) != (220, 0, 0)
-    assert sum(img.getpixel((70 + 72 + 36, 50 + 30))) > sum(img.getpixel((70 + 72 + 36, 50 + 40 + 30)))
-
-
-def test_bad_sweep_arguments_are_reported(tmp_path, capsys):
-    with pytest.raises(ValueError, match="tau_b"):
-        SweepConfig(configs=[BINARY], tau_b=[0.0, 1.0])
+def test_sweep_stops_before_any_trial_on_missing_data(fast_args, tmp_path, capsys):
+    args = [a for a in fast_args(str(tmp_path / "nothing"), str(tmp_path)) if "default_root_dir" not in a]
     with pytest.raises(SystemExit) as e:
-        main(["--config", BINARY, "--trainr.max_epochs=1"])
-    assert e.value.code == 2 and "--trainer." in capsys.readouterr().err
-
-
-def test_sweep_stops_before_any_trial_on_missing_data(tmp_path, capsys):
-    with pytest.raises(SystemExit) as e:
-        cli_main_entry(["sweep", "--config", BINARY, "--tau_f", "0.1", "--tau_b", "1.0",
-                        "--output_dir", str(tmp_path / "s")] + _overrides(str(tmp_path / "nothing"), str(tmp_path)))
+        entry_point(["sweep", "--config", BINARY, "--tau_f", "0.1", "--tau_b", "1.0",
+                     "--output_dir", str(tmp_path / "s")] + args)
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "FashionMNIST not found" in err
     assert not os.path.exists(tmp_path / "s" / "trials")
+
+
+# ------------------------------------------------------------------------------------- #
+# results
+# ------------------------------------------------------------------------------------- #
+def test_seeds_are_averaged_when_choosing():
+    rows = [
+        _row(0.1, 1.0, 0.1),  # lucky seed
+        _row(0.1, 1.0, 0.9),
+        _row(0.5, 1.0, 0.4),
+        _row(0.5, 1.0, 0.4),
+        _row(1.0, 1.0, "", state="FAIL"),
+    ]
+    best = choose(rows)
+    assert (best["tau_f"], best["tau_b"], best["num_trials"]) == (0.5, 1.0, 2)
+    assert best["value"] == pytest.approx(0.4)
+    assert set(aggregate(rows)) == {(0.1, 1.0, None), (0.5, 1.0, None)}
+
+
+def test_learning_rates_are_kept_apart_and_csv_round_trips(tmp_path):
+    rows = [_row(0.1, 1.0, 0.3, lr=1e-3), _row(0.1, 1.0, 0.7, lr=1e-2), _row(0.5, 1.0, 0.5, lr=1e-3)]
+    agg = aggregate(rows)
+    assert agg[(0.1, 1.0, 1e-3)] == (pytest.approx(0.3), 1) and agg[(0.1, 1.0, 1e-2)] == (pytest.approx(0.7), 1)
+    assert choose(rows)["lr"] == 1e-3
+    back = _read(write_csv(rows, str(tmp_path / "t.csv")))
+    assert choose(back) == choose(rows)
+
+
+# ------------------------------------------------------------------------------------- #
+# the heatmap
+# ------------------------------------------------------------------------------------- #
+def _cell_labels(ax):
+    """Map image cell (x, y) -> (tau_f, tau_b) through the tick labels."""
+    xs = [float(t.get_text()) for t in ax.get_xticklabels()]
+    ys = [float(t.get_text()) for t in ax.get_yticklabels()]
+    return lambda x, y: (ys[int(round(y))], xs[int(round(x))])
+
+
+def test_heatmap_figure_axes_cells_colorbar_diagonal_and_best():
+    values = {(0.5, 0.5): 1.0, (0.5, 2.0): 0.2, (2.0, 0.5): 0.7, (2.0, 2.0): 0.9, (1.0, 0.5): 0.8}
+    rows = [_row(tf, tb, v) for (tf, tb), v in values.items()]
+    fig = heatmap_figure(rows, metric="val/loss")
+    ax, cax = fig.axes
+    # the axes are labelled with the temperatures, rows tau_f and columns tau_b
+    assert "tau_f" in ax.get_ylabel() and "tau_b" in ax.get_xlabel()
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["0.5", "1", "2"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0.5", "2"]
+    # one image cell per (tau_f, tau_b); the colour bar names the metric
+    (image,) = ax.images
+    grid = image.get_array()
+    assert grid.shape == (3, 2) and int(grid.mask.sum()) == 1  # (1.0, 2.0) was not run
+    assert cax.get_ylabel() == "val/loss"
+    cell = _cell_labels(ax)
+    for y in range(3):
+        for x in range(2):
+            if not grid.mask[y, x]:
+                assert grid[y, x] == pytest.approx(values[cell(x, y)])
+    # every cell that ran is annotated with its value
+    texts = sorted(float(t.get_text()) for t in ax.texts)
+    assert texts == pytest.approx(sorted(values.values()))
+    # the diagonal tau_f = tau_b is marked: a frame around exactly those cells, and the best cell
+    def framed(label):
+        return [cell(p.get_x() + p.get_width() / 2, p.get_y() + p.get_height() / 2)
+                for p in ax.patches if p.get_label() == label]
+
+    assert sorted(framed(DIAGONAL_LABEL)) == [(0.5, 0.5), (2.0, 2.0)]
+    assert framed(BEST_LABEL) == [(0.5, 2.0)]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [DIAGONAL_LABEL, BEST_LABEL]
+
+
+def test_heatmap_takes_the_best_learning_rate_of_each_cell_and_saves_a_png(tmp_path):
+    rows = [_row(0.1, 0.1, 0.9, lr=1e-3), _row(0.1, 0.1, 0.4, lr=1e-2), _row(0.1, 0.3, 0.6, lr=1e-3)]
+    fig = heatmap_figure(rows, metric="val/acc_loss", title="t")
+    ax = fig.axes[0]
+    assert ax.get_title() == "t" and fig.axes[1].get_ylabel() == "val/acc_loss"
+    assert sorted(float(t.get_text()) for t in ax.texts) == pytest.approx([0.4, 0.6])
+    path = write_heatmap(rows, str(tmp_path / "h.png"))
+    assert open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_heatmap_without_matplotlib_names_the_extra(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` now fails
+    with pytest.raises(ImportError, match=r"pip install lightning_discrete\[plots\]"):
+        heatmap_figure([_row(0.1, 0.1, 0.5)])
+
+
+# ------------------------------------------------------------------------------------- #
+# the command line
+# ------------------------------------------------------------------------------------- #
+def test_bad_sweep_arguments_are_reported(capsys):
+    with pytest.raises(ValueError, match="tau_b"):
+        SweepConfig(configs=[BINARY], tau_b=[0.0, 1.0])
+    with pytest.raises(ValueError, match="lr"):
+        SweepConfig(configs=[BINARY], lr=[-1e-3])
+    with pytest.raises(SystemExit) as e:
+        main(["--config", BINARY, "--trainr.max_epochs=1"])
+    assert e.value.code == 2 and "--trainer." in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["--config", BINARY, "--tau_f", "0.1", "-0.5"])
+    assert e.value.code == 2 and "tau_f" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["--config", BINARY, "--protocol", "random"])
+    assert e.value.code == 2 and "protocol" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("subcommand", ["sweep", "import-idx", "import-mnist-pickle"])
+def test_every_extra_subcommand_has_help(subcommand, capsys):
+    with pytest.raises(SystemExit) as e:
+        entry_point([subcommand, "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: lightning-discrete {subcommand}")
+
+
+def test_sweep_help_shows_the_config_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    defaults = SweepConfig(configs=["x.yaml"])
+    for option in ("--tau_f", "--tau_b", "--tau", "--fixed_tau_b", "--lr", "--seeds", "--metric", "--storage",
+                   "--wait_timeout", "--quiet", "--config"):
+        assert option in out
+    assert f"default: {defaults.metric}" in out and f"default: {defaults.fixed_tau_b}" in out
+
+
+def test_list_options_take_space_separated_or_json_values(tmp_path, monkeypatch):
+    seen, verbose = [], []
+
+    def fake_run_sweep(cfg):
+        seen.append(cfg)
+        verbose.append(logging.getLogger("lightning_discrete.sweep.runner").isEnabledFor(logging.INFO))
+        return {}
+
+    monkeypatch.setattr("lightning_discrete.sweep.cli.run_sweep", fake_run_sweep)
+    main(["--config", "a.yaml", "--config", "b.yaml", "--tau_f", "1", "0.1", "--tau_b=[0.5,2]", "--lr", "3e-4",
+          "--seeds", "0", "1", "--protocol", "sequential", "--trainer.max_epochs", "3", "--model.tau_f=0.2",
+          "--output_dir", str(tmp_path)])
+    (cfg,) = seen
+    assert cfg.configs == ["a.yaml", "b.yaml"] and cfg.protocol == "sequential"
+    assert cfg.tau_f == [0.1, 1.0] and cfg.tau_b == [0.5, 2.0] and list(cfg.lr) == [3e-4]
+    assert list(cfg.seeds) == [0, 1] and cfg.overrides == ["--trainer.max_epochs", "3", "--model.tau_f=0.2"]
+    assert math.isclose(cfg.fixed_tau_b, SweepConfig(configs=["x"]).fixed_tau_b)
+    # --quiet silences the progress lines (warnings still show)
+    main(["--config", "a.yaml", "--quiet", "--output_dir", str(tmp_path)])
+    assert verbose == [True, False]
