@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import os
 import pickle
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Tuple, Union
 
 import torch
 from lightning.pytorch import LightningDataModule
@@ -294,9 +294,6 @@ class VisionDataModule(LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader(self.test_set, False)
-
-    def state_dict(self) -> Dict[str, Any]:
-        return {"split_seed": self.split_seed, "val_size": self.val_size}
 
 
 class _IDXDataModule(VisionDataModule):

@@ -21,6 +21,7 @@ from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 from torch.utils.data import DataLoader, RandomSampler
+from typing_extensions import override
 
 from .datamodules import FashionMNISTDataModule, VisionDataModule
 from .idx import DataError
@@ -268,5 +269,25 @@ class QuickstartDataModule(LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         return self.datamodule.predict_dataloader()
 
+    @override
     def state_dict(self) -> Dict[str, Any]:
-        return {"dataset": self.dataset, **self.datamodule.state_dict()}
+        """The dataset in use (``auto`` resolved), so a resumed run keeps training on it."""
+        return {"dataset": self.dataset}
+
+    @override
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        """Take over the checkpoint's dataset; raise if this run already uses another one.
+
+        Args:
+            state_dict: what :meth:`state_dict` returned.
+        """
+        saved = state_dict["dataset"]
+        if saved not in QUICKSTART_DATASETS[1:]:
+            raise ValueError(f"the checkpoint names an unknown quick-start dataset {saved!r}")
+        if self._dataset is None and self.choice == "auto":
+            self._dataset = saved
+        elif self.dataset != saved:
+            raise ValueError(
+                f"the checkpoint was trained on {saved!r} but this run uses {self.dataset!r} "
+                f"(`dataset={self.choice!r}`). To resume it, pass `--data.dataset={saved}`."
+            )
