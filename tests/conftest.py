@@ -241,3 +241,28 @@ class _TemperatureRecorder(Callback):
 def temperature_recorder() -> Callable[[], Callback]:
     """``temperature_recorder()``: a callback whose ``rows`` are ``(global_step, tau_f, tau_b)`` per batch."""
     return _TemperatureRecorder
+
+
+@pytest.fixture
+def all_monitors() -> Callable[[], List[Callback]]:
+    """``all_monitors()``: a temperature schedule (tau_f 1 -> 0.5 linear, tau_b 2) and every
+    monitor (utilisation, SNR probe every 2 steps and window of 2, active units per 2 steps, gates)."""
+    from lightning_discrete.callbacks import (
+        ActiveUnitMonitor,
+        GateUsageMonitor,
+        GradientSNRMonitor,
+        LatentUtilizationMonitor,
+        TemperatureScheduler,
+    )
+
+    def make() -> List[Callback]:
+        return [
+            TemperatureScheduler(tau_f={"kind": "linear", "start": 1.0, "end": 0.5}, tau_b=2.0),
+            LatentUtilizationMonitor(),
+            GradientSNRMonitor(every_n_steps=2, num_samples=4),
+            GradientSNRMonitor(mode="window", window=2),
+            ActiveUnitMonitor(window=2),
+            GateUsageMonitor(),
+        ]
+
+    return make

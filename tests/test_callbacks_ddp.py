@@ -9,13 +9,7 @@ from lightning.pytorch import seed_everything
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import TensorDataset
 
-from lightning_discrete.callbacks import (
-    ActiveUnitMonitor,
-    GateUsageMonitor,
-    GradientSNRMonitor,
-    LatentUtilizationMonitor,
-    TemperatureScheduler,
-)
+from lightning_discrete.callbacks import LatentUtilizationMonitor
 from lightning_discrete.metrics import perplexity_from_counts
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed unavailable")
@@ -59,16 +53,11 @@ def test_ddp_val_perplexity_equals_single_process(free_master_port, make_trainer
 
 
 @pytest.mark.timeout(150)
-def test_ddp_all_monitors_do_not_hang(tmp_path, free_master_port, make_trainer, mixed_net, classification_data, loader):
+def test_ddp_all_monitors_do_not_hang(tmp_path, free_master_port, make_trainer, all_monitors, mixed_net, classification_data, loader):
     """Every monitor, with mid-epoch checkpoints (their ``state_dict`` sums counts across ranks)."""
     seed_everything(0)
     callbacks = [
-        TemperatureScheduler(tau_f={"kind": "linear", "start": 1.0, "end": 0.5}, tau_b=2.0),
-        LatentUtilizationMonitor(),
-        GradientSNRMonitor(every_n_steps=2, num_samples=4),
-        GradientSNRMonitor(mode="window", window=2),
-        ActiveUnitMonitor(window=2),
-        GateUsageMonitor(),
+        *all_monitors(),
         ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=1, save_top_k=-1, filename="{step}"),
     ]
     trainer = make_trainer(max_epochs=2, callbacks=callbacks, devices=2, strategy="ddp_spawn", accumulate_grad_batches=2,

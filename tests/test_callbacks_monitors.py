@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from lightning.pytorch import Trainer, seed_everything
+from lightning.pytorch import seed_everything
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.plugins.precision import Precision
@@ -441,16 +441,9 @@ EXPECTED_NAMES = {
 
 
 @pytest.mark.parametrize("accumulate, precision", [(2, "32-true"), (2, "bf16-mixed")])
-def test_all_monitors_accumulation_and_bf16(accumulate, precision, make_trainer, mixed_net, classification_data, loader):
+def test_all_monitors_accumulation_and_bf16(accumulate, precision, make_trainer, all_monitors, mixed_net, classification_data, loader):
     seed_everything(0)
-    callbacks = [
-        TemperatureScheduler(tau_f={"kind": "linear", "start": 1.0, "end": 0.5}, tau_b=2.0),
-        LatentUtilizationMonitor(),
-        GradientSNRMonitor(every_n_steps=2, num_samples=4),
-        GradientSNRMonitor(mode="window", window=2),
-        ActiveUnitMonitor(window=2),
-        GateUsageMonitor(),
-    ]
+    callbacks = all_monitors()
     trainer = make_trainer(max_epochs=2, callbacks=callbacks, accumulate_grad_batches=accumulate, precision=precision)
     trainer.fit(mixed_net(), loader(classification_data(32), 4), loader(classification_data(16, seed=1), 8))
     metrics = trainer.callback_metrics

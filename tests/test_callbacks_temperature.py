@@ -2,7 +2,7 @@ import math
 
 import pytest
 import torch
-from lightning.pytorch import Trainer, seed_everything
+from lightning.pytorch import seed_everything
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from lightning_discrete.callbacks import Schedule, TemperatureScheduler, schedule_value
