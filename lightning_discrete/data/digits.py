@@ -65,8 +65,17 @@ class DigitsDataModule(VisionDataModule):
     accepted for a uniform command line and ignored.
 
     Args:
+        batch_size: batch size of every loader.
+        val_size: validation examples taken from the non-test images (count or fraction).
         test_size: images held out as the test set (a count).
         **others: see :class:`~lightning_discrete.data.VisionDataModule`.
+
+    Examples:
+        >>> dm = DigitsDataModule(flatten=True, batch_size=16)
+        >>> dm.setup("fit")
+        >>> x, y = next(iter(dm.train_dataloader()))
+        >>> x.shape, y.dtype, len(dm.train_set), len(dm.val_set)
+        (torch.Size([16, 64]), torch.int64, 1200, 300)
     """
 
     name = "digits"
@@ -146,6 +155,14 @@ class QuickstartDataModule(LightningDataModule):
         examples_per_epoch: training examples per epoch, a fresh random draw each
             epoch (the budget of an epoch on the large dataset); ``None``: the whole
             training set. Smaller training sets are used whole.
+
+    Checkpoints keep the dataset in use (``auto`` resolved), so a resumed run goes on
+    with the same one.
+
+    Examples:
+        >>> dm = QuickstartDataModule(dataset="digits")
+        >>> dm.input_dim, dm.num_classes, dm.state_dict()
+        (64, 10, {'dataset': 'digits'})
     """
 
     def __init__(
