@@ -1,33 +1,49 @@
-"""torchmetrics ``Metric`` classes (and functional twins) for discrete latents.
+"""torchmetrics ``Metric`` classes and their functional twins for discrete latents.
 
-* :func:`perplexity_from_counts` / :func:`dead_fraction_from_counts` — functional
-  forms on a tensor of counts (categories on the last dim).
-* :class:`CodebookUsage` — accumulates how often each code of each latent (and,
-  where tractable, each joint code of all latents) is chosen; every state is
-  reduced by **sum** across processes, so the perplexity of a distributed epoch is
-  computed from the global counts (never an average of per-rank perplexities).
+The layout is torchmetrics' own: every metric has a private ``_x_update`` (batch ->
+sufficient statistics) and ``_x_compute`` (statistics -> value); the functional form
+(:func:`codebook_perplexity`, :func:`dead_code_fraction`, :func:`codebook_usage`,
+:func:`active_units`) calls both on one batch, the ``Metric`` class
+(:class:`CodebookPerplexity`, :class:`DeadCodeFraction`, :class:`CodebookUsage`,
+:class:`ActiveUnits`) accumulates the statistics in states over many batches and
+computes at the end. Every state is reduced by **sum** across processes, so a
+perplexity or a percentage of a distributed epoch is computed from global counts,
+never averaged over ranks (``docs/design.md``, "Distributed rules"). Updates write
+into fixed-size states (no ``bincount``, no ``.item()``): they never synchronise
+the host with the device.
 
 Perplexity is ``exp(H)`` with ``H = -sum_c p_c log p_c`` and ``p = counts / sum``
-(``0 log 0 = 0``); it lies in ``[1, k]`` for ``k`` categories.
+(``0 log 0 = 0``); it lies in ``[1, k]`` for ``k`` categories. The helpers on counts
+(:func:`entropy_from_counts`, :func:`perplexity_from_counts`,
+:func:`dead_fraction_from_counts`, :func:`joint_index`) are public too.
 """
 
 from __future__ import annotations
 
-from typing import Dict
+from typing import Any, Dict, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
 from torchmetrics import Metric
+from typing_extensions import override
 
 __all__ = [
     "entropy_from_counts",
     "perplexity_from_counts",
     "dead_fraction_from_counts",
     "joint_index",
+    "codebook_perplexity",
+    "dead_code_fraction",
+    "codebook_usage",
+    "active_units",
+    "CodebookPerplexity",
+    "DeadCodeFraction",
     "CodebookUsage",
+    "ActiveUnits",
 ]
 
 
+# --------------------------------------------------------------------------- counts
 def entropy_from_counts(counts: Tensor, dim: int = -1) -> Tensor:
     """Entropy (nats) of the empirical distribution ``counts / counts.sum(dim)``.
 
@@ -37,12 +53,16 @@ def entropy_from_counts(counts: Tensor, dim: int = -1) -> Tensor:
 
     Returns:
         ``(*)`` entropies in float64; NaN where a row has no counts.
+
+    Examples:
+        >>> entropy_from_counts(torch.tensor([[1, 1], [4, 0]]))
+        tensor([0.6931, 0.0000], dtype=torch.float64)
     """
     c = counts.to(torch.float64)
     total = c.sum(dim, keepdim=True)
     p = c / total
     plogp = torch.where(c > 0, p * torch.log(torch.where(c > 0, p, torch.ones_like(p))), torch.zeros_like(p))
-    h = -plogp.sum(dim)
+    h = 0.0 - plogp.sum(dim)  # not -sum: a single used category gives +0, not -0
     return torch.where(total.squeeze(dim) > 0, h, torch.full_like(h, float("nan")))
 
 
@@ -56,7 +76,7 @@ def perplexity_from_counts(counts: Tensor, dim: int = -1) -> Tensor:
     Returns:
         ``(*)`` float64 perplexities in ``[1, k]`` (NaN for rows without counts).
 
-    Example:
+    Examples:
         >>> perplexity_from_counts(torch.tensor([5, 5, 0, 0]))
         tensor(2., dtype=torch.float64)
     """
@@ -64,7 +84,18 @@ def perplexity_from_counts(counts: Tensor, dim: int = -1) -> Tensor:
 
 
 def dead_fraction_from_counts(counts: Tensor) -> Tensor:
-    """Fraction of entries of ``counts`` that are zero (codes never chosen), float64 scalar."""
+    """Fraction of the entries of ``counts`` that are zero (codes never chosen).
+
+    Args:
+        counts: counts of any shape, e.g. ``(L, k)`` per latent and code.
+
+    Returns:
+        A float64 scalar in ``[0, 1]``.
+
+    Examples:
+        >>> dead_fraction_from_counts(torch.tensor([[3, 0], [1, 1]]))
+        tensor(0.2500, dtype=torch.float64)
+    """
     return (counts == 0).to(torch.float64).mean()
 
 
@@ -72,92 +103,339 @@ def joint_index(indices: Tensor, num_categories: int) -> Tensor:
     """Joint code of ``L`` latents: ``sum_l indices[:, l] * k**l``.
 
     Args:
-        indices: ``(N, L)`` long in ``[0, k)``.
+        indices: ``(N, L)`` integer codes in ``[0, k)``.
         num_categories: ``k``.
 
     Returns:
         ``(N,)`` long in ``[0, k**L)``.
+
+    Examples:
+        >>> joint_index(torch.tensor([[1, 0], [3, 2]]), 4)
+        tensor([ 1, 11])
     """
     L = indices.shape[-1]
     base = num_categories ** torch.arange(L, device=indices.device, dtype=torch.long)
     return (indices.long() * base).sum(-1)
 
 
-class CodebookUsage(Metric):
-    """Code usage of a bottleneck with ``num_latents`` latents of ``num_categories`` codes.
+# --------------------------------------------------------------------------- codebook usage
+def _check_codes(num_codes: int, num_latents: int = 1) -> None:
+    if num_codes < 2:
+        raise ValueError(f"`num_codes` must be >= 2, got {num_codes}")
+    if num_latents < 1:
+        raise ValueError(f"`num_latents` must be >= 1, got {num_latents}")
 
-    ``update(indices)`` takes ``(N, L)`` long codes (what
+
+def _as_2d_codes(indices: Tensor, num_latents: Optional[int] = None) -> Tensor:
+    """``(N, L)`` codes from ``(N, L)`` or ``(N,)`` (read as ``(N, 1)``); checks ``L``."""
+    if indices.dim() == 1:
+        indices = indices.unsqueeze(-1)
+    if indices.dim() != 2 or (num_latents is not None and indices.shape[1] != num_latents):
+        want = f"(N, {num_latents})" if num_latents is not None else "(N, L) or (N,)"
+        raise ValueError(f"expected `indices` of shape {want}, got {tuple(indices.shape)}")
+    return indices
+
+
+def _codebook_counts_update(indices: Tensor, num_codes: int) -> Tensor:
+    """``(L, k)`` long counts of the ``(N, L)`` codes (fixed size: no host-device sync)."""
+    num_latents = indices.shape[1]
+    n = indices.shape[0]
+    if num_codes == 2:  # binary units: a column sum is the histogram (no scatter)
+        ones = indices.sum(0, dtype=torch.long)
+        return torch.stack([n - ones, ones], 1)
+    offsets = torch.arange(num_latents, device=indices.device) * num_codes
+    flat = (indices.long() + offsets).reshape(-1)
+    counts = torch.zeros(num_latents * num_codes, dtype=torch.long, device=indices.device)
+    # scatter-add: unlike ``bincount`` (whose output size depends on the data), no sync on CUDA
+    return counts.index_add_(0, flat, torch.ones_like(flat)).view(num_latents, num_codes)
+
+
+def _joint_counts_update(indices: Tensor, num_codes: int) -> Tensor:
+    """``(k**L,)`` long counts of the joint codes of the ``(N, L)`` codes."""
+    joint = joint_index(indices, num_codes)
+    counts = torch.zeros(num_codes ** indices.shape[1], dtype=torch.long, device=indices.device)
+    return counts.index_add_(0, joint, torch.ones_like(joint))
+
+
+def _track_joint(num_codes: int, num_latents: int, joint_limit: int) -> bool:
+    return num_latents > 1 and num_codes**num_latents <= joint_limit
+
+
+def _codebook_perplexity_compute(counts: Tensor) -> Tensor:
+    return perplexity_from_counts(counts).mean()
+
+
+def _codebook_usage_compute(counts: Tensor, joint_counts: Optional[Tensor]) -> Dict[str, Tensor]:
+    out = {"perplexity": _codebook_perplexity_compute(counts), "dead_fraction": dead_fraction_from_counts(counts)}
+    if joint_counts is not None:
+        out["joint_perplexity"] = perplexity_from_counts(joint_counts)
+        out["joint_used"] = (joint_counts > 0).sum().to(torch.float64)
+    return out
+
+
+def codebook_perplexity(indices: Tensor, num_codes: int) -> Tensor:
+    """Mean over latents of the perplexity of each latent's code histogram.
+
+    Args:
+        indices: ``(N, L)`` integer codes in ``[0, num_codes)`` (``(N,)`` is one latent).
+        num_codes: ``k``, the codes per latent (2 for binary units).
+
+    Returns:
+        A float64 scalar in ``[1, k]``.
+
+    Examples:
+        >>> codebook_perplexity(torch.tensor([[0, 1], [1, 1], [2, 1], [3, 1]]), num_codes=4)
+        tensor(2.5000, dtype=torch.float64)
+    """
+    _check_codes(num_codes)
+    return _codebook_perplexity_compute(_codebook_counts_update(_as_2d_codes(indices), num_codes))
+
+
+def dead_code_fraction(indices: Tensor, num_codes: int) -> Tensor:
+    """Fraction of (latent, code) pairs never chosen in ``indices`` (lower is better).
+
+    Args:
+        indices: ``(N, L)`` integer codes in ``[0, num_codes)`` (``(N,)`` is one latent).
+        num_codes: ``k``.
+
+    Returns:
+        A float64 scalar in ``[0, 1]``.
+
+    Examples:
+        >>> dead_code_fraction(torch.tensor([0, 0, 1]), num_codes=4)
+        tensor(0.5000, dtype=torch.float64)
+    """
+    _check_codes(num_codes)
+    return dead_fraction_from_counts(_codebook_counts_update(_as_2d_codes(indices), num_codes))
+
+
+def codebook_usage(indices: Tensor, num_codes: int, joint_limit: int = 65536) -> Dict[str, Tensor]:
+    """Every code-usage statistic of one batch (what :class:`CodebookUsage` computes).
+
+    Args:
+        indices: ``(N, L)`` integer codes in ``[0, num_codes)`` (``(N,)`` is one latent).
+        num_codes: ``k``.
+        joint_limit: largest ``k ** L`` for which the joint code of all latents is counted.
+
+    Returns:
+        ``{"perplexity", "dead_fraction"}`` and, when ``L > 1`` and ``k ** L <= joint_limit``,
+        ``{"joint_perplexity", "joint_used"}``: float64 scalars.
+
+    Examples:
+        >>> out = codebook_usage(torch.tensor([[0, 1], [1, 1]]), num_codes=2)
+        >>> {k: round(float(v), 3) for k, v in out.items()}
+        {'perplexity': 1.5, 'dead_fraction': 0.25, 'joint_perplexity': 2.0, 'joint_used': 2.0}
+    """
+    idx = _as_2d_codes(indices)
+    _check_codes(num_codes, idx.shape[1])
+    joint = _joint_counts_update(idx, num_codes) if _track_joint(num_codes, idx.shape[1], joint_limit) else None
+    return _codebook_usage_compute(_codebook_counts_update(idx, num_codes), joint)
+
+
+class _CodeCounts(Metric):
+    """Base of the code-usage metrics: a ``(L, k)`` ``counts`` state and ``total``, summed across ranks."""
+
+    full_state_update = False
+    is_differentiable = False
+
+    counts: Tensor
+    total: Tensor
+
+    def __init__(self, num_codes: int, num_latents: int = 1, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        _check_codes(num_codes, num_latents)
+        self.num_codes = int(num_codes)
+        self.num_latents = int(num_latents)
+        self.add_state("counts", torch.zeros(num_latents, num_codes, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("total", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
+
+    @override
+    def update(self, indices: Tensor) -> None:
+        """Add ``(N, L)`` integer codes (``(N,)`` is read as ``(N, 1)``)."""
+        idx = _as_2d_codes(indices, self.num_latents).to(self.counts.device)
+        self.counts += _codebook_counts_update(idx, self.num_codes)
+        self.total += idx.shape[0]
+
+
+class CodebookPerplexity(_CodeCounts):
+    """Mean over latents of the perplexity of each latent's code histogram, over many batches.
+
+    Functional twin: :func:`codebook_perplexity`.
+
+    Args:
+        num_codes: ``k``, codes per latent (2 for binary units).
+        num_latents: ``L``.
+        **kwargs: torchmetrics ``Metric`` options (``sync_on_compute``, ...).
+
+    Examples:
+        >>> metric = CodebookPerplexity(num_codes=4)
+        >>> metric.update(torch.tensor([0, 1]))
+        >>> metric.update(torch.tensor([2, 3]))
+        >>> metric.compute()
+        tensor(4., dtype=torch.float64)
+    """
+
+    higher_is_better = True
+    plot_lower_bound = 1.0
+
+    @override
+    def compute(self) -> Tensor:
+        return _codebook_perplexity_compute(self.counts)
+
+
+class DeadCodeFraction(_CodeCounts):
+    """Fraction of (latent, code) pairs never chosen over many batches (lower is better).
+
+    Functional twin: :func:`dead_code_fraction`.
+
+    Args:
+        num_codes: ``k``.
+        num_latents: ``L``.
+        **kwargs: torchmetrics ``Metric`` options.
+
+    Examples:
+        >>> metric = DeadCodeFraction(num_codes=4)
+        >>> metric.update(torch.tensor([0, 0, 1]))
+        >>> metric.compute()
+        tensor(0.5000, dtype=torch.float64)
+    """
+
+    higher_is_better = False
+    plot_lower_bound = 0.0
+    plot_upper_bound = 1.0
+
+    @override
+    def compute(self) -> Tensor:
+        return dead_fraction_from_counts(self.counts)
+
+
+class CodebookUsage(_CodeCounts):
+    """Code usage of a bottleneck with ``num_latents`` latents of ``num_codes`` codes.
+
+    ``update(indices)`` takes ``(N, L)`` integer codes (what
     :attr:`~lightning_discrete.nn.DiscreteBottleneck.last_indices` holds).
-    ``compute()`` returns a dict of float64 scalars:
+    ``compute()`` returns a dict of float64 scalars (functional twin: :func:`codebook_usage`):
 
-    * ``perplexity`` — mean over latents of the per-latent perplexity (``[1, k]``);
-    * ``dead_fraction`` — fraction of (latent, code) pairs never chosen;
-    * ``joint_perplexity`` / ``joint_used`` — perplexity of the joint code of all
+    * ``perplexity`` -- mean over latents of the per-latent perplexity (``[1, k]``, higher is better);
+    * ``dead_fraction`` -- fraction of (latent, code) pairs never chosen (lower is better);
+    * ``joint_perplexity`` / ``joint_used`` -- perplexity of the joint code of all
       latents and the number of distinct joint codes seen, only when ``L > 1`` and
       ``k ** L <= joint_limit`` (the joint histogram is a dense state of that size).
 
+    The values point in different directions, so ``higher_is_better`` is ``None``; use
+    :class:`CodebookPerplexity` or :class:`DeadCodeFraction` to monitor one of them.
     States (``counts (L, k)``, ``joint_counts (k**L,)``, ``total``) are reduced by sum.
 
     Args:
-        num_categories: ``k`` (2 for binary units).
+        num_codes: ``k`` (2 for binary units).
         num_latents: ``L``.
         joint_limit: largest ``k ** L`` for which joint usage is tracked.
+        **kwargs: torchmetrics ``Metric`` options.
+
+    Examples:
+        >>> metric = CodebookUsage(num_codes=2, num_latents=2)
+        >>> metric.update(torch.tensor([[0, 1], [1, 1]]))
+        >>> sorted(metric.compute())
+        ['dead_fraction', 'joint_perplexity', 'joint_used', 'perplexity']
+    """
+
+    higher_is_better = None
+
+    joint_counts: Tensor
+
+    def __init__(self, num_codes: int, num_latents: int = 1, joint_limit: int = 65536, **kwargs: Any) -> None:
+        super().__init__(num_codes, num_latents, **kwargs)
+        self.joint_limit = int(joint_limit)
+        self.track_joint = _track_joint(self.num_codes, self.num_latents, self.joint_limit)
+        if self.track_joint:
+            size = self.num_codes**self.num_latents
+            self.add_state("joint_counts", torch.zeros(size, dtype=torch.long), dist_reduce_fx="sum")
+
+    @override
+    def update(self, indices: Tensor) -> None:
+        """Add ``(N, L)`` integer codes (``(N,)`` is read as ``(N, 1)``)."""
+        super().update(indices)
+        if self.track_joint:
+            idx = _as_2d_codes(indices).to(self.joint_counts.device)
+            self.joint_counts += _joint_counts_update(idx, self.num_codes)
+
+    @override
+    def compute(self) -> Dict[str, Tensor]:
+        return _codebook_usage_compute(self.counts, self.joint_counts if self.track_joint else None)
+
+
+# --------------------------------------------------------------------------- active units
+def _active_units_update(grads: Tensor, threshold: Union[float, Tensor]) -> Tuple[Tensor, int]:
+    """Entries of ``grads`` with ``|g| > threshold`` (a device scalar, no sync) and their number."""
+    return (grads.detach().abs() > threshold).sum(), grads.numel()
+
+
+def _active_units_compute(active: Tensor, total: Tensor) -> Tensor:
+    """``100 * active / total`` in float64 (NaN where ``total`` is 0)."""
+    total = total.to(torch.float64)
+    return torch.where(total > 0, 100.0 * active.to(torch.float64) / total.clamp_min(1), torch.nan)
+
+
+def active_units(grads: Tensor, threshold: Union[float, Tensor]) -> Tensor:
+    """Percentage of entries of ``grads`` whose magnitude exceeds ``threshold``.
+
+    The paper's "% active neurons" when ``grads`` are the logit gradients of discrete units.
+
+    Args:
+        grads: gradients of any shape, e.g. ``(N, D)`` per example and unit.
+        threshold: absolute threshold (a float or a scalar tensor).
+
+    Returns:
+        A float64 scalar in ``[0, 100]`` (NaN for an empty tensor).
+
+    Examples:
+        >>> active_units(torch.tensor([0.5, -0.01, 0.0, -2.0]), threshold=0.1)
+        tensor(50., dtype=torch.float64)
+    """
+    active, total = _active_units_update(grads, threshold)
+    return _active_units_compute(active, torch.tensor(total, device=active.device))
+
+
+class ActiveUnits(Metric):
+    """Percentage of gradient entries with ``|g| > threshold``, over many batches.
+
+    States ``active`` and ``total`` (long scalars) are summed across ranks; an update
+    never synchronises (the threshold may be a device tensor, e.g. scaled by the AMP
+    loss scale). Functional twin: :func:`active_units`. Whether more active units is
+    better depends on the experiment, so ``higher_is_better`` is ``None``.
+
+    Args:
+        **kwargs: torchmetrics ``Metric`` options.
+
+    Examples:
+        >>> metric = ActiveUnits()
+        >>> metric.update(torch.tensor([0.5, 0.0]), threshold=0.1)
+        >>> metric.update(torch.tensor([0.5, 0.5, 0.5, 0.0]), threshold=0.1)
+        >>> metric.compute()
+        tensor(66.6667, dtype=torch.float64)
     """
 
     full_state_update = False
     is_differentiable = False
-    higher_is_better = True
+    higher_is_better = None
+    plot_lower_bound = 0.0
+    plot_upper_bound = 100.0
 
-    counts: Tensor
-    joint_counts: Tensor
+    active: Tensor
     total: Tensor
 
-    def __init__(self, num_categories: int, num_latents: int = 1, joint_limit: int = 65536, **kwargs) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if num_categories < 2:
-            raise ValueError(f"`num_categories` must be >= 2, got {num_categories}")
-        if num_latents < 1:
-            raise ValueError(f"`num_latents` must be >= 1, got {num_latents}")
-        self.num_categories = int(num_categories)
-        self.num_latents = int(num_latents)
-        self.track_joint = self.num_latents > 1 and self.num_categories**self.num_latents <= joint_limit
-        self.add_state("counts", torch.zeros(num_latents, num_categories, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("active", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
         self.add_state("total", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
-        if self.track_joint:
-            size = self.num_categories**self.num_latents
-            self.add_state("joint_counts", torch.zeros(size, dtype=torch.long), dist_reduce_fx="sum")
 
-    def update(self, indices: Tensor) -> None:  # type: ignore[override]
-        """Add ``(N, L)`` codes (a 1-D tensor is read as ``(N, 1)``)."""
-        if indices.dim() == 1:
-            indices = indices.unsqueeze(-1)
-        if indices.dim() != 2 or indices.shape[1] != self.num_latents:
-            raise ValueError(f"expected indices of shape (N, {self.num_latents}), got {tuple(indices.shape)}")
-        idx = indices.to(self.counts.device)
-        k = self.num_categories
-        n = idx.shape[0]
-        if k == 2:  # binary units: a column sum is the histogram (no scatter)
-            ones = idx.sum(0, dtype=torch.long)
-            self.counts[:, 1] += ones
-            self.counts[:, 0] += n - ones
-        else:
-            idx = idx.long()
-            offsets = torch.arange(self.num_latents, device=idx.device) * k
-            flat = (idx + offsets).reshape(-1)
-            # scatter-add into the fixed-size states: unlike ``bincount`` (whose output size
-            # depends on the data), no host-device synchronisation on CUDA
-            self.counts.view(-1).index_add_(0, flat, torch.ones_like(flat))
-        self.total += n
-        if self.track_joint:
-            joint = joint_index(idx.long(), k)
-            self.joint_counts.index_add_(0, joint, torch.ones_like(joint))
+    @override
+    def update(self, grads: Tensor, threshold: Union[float, Tensor]) -> None:
+        """Count the entries of ``grads`` (any shape) with ``|g| > threshold``."""
+        active, total = _active_units_update(grads, threshold)
+        self.active += active.to(self.active.device)
+        self.total += total
 
-    def compute(self) -> Dict[str, Tensor]:  # type: ignore[override]
-        out = {
-            "perplexity": perplexity_from_counts(self.counts).mean(),
-            "dead_fraction": dead_fraction_from_counts(self.counts),
-        }
-        if self.track_joint:
-            out["joint_perplexity"] = perplexity_from_counts(self.joint_counts)
-            out["joint_used"] = (self.joint_counts > 0).sum().to(torch.float64)
-        return out
+    @override
+    def compute(self) -> Tensor:
+        return _active_units_compute(self.active, self.total)

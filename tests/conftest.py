@@ -1,8 +1,25 @@
-"""Shared test setup: the datamodules see no data outside the tests' own folders."""
+"""Shared test setup: hermetic datamodules, quiet Trainers, tiny data and models.
+
+The model classes live here (not in a test module) so that ``ddp_spawn`` children can
+unpickle them: pytest puts this folder on ``sys.path`` and the children inherit it.
+Tests reach everything through the fixtures below, never by importing this module.
+"""
 
 from __future__ import annotations
 
+import socket
+from typing import Any, Callable, Dict, List, Tuple
+
 import pytest
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import Callback, LightningModule, Trainer
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from lightning_discrete.models import CategoricalAutoencoder, DiscreteModule, StochasticBinaryNetwork
+from lightning_discrete.nn import BinaryBottleneck, CategoricalBottleneck
+from lightning_discrete.nn.logic import GroupSum, LogicGateLayer
 
 
 @pytest.fixture(autouse=True)
@@ -11,10 +28,10 @@ def _no_offline_copies_of_this_machine(monkeypatch):
     dataset-fashion-mnist in /usr/share/datasets/fashion-mnist) is not looked at;
     tests of the lookup point ``offline_dirs`` at their own temp folders."""
     try:
-        from lightning_discrete.data.datamodules import _IDXDataModule
+        from lightning_discrete.data import FashionMNISTDataModule, MNISTDataModule
     except ImportError:  # torchvision or the data part missing
         return
-    for cls in [_IDXDataModule, *_IDXDataModule.__subclasses__()]:
+    for cls in (FashionMNISTDataModule, MNISTDataModule):
         monkeypatch.setattr(cls, "offline_dirs", ())
 
 
@@ -163,3 +180,235 @@ def fast_args():
         ]
 
     return args
+
+# --------------------------------------------------------------------------- Trainer settings
+QUIET = dict(
+    accelerator="cpu",
+    devices=1,
+    logger=False,
+    enable_checkpointing=False,
+    enable_progress_bar=False,
+    enable_model_summary=False,
+    num_sanity_val_steps=0,
+)
+
+
+@pytest.fixture
+def make_trainer() -> Callable[..., Trainer]:
+    """``make_trainer(**kw)``: a CPU Trainer without logger, checkpoints, progress bar,
+    model summary or sanity check; ``kw`` overrides any of them."""
+
+    def make(**kw: Any) -> Trainer:
+        return Trainer(**{**QUIET, **kw})
+
+    return make
+
+
+@pytest.fixture
+def free_master_port(monkeypatch) -> int:
+    """``MASTER_ADDR``/``MASTER_PORT`` of a free local port for a ``ddp_spawn`` run."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(port))
+    return port
+
+
+# --------------------------------------------------------------------------- data
+def _classification_data(n: int = 32, d: int = 8, seed: int = 0) -> TensorDataset:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, generator=g)
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).long()
+    return TensorDataset(x, y)
+
+
+def _binary_images(n: int = 32, d: int = 8, seed: int = 0) -> TensorDataset:
+    g = torch.Generator().manual_seed(seed)
+    proto = (torch.rand(4, d, generator=g) > 0.5).float()
+    x = proto[torch.randint(0, 4, (n,), generator=g)]
+    flip = torch.rand(n, d, generator=g) < 0.1
+    return TensorDataset(torch.where(flip, 1 - x, x))
+
+
+@pytest.fixture
+def classification_data() -> Callable[..., TensorDataset]:
+    """``classification_data(n=32, d=8, seed=0)``: ``(x (n, d) normal, y (n,) in {0, 1})``."""
+    return _classification_data
+
+
+@pytest.fixture
+def binary_images() -> Callable[..., TensorDataset]:
+    """``binary_images(n=32, d=8, seed=0)``: ``(x (n, d) in {0, 1})``, 4 prototypes with 10% flips."""
+    return _binary_images
+
+
+@pytest.fixture
+def loader() -> Callable[..., DataLoader]:
+    """``loader(dataset, batch_size=8)``: an unshuffled DataLoader."""
+
+    def make(ds: TensorDataset, batch_size: int = 8) -> DataLoader:
+        return DataLoader(ds, batch_size=batch_size, shuffle=False)
+
+    return make
+
+
+# --------------------------------------------------------------------------- models
+def sgd(lr: float) -> Callable:
+    """An optimizer factory ``params -> SGD(params, lr)`` (the models' ``optimizer`` argument)."""
+
+    def make(params):
+        return torch.optim.SGD(params, lr=lr)
+
+    return make
+
+
+class MixedNet(DiscreteModule):
+    """Categorical latents (2 x 4), binary units and a logic-gate layer in one model,
+    so one run exercises every monitor. ``(B, 8) -> (B, 2)``."""
+
+    def __init__(self, **kw: Any) -> None:
+        kw.setdefault("tau_f", 1.0)
+        kw.setdefault("tau_b", 1.0)
+        super().__init__(**kw)
+        self.encoder = nn.Linear(8, 8)
+        self.code = CategoricalBottleneck(num_categories=4, **self.bottleneck_kwargs())
+        self.pre = nn.Linear(8, 8)
+        self.units = BinaryBottleneck(**self.bottleneck_kwargs())
+        self.gates = LogicGateLayer(16, 16, init="gaussian", generator_seed=0, **self.bottleneck_kwargs())
+        self.readout = GroupSum(2, tau=2.0)
+
+    def forward(self, x: Tensor) -> Tensor:
+        c = self.code(self.encoder(x).view(-1, 2, 4)).flatten(1)
+        u = self.units(self.pre(x))
+        return self.readout(self.gates(torch.cat([c, u], 1)))
+
+    def step(self, batch: Any) -> Tuple[Tensor, Dict[str, Tensor]]:
+        x, y = batch
+        return F.cross_entropy(self(x).float(), y, reduction="none"), {}
+
+
+class KnownLogitGradModel(DiscreteModule):
+    """Binary units with fixed logits ``l`` shared by every row and
+    ``loss_row = sum_j a_j z_j``: with the decoupled estimator the per-example
+    logit gradient is ``sigmoid'(l_j / tau_b) / tau_b * a_j`` whatever ``z`` is sampled."""
+
+    def __init__(self, logits: Tensor, weights: Tensor, tau_b: float = 1.0) -> None:
+        super().__init__(tau_f=1.0, tau_b=tau_b, optimizer=sgd(0.0))
+        self.l = nn.Parameter(logits.clone())
+        self.register_buffer("a", weights.clone())
+        self.units = BinaryBottleneck(**self.bottleneck_kwargs())
+
+    def per_example_logit_grad(self, tau_b: float) -> Tensor:
+        s = torch.sigmoid(self.l.detach() / tau_b)
+        return s * (1 - s) / tau_b * self.a
+
+    def step(self, batch: Any) -> Tuple[Tensor, Dict[str, Tensor]]:
+        z = self.units(self.l.expand(batch[0].shape[0], -1))
+        return (z * self.a).sum(-1), {}
+
+
+class NoisyLinearModel(LightningModule):
+    """``loss = sum_i w_i (c_i + sigma * eps_i)``, ``eps ~ N(0, 1)`` drawn from the global
+    RNG on every call: the gradient w.r.t. ``w`` is ``c + sigma * eps``, so the SNR of
+    element ``i`` is ``|c_i| / sigma`` exactly. SGD with lr 0 keeps ``w`` fixed."""
+
+    def __init__(self, c: Tensor, sigma: float, lr: float = 0.0) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros_like(c))
+        self.register_buffer("c", c.clone())
+        self.sigma = sigma
+        self.lr = lr
+
+    def compute_loss(self, batch: Any) -> Tuple[Tensor, Dict[str, Tensor]]:
+        noise = torch.randn(self.c.shape, device=self.c.device)
+        return (self.w * (self.c + self.sigma * noise)).sum(), {}
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        return self.compute_loss(batch)[0]
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=self.lr)
+
+
+@pytest.fixture
+def mixed_net() -> Callable[..., LightningModule]:
+    """``mixed_net(**kw)``: categorical latents, binary units and a logic-gate layer, ``(B, 8) -> (B, 2)``."""
+    return MixedNet
+
+
+@pytest.fixture
+def known_logit_grad_model() -> Callable[..., LightningModule]:
+    """``known_logit_grad_model(logits, weights, tau_b)``: binary units whose per-example logit
+    gradient is known in closed form (``.per_example_logit_grad(tau_b)``)."""
+    return KnownLogitGradModel
+
+
+@pytest.fixture
+def noisy_linear_model() -> Callable[..., LightningModule]:
+    """``noisy_linear_model(c, sigma, lr=0)``: gradient ``c + sigma * N(0, 1)``, SNR ``|c| / sigma``."""
+    return NoisyLinearModel
+
+
+@pytest.fixture
+def tiny_binary_net() -> Callable[..., LightningModule]:
+    """``tiny_binary_net(**kw)``: StochasticBinaryNetwork 8 -> (6, 6) -> 2, tau_f = tau_b = 1 by default."""
+    def make(**kw: Any) -> LightningModule:
+        kw.setdefault("tau_f", 1.0)
+        kw.setdefault("tau_b", 1.0)
+        return StochasticBinaryNetwork(input_dim=8, hidden_dims=(6, 6), num_classes=2, **kw)
+
+    return make
+
+
+@pytest.fixture
+def tiny_autoencoder() -> Callable[..., LightningModule]:
+    """``tiny_autoencoder(**kw)``: CategoricalAutoencoder 8 -> 2 latents x 4 codes, tau_f = tau_b = 1 by default."""
+    def make(**kw: Any) -> LightningModule:
+        kw.setdefault("tau_f", 1.0)
+        kw.setdefault("tau_b", 1.0)
+        return CategoricalAutoencoder(input_dim=8, num_latents=2, num_categories=4, hidden_dims=(16,), **kw)
+
+    return make
+
+
+class _TemperatureRecorder(Callback):
+    """Records ``(global_step, tau_f, tau_b)`` of the first bottleneck at every training batch."""
+
+    def __init__(self) -> None:
+        self.rows: List[Tuple[int, float, float]] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        m = next(pl_module.discrete_modules())
+        self.rows.append((trainer.global_step, float(m.tau_f), float(m.tau_b)))
+
+
+@pytest.fixture
+def temperature_recorder() -> Callable[[], Callback]:
+    """``temperature_recorder()``: a callback whose ``rows`` are ``(global_step, tau_f, tau_b)`` per batch."""
+    return _TemperatureRecorder
+
+
+@pytest.fixture
+def all_monitors() -> Callable[[], List[Callback]]:
+    """``all_monitors()``: a temperature schedule (tau_f 1 -> 0.5 linear, tau_b 2) and every
+    monitor (utilisation, SNR probe every 2 steps and window of 2, active units per 2 steps, gates)."""
+    from lightning_discrete.callbacks import (
+        ActiveUnitMonitor,
+        GateUsageMonitor,
+        GradientSNRMonitor,
+        LatentUtilizationMonitor,
+        TemperatureScheduler,
+    )
+
+    def make() -> List[Callback]:
+        return [
+            TemperatureScheduler(tau_f={"kind": "linear", "start": 1.0, "end": 0.5}, tau_b=2.0),
+            LatentUtilizationMonitor(),
+            GradientSNRMonitor(every_n_steps=2, num_samples=4),
+            GradientSNRMonitor(mode="window", window=2),
+            ActiveUnitMonitor(window=2),
+            GateUsageMonitor(),
+        ]
+
+    return make

@@ -2,12 +2,10 @@ import math
 
 import pytest
 import torch
-from lightning.pytorch import Trainer, seed_everything
+from lightning.pytorch import seed_everything
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from lightning_discrete.callbacks import Schedule, TemperatureScheduler, schedule_value
-
-from _callback_helpers import Recorder, classification_data, loader, tiny_binary_net, trainer_kwargs
 
 
 @pytest.mark.parametrize(
@@ -82,12 +80,12 @@ callbacks:
     assert cb.interval == "epoch"
 
 
-def test_scheduler_sets_every_bottleneck_and_logs():
+def test_scheduler_sets_every_bottleneck_and_logs(make_trainer, tiny_binary_net, temperature_recorder, loader, classification_data):
     seed_everything(0)
     model = tiny_binary_net()
     sched = TemperatureScheduler(tau_f={"kind": "linear", "start": 1.0, "end": 0.25}, tau_b=2.0)
-    rec = Recorder()
-    trainer = Trainer(max_epochs=2, callbacks=[sched, rec], **trainer_kwargs(accumulate_grad_batches=2))
+    rec = temperature_recorder()
+    trainer = make_trainer(max_epochs=2, callbacks=[sched, rec], accumulate_grad_batches=2)
     trainer.fit(model, loader(classification_data(32), 4))  # 8 batches/epoch, 4 optimizer steps
     total = trainer.estimated_stepping_batches
     assert total == 8
@@ -102,35 +100,55 @@ def test_scheduler_sets_every_bottleneck_and_logs():
     assert float(trainer.callback_metrics["temperature/tau_b"]) == 2.0
 
 
-def test_epoch_interval():
+def test_epoch_interval(make_trainer, tiny_binary_net, temperature_recorder, loader, classification_data):
     model = tiny_binary_net()
-    rec = Recorder()
+    rec = temperature_recorder()
     sched = TemperatureScheduler(tau={"kind": "exponential", "start": 1.0, "end": 0.25}, interval="epoch")
-    Trainer(max_epochs=3, callbacks=[sched, rec], **trainer_kwargs()).fit(model, loader(classification_data(16), 8))
+    make_trainer(max_epochs=3, callbacks=[sched, rec]).fit(model, loader(classification_data(16), 8))
     assert [r[1] for r in rec.rows] == pytest.approx([0.25 ** (e / 3) for e in (0, 0, 1, 1, 2, 2)])
     assert all(r[1] == r[2] for r in rec.rows)
 
 
-def _run(tmp_path, ckpt_path=None, save=False):
-    seed_everything(0)
-    model = tiny_binary_net()
-    rec = Recorder()
-    sched = TemperatureScheduler(
-        tau_f={"kind": "cosine", "start": 2.0, "end": 0.1}, tau_b={"kind": "exponential", "start": 3.0, "end": 0.5}
-    )
-    callbacks = [sched, rec]
+def _two_schedulers():
+    """tau_f per step and tau_b per epoch: two instances of one callback in one Trainer."""
+    return [
+        TemperatureScheduler(tau_f={"kind": "cosine", "start": 2.0, "end": 0.1}),
+        TemperatureScheduler(tau_b={"kind": "exponential", "start": 3.0, "end": 0.5}, interval="epoch"),
+    ]
+
+
+def test_two_schedulers_log_only_their_own_temperature(make_trainer, tiny_binary_net, loader, classification_data):
+    step_sched, epoch_sched = _two_schedulers()
+    assert step_sched.state_key != epoch_sched.state_key
+    trainer = make_trainer(max_epochs=2, callbacks=[step_sched, epoch_sched])
+    trainer.fit(tiny_binary_net(), loader(classification_data(16), 8))  # 2 steps per epoch
+    logged = trainer.callback_metrics
+    assert float(logged["temperature/tau_f"]) == pytest.approx(schedule_value("cosine", 2.0, 0.1, 3, 4))
+    assert float(logged["temperature/tau_b"]) == pytest.approx(schedule_value("exponential", 3.0, 0.5, 1, 2))
+    alone = make_trainer(max_epochs=1, callbacks=[_two_schedulers()[0]])
+    alone.fit(tiny_binary_net(), loader(classification_data(16), 8))
+    assert "temperature/tau_f" in alone.callback_metrics and "temperature/tau_b" not in alone.callback_metrics
+
+
+def _run(make_trainer, model, recorder, data, tmp_path, ckpt_path=None, save=False):
+    callbacks = [*_two_schedulers(), recorder]
     if save:
         callbacks.append(ModelCheckpoint(dirpath=tmp_path, save_top_k=-1, every_n_epochs=1, filename="{epoch}"))
-    kw = trainer_kwargs(enable_checkpointing=save)
-    trainer = Trainer(max_epochs=4, callbacks=callbacks, **kw)
-    trainer.fit(model, loader(classification_data(24), 8), ckpt_path=ckpt_path)
-    return rec.rows, model
+    trainer = make_trainer(max_epochs=4, callbacks=callbacks, enable_checkpointing=save)
+    trainer.fit(model, data, ckpt_path=ckpt_path)
+    return recorder.rows
 
 
-def test_resume_continues_exactly(tmp_path):
-    full, model_full = _run(tmp_path, save=True)
-    assert len(full) == 12 and len({r[1] for r in full}) == 12
-    resumed, model_resumed = _run(tmp_path, ckpt_path=str(tmp_path / "epoch=1.ckpt"))
+def test_resume_continues_exactly(
+    tmp_path, make_trainer, tiny_binary_net, temperature_recorder, loader, classification_data
+):
+    seed_everything(0)
+    model_full = tiny_binary_net()
+    full = _run(make_trainer, model_full, temperature_recorder(), loader(classification_data(24), 8), tmp_path, save=True)
+    assert len(full) == 12 and len({r[1] for r in full}) == 12 and len({r[2] for r in full}) == 4
+    model_resumed = tiny_binary_net()
+    resumed = _run(make_trainer, model_resumed, temperature_recorder(), loader(classification_data(24), 8), tmp_path,
+                   ckpt_path=str(tmp_path / "epoch=1.ckpt"))
     assert [r[0] for r in resumed] == list(range(6, 12))
     assert resumed == full[6:]  # bit-identical temperatures at every later step
     for a, b in zip(model_full.discrete_modules(), model_resumed.discrete_modules()):

@@ -282,12 +282,9 @@ def _ddp_record_rows(data_dir: str, out_dir: str) -> None:
 
 
 @pytest.mark.timeout(120)
-def test_ddp_ranks_get_disjoint_shards_of_every_epoch(tmp_path, monkeypatch, idx_names, idx_bytes):
+def test_ddp_ranks_get_disjoint_shards_of_every_epoch(tmp_path, free_master_port, idx_names, idx_bytes):
     if not torch.distributed.is_available():
         pytest.skip("torch.distributed unavailable")
-    from _callback_helpers import set_free_master_port
-
-    set_free_master_port(monkeypatch)
     data_dir, out_dir = str(tmp_path / "data"), str(tmp_path / "out")
     os.makedirs(out_dir)
     _write_labelled_layout(data_dir, 100, idx_names, idx_bytes)
@@ -301,3 +298,36 @@ def test_ddp_ranks_get_disjoint_shards_of_every_epoch(tmp_path, monkeypatch, idx
         assert sorted(r0 + r1) == list(range(100))  # the union is the epoch
         orders.append(r0)
     assert orders[0] != orders[1]  # reshuffled every epoch (DistributedSampler.set_epoch)
+
+
+def test_quickstart_datamodule_checkpoint_keeps_the_dataset(tmp_path, monkeypatch, make_trainer):
+    pytest.importorskip("sklearn")
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from lightning_discrete.data import QuickstartDataModule
+    from lightning_discrete.models import StochasticBinaryNetwork
+
+    def fit(dm, ckpt_path=None, epochs=1):
+        ckpt = ModelCheckpoint(dirpath=tmp_path, save_top_k=-1, every_n_epochs=1, filename="{epoch}")
+        trainer = make_trainer(max_epochs=epochs, limit_train_batches=2, limit_val_batches=1, callbacks=[ckpt],
+                               enable_checkpointing=True)
+        trainer.fit(StochasticBinaryNetwork(input_dim=64, hidden_dims=(8,)), dm, ckpt_path=ckpt_path)
+        return trainer
+
+    fit(QuickstartDataModule(dataset="digits"))
+    saved = torch.load(tmp_path / "epoch=0.ckpt", weights_only=False)
+    assert saved["QuickstartDataModule"] == {"dataset": "digits"}
+    # "auto" would pick Fashion-MNIST on a machine that has it; the checkpoint's choice wins
+    fresh = QuickstartDataModule(dataset="auto")
+    monkeypatch.setattr(fresh, "fashion_mnist_available", lambda: True)
+    fresh.load_state_dict(saved["QuickstartDataModule"])
+    assert fresh.dataset == "digits"
+    assert fit(fresh, ckpt_path=str(tmp_path / "epoch=0.ckpt"), epochs=2).current_epoch == 2
+    # a run already set on another dataset says how to resume
+    with pytest.raises(ValueError, match="--data.dataset=fashion_mnist"):
+        QuickstartDataModule(dataset="digits").load_state_dict({"dataset": "fashion_mnist"})
+
+
+def test_vision_datamodules_save_no_state(tmp_path):
+    dm = MNISTDataModule(data_dir=str(tmp_path), split_seed=3, val_size=10)
+    assert dm.state_dict() == {}  # the split is configuration, rebuilt from the arguments

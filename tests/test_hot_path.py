@@ -8,7 +8,7 @@ from typing import List
 
 import pytest
 import torch
-from lightning.pytorch import Callback, Trainer, seed_everything
+from lightning.pytorch import Callback, seed_everything
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from lightning_discrete.callbacks import (
@@ -18,7 +18,6 @@ from lightning_discrete.callbacks import (
     TemperatureScheduler,
 )
 
-from _callback_helpers import MixedNet, classification_data, loader, trainer_kwargs
 
 # ops that copy a value to the host (``.item()``, ``float(t)``, ``.tolist()``) or whose
 # output size depends on the data (a sync on CUDA)
@@ -60,9 +59,9 @@ class _SpyEnd(Callback):
         self.start.mode.__exit__(None, None, None)
 
 
-def test_no_sync_on_steps_that_log_nothing():
+def test_no_sync_on_steps_that_log_nothing(make_trainer, mixed_net, classification_data, loader):
     seed_everything(0)
-    model = MixedNet()
+    model = mixed_net()
     start = _SpyStart()
     monitors = [
         TemperatureScheduler(tau_f={"kind": "exponential", "start": 1.0, "end": 0.5}, tau_b=0.7),
@@ -70,11 +69,7 @@ def test_no_sync_on_steps_that_log_nothing():
         LatentUtilizationMonitor(),
         GradientSNRMonitor(mode="window", window=100),
     ]
-    trainer = Trainer(
-        max_epochs=1,
-        callbacks=[start, *monitors, _SpyEnd(start)],
-        **trainer_kwargs(log_every_n_steps=5),
-    )
+    trainer = make_trainer(max_epochs=1, callbacks=[start, *monitors, _SpyEnd(start)], log_every_n_steps=5)
     trainer.fit(model, loader(classification_data(96), 8))  # 12 steps, logged at 0, 5, 10
     assert len(start.per_step) == 12
     for step, ops in enumerate(start.per_step):
@@ -167,7 +162,7 @@ def test_compiled_samples_follow_the_forward_temperature():
     assert torch.equal(fc(l_cat, zero)[0], torch.tensor([0.0, 0.0, 1.0, 0.0]))
 
 
-def test_compile_flag_trains_like_eager():
+def test_compile_flag_trains_like_eager(make_trainer, classification_data, loader):
     """``DiscreteModule(compile=...)`` from YAML: the compiled run (fullgraph, with a
     temperature schedule and index recording on) ends with the eager run's weights."""
     from lightning_discrete.models import StochasticBinaryNetwork
@@ -179,7 +174,7 @@ def test_compile_flag_trains_like_eager():
             input_dim=8, hidden_dims=(16, 16), num_classes=2, tau_f=0.0, tau_b=0.7, compile=compile_arg
         )
         callbacks = [TemperatureScheduler(tau_b={"kind": "linear", "start": 1.0, "end": 0.5}), LatentUtilizationMonitor()]
-        trainer = Trainer(max_epochs=2, callbacks=callbacks, **trainer_kwargs())
+        trainer = make_trainer(max_epochs=2, callbacks=callbacks)
         trainer.fit(model, loader(classification_data(64), 8), loader(classification_data(16, seed=1), 8))
         return model, trainer
 

@@ -6,10 +6,10 @@ gradients are read where Lightning has already averaged, unscaled and accumulate
 """
 
 from .active_units import ActiveUnitMonitor
-from .gate_usage import GateUsageMonitor, bar_chart_image, gate_histogram
+from .gate_usage import GateUsageMonitor, gate_histogram, gate_usage_figure
 from .gradient_snr import GradientSNRMonitor, snr_statistics
 from .temperature import SCHEDULE_KINDS, Schedule, TemperatureScheduler, schedule_value
-from .summary import TrainingSummary
+from .summary import TrainingSummary, training_curves_figure
 from .threads import CPUThreads
 from .utilization import LatentUtilizationMonitor
 
@@ -24,7 +24,8 @@ __all__ = [
     "ActiveUnitMonitor",
     "GateUsageMonitor",
     "gate_histogram",
-    "bar_chart_image",
+    "gate_usage_figure",
     "TrainingSummary",
+    "training_curves_figure",
     "CPUThreads",
 ]

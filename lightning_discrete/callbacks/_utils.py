@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator, List, Tuple
+import os
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import torch
-from torch import nn
+from lightning.pytorch import Trainer
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
+from torch import Tensor, nn
+from torchmetrics import Metric
 
 from ..nn.bottleneck import DiscreteBottleneck
+
+PLOTS_HINT = "pip install lightning_discrete[plots]"
+
 
 def named_bottlenecks(module: nn.Module) -> List[Tuple[str, DiscreteBottleneck]]:
     """Every :class:`DiscreteBottleneck` inside ``module`` with its qualified name (``""`` -> ``"root"``)."""
@@ -29,3 +38,53 @@ def log_value(pl_module: Any, name: str, value: Any, on_step: bool) -> None:
     if isinstance(value, torch.Tensor):
         value = value.detach().to(torch.float32)
     pl_module.log(name, value, on_step=on_step, on_epoch=not on_step, sync_dist=False, batch_size=1)
+
+
+def global_states(metric: Metric) -> Dict[str, Tensor]:
+    """CPU copies of ``metric``'s states summed across ranks (a collective: call on every rank)."""
+    with metric.sync_context():
+        return {k: v.detach().cpu().clone() for k, v in metric.metric_state.items()}
+
+
+def restore_states(metric: Metric, states: Dict[str, Tensor]) -> Metric:
+    """Load global counts saved by :func:`global_states` into ``metric`` on global rank zero;
+    the other ranks start from zero, so the next cross-rank sum counts them once."""
+    if rank_zero_only.rank == 0:
+        for key, value in states.items():
+            setattr(metric, key, value.clone().to(metric.device))
+    return metric
+
+
+class PlotsCheck:
+    """Whether matplotlib (the ``plots`` extra) can be imported; warns once per instance when not."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self._warned = False
+
+    def available(self) -> bool:
+        """``True`` when matplotlib imports; otherwise warn (the first time) and return ``False``."""
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            if not self._warned:
+                self._warned = True
+                rank_zero_warn(f"matplotlib is not installed: {self.what} skipped. To draw it: `{PLOTS_HINT}`.")
+            return False
+        return True
+
+
+def send_figure(trainer: Trainer, tag: str, figure: Any, filename: str) -> Optional[str]:
+    """Send ``figure`` to every TensorBoard logger (``add_figure``); without one, save it as
+    ``<log dir>/<filename>`` next to the other logs. Returns the PNG's path, if one was written.
+    Call on global rank zero only; nothing is written when the Trainer has no logger."""
+    step = trainer.global_step
+    tensorboards = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
+    for logger in tensorboards:
+        logger.experiment.add_figure(tag, figure, global_step=step, close=False)
+    if tensorboards or not trainer.loggers or not trainer.log_dir:
+        return None
+    path = os.path.join(trainer.log_dir, filename)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    figure.savefig(path)
+    return path

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import Tensor
+from typing_extensions import override
 
-from ._utils import log_value, named_bottlenecks
+from ..metrics import ActiveUnits, _active_units_compute
+from ..nn.bottleneck import DiscreteBottleneck
+from ._utils import global_states, log_value, named_bottlenecks, restore_states
 
 __all__ = ["ActiveUnitMonitor"]
 
@@ -17,51 +20,79 @@ class ActiveUnitMonitor(Callback):
     """Percentage of logit-gradient entries with ``|g| > threshold``, over a window.
 
     It asks every :class:`~lightning_discrete.nn.DiscreteBottleneck` to record its logit
-    gradients (``record(True, grads=True)``) and, after each training batch's backward,
-    counts the entries of ``last_logit_grad`` (one per example and binary unit, or per
-    example, latent and category) whose magnitude exceeds ``threshold``.  The gradient
-    is first put on a per-example scale: multiplied by the rows of the batch
-    (the gradient's first dim; the loss is a batch mean) and by
-    ``accumulate_grad_batches``, and divided by the AMP loss scale when there is one —
-    so the threshold does not depend on the batch size or accumulation.
+    gradients (``record(True, grads=True)``, ``docs/design.md``, "Protocols") and, after
+    each training batch's backward, counts the entries of ``last_logit_grad`` (one per
+    example and binary unit, or per example, latent and category) whose magnitude
+    exceeds ``threshold``, in one :class:`~lightning_discrete.metrics.ActiveUnits` per
+    bottleneck.  The gradient is first put on a per-example scale: multiplied by the
+    rows of the batch (the gradient's first dim; the loss is a batch mean) and by
+    ``accumulate_grad_batches``, and divided by the AMP loss scale when there is one --
+    so the threshold does not depend on the batch size or accumulation.  Counting
+    stays on the device (no host-device sync per step).
 
     At the end of each window (``window`` optimizer steps, or the epoch when
     ``window`` is ``None``) the counts are summed across ranks and logged as
     percentages in ``[0, 100]``:
 
-    * ``active_units/{name}`` per bottleneck (``{name}``: qualified module name);
-    * ``active_units/all`` over every bottleneck.
+    * ``{prefix}/{name}`` per bottleneck (``{name}``: qualified module name);
+    * ``{prefix}/all`` over every bottleneck.
+
+    The counts of a window in progress are saved in checkpoints, so a resumed run
+    logs the same window as an uninterrupted one. Several monitors can share a Trainer
+    (e.g. two thresholds, each with its own ``prefix``); :attr:`state_key` names the
+    prefix, the threshold and the window.
 
     Args:
-        threshold: absolute per-example gradient threshold.
+        threshold: absolute per-example gradient threshold (``>= 0``).
         window: optimizer steps per window; ``None`` for one window per epoch.
+        prefix: namespace of the logged names.
+
+    Examples:
+        >>> monitor = ActiveUnitMonitor(threshold=1e-2, window=50, prefix="active_1e-2")
+        >>> monitor.state_key
+        "ActiveUnitMonitor{'prefix': 'active_1e-2', 'threshold': 0.01, 'window': 50}"
     """
 
-    def __init__(self, threshold: float = 1e-3, window: Optional[int] = None) -> None:
+    def __init__(self, threshold: float = 1e-3, window: Optional[int] = None, prefix: str = "active_units") -> None:
         if threshold < 0:
             raise ValueError(f"`threshold` must be >= 0, got {threshold}")
         if window is not None and window < 1:
             raise ValueError(f"`window` must be >= 1 or None, got {window}")
+        if not prefix:
+            raise ValueError("`prefix` must be a non-empty string")
         self.threshold = float(threshold)
         self.window = window
-        self._counts: Dict[str, list] = {}  # name -> [active (device int64 tensor), total (int)]
-        self._names: list = []
-        self._modules: list = []
-        self._last_flush_step = -1
+        self.prefix = prefix
         self.last_results: Dict[str, float] = {}
+        self._metrics: Dict[str, ActiveUnits] = {}
+        self._modules: List[Tuple[str, DiscreteBottleneck]] = []
+        self._restored: Dict[str, Dict[str, Tensor]] = {}
+        self._last_flush_step = -1
         self._seen: Dict[str, Tensor] = {}  # name -> the last gradient counted (no double counting)
 
+    @property
+    @override
+    def state_key(self) -> str:
+        return self._generate_state_key(prefix=self.prefix, threshold=self.threshold, window=self.window)
+
+    @override
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._modules = named_bottlenecks(pl_module)  # walked once, not every step
-        self._names = [name for name, _ in self._modules]
+        # every bottleneck gets its metric on every rank now: the flush's collectives match
+        self._metrics = {name: ActiveUnits().to(pl_module.device) for name, _ in self._modules}
+        for name, states in self._restored.items():
+            if name in self._metrics:
+                restore_states(self._metrics[name], states)
+        self._restored = {}
         for _, m in self._modules:
             m.record(True, grads=True, owner=self)
-        self._counts = {}
 
+    @override
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         for _, m in self._modules:
             m.record(False, owner=self)
 
+    @override
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         scaler = getattr(trainer.precision_plugin, "scaler", None)
         for name, m in self._modules:
@@ -72,43 +103,50 @@ class ActiveUnitMonitor(Callback):
             rows = g.shape[0] if g.dim() else 1  # the logits' batch dim (the loss is a batch mean)
             # |g| * rows * accumulation / loss_scale > threshold, as one comparison against a
             # rescaled threshold; the AMP scale stays a device tensor (no sync per step)
-            limit = self.threshold / (rows * trainer.accumulate_grad_batches)
+            limit: Any = self.threshold / (rows * trainer.accumulate_grad_batches)
             if scaler is not None and scaler.is_enabled():
                 # the scale as the scaler's device tensor: ``get_scale()`` would read it back
                 scale = getattr(scaler, "_scale", None)
                 limit = limit * (scale if scale is not None else scaler.get_scale())
-            active = (g.detach().abs() > limit).sum()
-            counts = self._counts.get(name)
-            if counts is None:
-                counts = self._counts[name] = [torch.zeros((), dtype=torch.int64, device=g.device), 0]
-            counts[0] += active
-            counts[1] += g.numel()
+            self._metrics[name].update(g, limit)
         step = trainer.global_step
         if self.window is not None and step % self.window == 0 and step != self._last_flush_step and step > 0:
             self._last_flush_step = step
-            self._flush(trainer, pl_module)
+            self._flush(pl_module)
 
+    @override
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self.window is None:
-            self._flush(trainer, pl_module)
+            self._flush(pl_module)
 
-    def _flush(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if not self._names:
+    def _flush(self, pl_module: LightningModule) -> None:
+        if not self._metrics:
             return
-        device = pl_module.device
-        zero = torch.zeros((), dtype=torch.int64, device=device)
-        active = torch.stack([self._counts[n][0].to(device) if n in self._counts else zero for n in self._names])
-        total = torch.tensor([self._counts[n][1] if n in self._counts else 0 for n in self._names], device=device)
-        stacked = torch.stack([active, total], 1).to(torch.float64)
-        stacked = trainer.strategy.reduce(stacked, reduce_op="sum")  # collective on every rank
-        self._counts = {}
+        names = sorted(self._metrics)
+        states = [global_states(self._metrics[n]) for n in names]  # collectives on every rank
+        for metric in self._metrics.values():
+            metric.reset()
         on_step = self.window is not None
-        for name, (active, total) in zip(self._names, stacked.tolist()):
-            if total > 0:
-                value = 100.0 * active / total
-                self.last_results[f"active_units/{name}"] = value
-                log_value(pl_module, f"active_units/{name}", torch.tensor(value), on_step=on_step)
-        active, total = stacked.sum(0).tolist()
-        if total > 0:
-            self.last_results["active_units/all"] = 100.0 * active / total
-            log_value(pl_module, "active_units/all", torch.tensor(100.0 * active / total), on_step=on_step)
+        active = torch.stack([s["active"] for s in states])
+        total = torch.stack([s["total"] for s in states])
+        results = {f"{self.prefix}/{n}": _active_units_compute(a, t) for n, a, t in zip(names, active, total) if t > 0}
+        if int(total.sum()) > 0:
+            results[f"{self.prefix}/all"] = _active_units_compute(active.sum(), total.sum())
+        for key, value in results.items():
+            self.last_results[key] = float(value)
+            log_value(pl_module, key, value, on_step=on_step)
+
+    @override
+    def state_dict(self) -> Dict[str, Any]:
+        """The counts of the window in progress summed across ranks, and the last logged step.
+
+        A collective when distributed: Lightning calls it on every rank when it saves.
+        """
+        counts = {name: global_states(self._metrics[name]) for name in sorted(self._metrics)}
+        counts = {name: s for name, s in counts.items() if int(s["total"]) > 0}
+        return {"last_flush_step": self._last_flush_step, "counts": counts}
+
+    @override
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        self._last_flush_step = int(state_dict["last_flush_step"])
+        self._restored = dict(state_dict["counts"])  # applied in on_fit_start, once the metrics exist

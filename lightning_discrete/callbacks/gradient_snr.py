@@ -9,6 +9,7 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning_utilities.core.apply_func import apply_to_collection
 from torch import Tensor
+from typing_extensions import override
 
 from ._utils import log_value, recording_paused
 
@@ -24,14 +25,22 @@ def snr_statistics(
     varies (``std == 0``, e.g. unused parameters) are left out of the aggregates.
 
     Args:
-        sum_x, sum_x2: ``(P,)`` float64 sums over the samples of the flattened gradients.
+        sum_x: ``(P,)`` float64 sum over the samples of the flattened gradients.
+        sum_x2: ``(P,)`` float64 sum of their squares.
         count: number of samples (``>= 2``).
-        sizes, names: the number of elements and name of each parameter, in order.
+        sizes: the number of elements of each parameter, in order (summing to ``P``).
+        names: the name of each parameter, in order.
 
     Returns:
         ``{"mean": ..., "median": ..., "grad_norm": ..., "{name}/mean": ..., "{name}/median": ...}``:
         mean and median of the per-element SNR overall and per parameter, and the norm
         of the mean gradient.
+
+    Examples:
+        >>> g = torch.tensor([[1.0, 5.0], [3.0, 5.0]], dtype=torch.float64)  # 2 samples of 2 elements
+        >>> stats = snr_statistics(g.sum(0), (g * g).sum(0), 2, sizes=[2], names=["w"])
+        >>> round(stats["mean"], 4), stats["grad_norm"]  # element 1 never varies: left out
+        (1.4142, 5.385164807134504)
     """
     n = float(count)
     mean = sum_x / n
@@ -83,6 +92,12 @@ class GradientSNRMonitor(Callback):
     ``{prefix}/{param}/mean`` and ``{prefix}/{param}/median`` (``{param}`` is the
     parameter's qualified name).  The last values are kept in :attr:`last_results`.
 
+    Checkpoints keep the probe batch and the last probed step (a resumed run probes the
+    same batch) and, in window mode, the running sums of the window in progress (three
+    float copies of the gradients), so a resumed run logs the same window. Several
+    monitors can share a Trainer (e.g. one per mode); :attr:`state_key` names the mode
+    and the prefix.
+
     Args:
         mode: ``"probe"`` or ``"window"``.
         every_n_steps: probe interval in optimizer steps (probe mode).
@@ -93,6 +108,10 @@ class GradientSNRMonitor(Callback):
         per_layer: also log per-parameter aggregates.
         seed: base seed of the probe passes.
         prefix: namespace of the logged names.
+
+    Examples:
+        >>> GradientSNRMonitor(mode="window", window=20, stride=5).prefix
+        'grad_snr_window'
     """
 
     def __init__(
@@ -129,6 +148,7 @@ class GradientSNRMonitor(Callback):
         self._last_probe_step = -1
         self._buffers: Optional[Tuple[List[Tensor], ...]] = None  # window mode: shift, sum, sum2, scratch
         self._count = 0
+        self._pending: Optional[Dict[str, Any]] = None  # window sums from a checkpoint
 
     @staticmethod
     def _params(pl_module: LightningModule) -> Tuple[List[str], List[Tensor]]:
@@ -147,6 +167,7 @@ class GradientSNRMonitor(Callback):
             log_value(pl_module, f"{self.prefix}/{key}", torch.tensor(value), on_step=True)
 
     # -- probe mode ----------------------------------------------------------------- #
+    @override
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
         if self.mode != "probe":
             return
@@ -165,6 +186,15 @@ class GradientSNRMonitor(Callback):
         """Run the probe on ``batch`` now, log and return the statistics.
 
         Must be called on every rank (it all-reduces).
+
+        Args:
+            trainer: the Trainer (its strategy reduces, its precision plugin casts).
+            pl_module: a module with ``compute_loss(batch) -> (loss, metrics)``.
+            batch: the batch every pass uses.
+            step: mixed into the passes' seed (the optimizer step).
+
+        Returns:
+            The statistics of :func:`snr_statistics`.
         """
         names, params = self._params(pl_module)
         world, rank = trainer.world_size, trainer.global_rank
@@ -207,6 +237,7 @@ class GradientSNRMonitor(Callback):
         return stats
 
     # -- window mode ---------------------------------------------------------------- #
+    @override
     def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule, optimizer: Any) -> None:
         if self.mode != "window" or (self.stride > 1 and trainer.global_step % self.stride):
             return
@@ -216,7 +247,12 @@ class GradientSNRMonitor(Callback):
             if self._buffers is None or len(self._buffers[0]) != len(grads):
                 # shift, sum, sum of squares, scratch: allocated once, reused every window
                 self._buffers = tuple([torch.empty_like(g) for g in grads] for _ in range(4))
-                self._count = 0
+                if self._pending is not None and len(self._pending["shift"]) == len(grads):
+                    for buf, key in zip(self._buffers, ("shift", "sum", "sum_sq")):
+                        torch._foreach_copy_(buf, [t.to(g.device) for t, g in zip(self._pending[key], grads)])
+                else:
+                    self._count = 0
+                self._pending = None
             shift, s1, s2, d = self._buffers
             if self._count == 0:
                 # shifted sums (shift = the window's first gradient) keep the float32 sums
@@ -244,12 +280,31 @@ class GradientSNRMonitor(Callback):
             self._count = 0
             self._log(pl_module, stats)
 
+    # -- checkpoints ------------------------------------------------------------------ #
     @property
+    @override
     def state_key(self) -> str:
         return self._generate_state_key(mode=self.mode, prefix=self.prefix)
 
+    @override
     def state_dict(self) -> Dict[str, Any]:
-        return {"mode": self.mode, "last_probe_step": self._last_probe_step}
+        """The last probed step and the probe batch (probe mode), or the window's running
+        sums and sample count (window mode; identical on every rank)."""
+        if self.mode == "probe":
+            return {"last_probe_step": self._last_probe_step, "probe_batch": self._probe_batch}
+        window: Dict[str, Any] = {"count": self._count}
+        if self._count and self._buffers is not None:
+            shift, s1, s2, _ = self._buffers
+            window.update(shift=[t.detach().cpu() for t in shift], sum=[t.detach().cpu() for t in s1],
+                          sum_sq=[t.detach().cpu() for t in s2])
+        return window
 
+    @override
     def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
-        self._last_probe_step = int(state_dict.get("last_probe_step", -1))
+        if self.mode == "probe":
+            self._last_probe_step = int(state_dict["last_probe_step"])
+            self._probe_batch = state_dict["probe_batch"]
+            return
+        self._count = int(state_dict["count"])
+        self._buffers = None  # reallocated (and filled from the checkpoint) at the next sampled step
+        self._pending = state_dict if self._count else None  # moved to the gradients' device at the next step

@@ -9,10 +9,11 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_only
+from typing_extensions import override
 
-from ._utils import named_bottlenecks
+from ._utils import PlotsCheck, named_bottlenecks
 
-__all__ = ["TrainingSummary", "DEFAULT_NEXT_STEPS"]
+__all__ = ["TrainingSummary", "DEFAULT_NEXT_STEPS", "training_curves_figure"]
 
 DEFAULT_NEXT_STEPS = (
     "the paper's binary network on Fashion-MNIST (100 epochs; data offline: sudo apt-get install "
@@ -23,8 +24,16 @@ DEFAULT_NEXT_STEPS = (
     "--protocol grid --tau_f 0.1 0.5 1 --tau_b 0.3 0.7 1 --trainer.max_epochs=3",
 )
 
-# the epoch-level metrics kept for the text and the figure
-_CURVES = ("val/acc", "val/loss", "perplexity", "active_units/all", "temperature/tau_f")
+# the epoch-level values kept per epoch (the figure's lines): key -> (panel, line label)
+_CURVES = {
+    "val/acc": ("accuracy / loss", "validation accuracy"),
+    "val/loss": ("accuracy / loss", "validation loss"),
+    "train/perplexity": ("perplexity of the units", "training"),
+    "val/perplexity": ("perplexity of the units", "validation"),
+    "active_units/all": ("active units (%)", "active units"),
+    "temperature/tau_f": ("temperature", "tau_f"),
+    "temperature/tau_b": ("temperature", "tau_b"),
+}
 
 
 def _float(value: Any) -> Optional[float]:
@@ -33,6 +42,47 @@ def _float(value: Any) -> Optional[float]:
     except (TypeError, ValueError):
         return None
     return None if math.isnan(v) else v
+
+
+def training_curves_figure(history: Sequence[Dict[str, float]]) -> Optional[Any]:
+    """Per-epoch curves of a run: one panel per kind of value (accuracy and loss, perplexity
+    of the units per stage, active units, temperatures), epochs on the x axes, a legend
+    per panel. Needs matplotlib (``pip install lightning_discrete[plots]``).
+
+    Args:
+        history: one dict per epoch with ``"epoch"`` and any of ``val/acc``, ``val/loss``,
+            ``train/perplexity``, ``val/perplexity``, ``active_units/all``,
+            ``temperature/tau_f``, ``temperature/tau_b`` (what :attr:`TrainingSummary.history` holds).
+
+    Returns:
+        The figure, or ``None`` when ``history`` holds none of those values.
+
+    Examples:
+        >>> fig = training_curves_figure([{"epoch": 0, "val/acc": 0.5, "val/loss": 1.2},
+        ...                               {"epoch": 1, "val/acc": 0.7, "val/loss": 0.9}])
+        >>> ax = fig.axes[0]
+        >>> ax.get_xlabel(), [t.get_text() for t in ax.get_legend().get_texts()]
+        ('epoch', ['validation accuracy', 'validation loss'])
+    """
+    panels: Dict[str, List[str]] = {}
+    for key, (panel, _) in _CURVES.items():
+        if any(key in row for row in history):
+            panels.setdefault(panel, []).append(key)
+    if not panels:
+        return None
+    from matplotlib.figure import Figure  # no pyplot: no global figure state, any backend
+
+    figure = Figure(figsize=(4 * len(panels), 3.2), layout="constrained")
+    axes = figure.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (panel, keys) in zip(axes, panels.items()):
+        for key in keys:
+            pts = [(row["epoch"], row[key]) for row in history if key in row]
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=_CURVES[key][1])
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(panel)
+        ax.set_title(panel.capitalize())
+        ax.legend()
+    return figure
 
 
 class TrainingSummary(Callback):
@@ -46,58 +96,99 @@ class TrainingSummary(Callback):
     and 1 equally often), the share of active units (``active_units/all`` of
     :class:`~lightning_discrete.callbacks.ActiveUnitMonitor`) and the temperatures in use;
     then where the logs, the config and the checkpoints are and what to try next. With
-    pillow installed it also draws the per-epoch curves into ``<log dir>/curves.png``.
-    The text is kept in :attr:`text` (``None`` before the end of ``fit``).
+    matplotlib installed (the ``plots`` extra) it also draws the per-epoch curves
+    (:func:`training_curves_figure`) into ``<log dir>/<filename>``; without it the
+    figure is skipped with one warning. The text is kept in :attr:`text` (``None``
+    before the end of ``fit``), the per-epoch values in :attr:`history`.
+
+    Checkpoints keep :attr:`history` and the training time so far, so the summary
+    and the curves of a resumed run cover the whole run. Several summaries can share
+    a Trainer, each with its own ``filename`` (:attr:`state_key` names it).
 
     Args:
         next_steps: lines of the "what to try next" list (``None``: the defaults,
             :data:`DEFAULT_NEXT_STEPS`; ``[]``: none).
-        figure: draw ``curves.png`` when pillow is installed.
+        figure: draw the curves (needs matplotlib).
+        filename: name of the figure's PNG in the log directory.
+
+    Examples:
+        >>> summary = TrainingSummary(next_steps=[], filename="curves_b.png")
+        >>> summary.state_key
+        "TrainingSummary{'filename': 'curves_b.png'}"
     """
 
-    def __init__(self, next_steps: Optional[Sequence[str]] = None, figure: bool = True) -> None:
+    def __init__(
+        self, next_steps: Optional[Sequence[str]] = None, figure: bool = True, filename: str = "curves.png"
+    ) -> None:
+        if not filename.endswith(".png"):
+            raise ValueError(f"`filename` must end with '.png', got {filename!r}")
         self.next_steps: List[str] = list(DEFAULT_NEXT_STEPS if next_steps is None else next_steps)
         self.figure = figure
+        self.filename = filename
         self.text: Optional[str] = None
         self.figure_path: Optional[str] = None
         self.history: List[Dict[str, float]] = []
         self._start: Optional[float] = None
+        self._elapsed_before = 0.0  # seconds of training before a resume
+        self._plots = PlotsCheck("the training curves")
+
+    @property
+    @override
+    def state_key(self) -> str:
+        return self._generate_state_key(filename=self.filename)
 
     # -- bookkeeping ---------------------------------------------------------------- #
+    @override
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if stage == "fit":  # a fresh run; a checkpoint's state is loaded after this
+            self.history = []
+            self._elapsed_before = 0.0
+            self.text = None
+            self.figure_path = None
+
+    @override
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._start = time.monotonic()
-        self.history = []
-        self.text = None
-        self.figure_path = None
 
+    def _elapsed(self) -> Optional[float]:
+        return self._elapsed_before + time.monotonic() - self._start if self._start is not None else None
+
+    @override
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.sanity_checking or trainer.state.fn != "fit":
             return
         row = {"epoch": float(trainer.current_epoch), "step": float(trainer.global_step)}
-        row.update({k: v for k, v in self._values(trainer).items() if v is not None})
+        row.update({k: v for k, v in self._values(trainer).items() if v is not None and k in _CURVES})
         self.history.append(row)
 
     @staticmethod
     def _values(trainer: Trainer) -> Dict[str, Optional[float]]:
         m = trainer.callback_metrics
-        out: Dict[str, Optional[float]] = {k: _float(m.get(k)) for k in _CURVES if k != "perplexity"}
-        for stage in ("val", "train"):
+        out: Dict[str, Optional[float]] = {k: _float(m.get(k)) for k in _CURVES}
+        for stage in ("train", "val"):  # means over bottlenecks; the text prefers validation
             ppl = [_float(v) for k, v in m.items() if k.startswith(f"{stage}/perplexity/")]
             ppl = [p for p in ppl if p is not None]
             if ppl:
-                out["perplexity"] = sum(ppl) / len(ppl)
+                out[f"{stage}/perplexity"] = out["perplexity"] = sum(ppl) / len(ppl)
                 out["perplexity_stage"] = 0.0 if stage == "val" else 1.0
                 out["perplexity_n"] = float(len(ppl))
-                break
         return out
 
     # -- the summary ------------------------------------------------------------------- #
     def summary_text(self, trainer: Trainer, pl_module: LightningModule) -> str:
-        """The summary of the run as it stands (what :meth:`on_fit_end` prints)."""
+        """The summary of the run as it stands (what :meth:`on_fit_end` prints).
+
+        Args:
+            trainer: the Trainer of the run (logged values, log and checkpoint paths).
+            pl_module: the trained module (its bottlenecks' estimator and temperatures).
+
+        Returns:
+            The text, one sentence per line.
+        """
         v = self._values(trainer)
         bottlenecks = named_bottlenecks(pl_module)
         lines: List[str] = []
-        secs = time.monotonic() - self._start if self._start is not None else None
+        secs = self._elapsed()
         took = f" in {secs:.1f} s" if secs is not None else ""
         est = bottlenecks[0][1].estimator if bottlenecks else getattr(pl_module.hparams, "estimator", "?")
         lines.append(
@@ -159,65 +250,37 @@ class TrainingSummary(Callback):
                 parts.append(f"last {last}")
             out.append(f"Checkpoints: {', '.join(parts)}.")
         if self.figure_path:
-            out.append(f"Figure: {self.figure_path} (accuracy, perplexity, active units and tau_f per epoch).")
+            out.append(f"Figure: {self.figure_path} (accuracy, perplexity, active units and temperatures per epoch).")
         return out
+
+    def _draw(self, path: str) -> Optional[str]:
+        fig = training_curves_figure(self.history) if self._plots.available() else None
+        if fig is None:
+            return None
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        fig.savefig(path)
+        return path
 
     @rank_zero_only
     def _report(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self.figure and trainer.loggers and trainer.log_dir and self.history:
-            self.figure_path = _draw_curves(self.history, os.path.join(trainer.log_dir, "curves.png"))
+            self.figure_path = self._draw(os.path.join(trainer.log_dir, self.filename))
         self.text = self.summary_text(trainer, pl_module)
         bar = "-" * 72
         print(f"\n{bar}\nSummary\n{bar}\n{self.text}\n{bar}", flush=True)
 
+    @override
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._report(trainer, pl_module)
 
+    # -- checkpoints ----------------------------------------------------------------- #
+    @override
+    def state_dict(self) -> Dict[str, Any]:
+        """The per-epoch values so far and the training time so far (seconds)."""
+        return {"history": [dict(row) for row in self.history], "elapsed": self._elapsed() or 0.0}
 
-def _draw_curves(history: List[Dict[str, float]], path: str) -> Optional[str]:
-    """Small line charts of the per-epoch values (pillow); ``None`` if pillow is missing."""
-    try:
-        from PIL import Image, ImageDraw
-    except ImportError:
-        return None
-    panels = [
-        ("val/acc", "validation accuracy"),
-        ("perplexity", "perplexity of the units"),
-        ("active_units/all", "active units (%)"),
-        ("temperature/tau_f", "tau_f"),
-    ]
-    panels = [(k, t) for k, t in panels if sum(k in r for r in history) >= 1]
-    if not panels:
-        return None
-    w, h, pad = 320, 200, 36
-    img = Image.new("RGB", (w * len(panels), h), "white")
-    d = ImageDraw.Draw(img)
-    for i, (key, title) in enumerate(panels):
-        x0 = i * w
-        pts = [(r["epoch"], r[key]) for r in history if key in r]
-        lo, hi = min(p[1] for p in pts), max(p[1] for p in pts)
-        if hi - lo < 1e-12:
-            lo, hi = lo - 0.5, hi + 0.5
-        e_lo, e_hi = pts[0][0], max(pts[-1][0], pts[0][0] + 1)
-        left, right, top, bottom = x0 + pad, x0 + w - 12, 24, h - 24
-        d.text((x0 + pad, 6), title, fill="black")
-        d.rectangle([left, top, right, bottom], outline="grey")
-        d.text((x0 + 2, top), f"{hi:.3g}", fill="black")
-        d.text((x0 + 2, bottom - 10), f"{lo:.3g}", fill="black")
-        d.text((left, bottom + 6), f"epoch {int(e_lo)}", fill="black")
-        d.text((right - 50, bottom + 6), f"{int(e_hi)}", fill="black")
+    @override
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        self.history = [dict(row) for row in state_dict["history"]]
+        self._elapsed_before = float(state_dict["elapsed"])
 
-        def xy(p):
-            return (
-                left + (right - left) * (p[0] - e_lo) / (e_hi - e_lo),
-                bottom - (bottom - top) * (p[1] - lo) / (hi - lo),
-            )
-
-        coords = [xy(p) for p in pts]
-        if len(coords) > 1:
-            d.line(coords, fill=(31, 119, 180), width=2)
-        for c in coords:
-            d.ellipse([c[0] - 2, c[1] - 2, c[0] + 2, c[1] + 2], fill=(31, 119, 180))
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    img.save(path)
-    return path

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, Optional, Union
 
 from lightning.pytorch import Callback, LightningModule, Trainer
+from typing_extensions import override
 
 from ._utils import log_value, named_bottlenecks
 
@@ -40,9 +41,23 @@ def schedule_value(
 
     Steps past ``total`` keep the final value.
 
-    Example:
+    Args:
+        kind: one of :data:`SCHEDULE_KINDS`.
+        start: value at step 0.
+        end: value at ``total`` (``None``: ``start``).
+        step: the step (or epoch) to evaluate, ``>= 0``.
+        total: length of the schedule.
+        step_size: block length of the ``step`` schedule.
+        gamma: factor per block of the ``step`` schedule.
+
+    Returns:
+        The value, a float.
+
+    Examples:
         >>> schedule_value("linear", 1.0, 0.0, step=25, total=100)
         0.75
+        >>> schedule_value("step", 1.0, 0.1, step=7, total=100, step_size=5, gamma=0.5)
+        0.5
     """
     if kind not in SCHEDULE_KINDS:
         raise ValueError(f"`kind` must be one of {SCHEDULE_KINDS}, got {kind!r}")
@@ -85,6 +100,10 @@ class Schedule:
             means the whole run (``trainer.estimated_stepping_batches`` or ``max_epochs``).
         step_size: block length of the ``step`` schedule.
         gamma: multiplicative factor per block of the ``step`` schedule.
+
+    Examples:
+        >>> Schedule("exponential", start=1.0, end=0.01).value(step=50, total=100)
+        0.1
     """
 
     kind: str = "constant"
@@ -101,7 +120,19 @@ class Schedule:
         schedule_value(self.kind, self.start, self.end, 0, self.total or 1, self.step_size, self.gamma)
 
     def value(self, step: int, total: int) -> float:
-        """Value at ``step`` when the run is ``total`` long (``self.total`` wins if set)."""
+        """Value at ``step`` when the run is ``total`` long (``self.total`` wins if set).
+
+        Args:
+            step: the step (or epoch), ``>= 0``.
+            total: the length of the run in the same units.
+
+        Returns:
+            The value, a float.
+
+        Examples:
+            >>> Schedule("linear", 2.0, 1.0, total=10).value(5, total=1000)
+            1.5
+        """
         total = self.total if self.total is not None else total
         return schedule_value(self.kind, self.start, self.end, step, total, self.step_size, self.gamma)
 
@@ -124,9 +155,13 @@ class TemperatureScheduler(Callback):
     from schedules, before every training batch (``interval="step"``) or epoch.
 
     The temperatures are a pure function of ``trainer.global_step`` (or
-    ``trainer.current_epoch``), so a run resumed from a checkpoint continues exactly.
-    Logs ``temperature/tau_f`` and ``temperature/tau_b``: the values read back from the
-    first bottleneck, i.e. those actually in use.
+    ``trainer.current_epoch``), so a run resumed from a checkpoint continues exactly
+    and the callback has no state to save (``docs/design.md``, "Distributed rules").
+    Logs the temperatures it schedules, ``temperature/tau_f`` and/or
+    ``temperature/tau_b`` (both for ``tau``): the values read back from the first
+    bottleneck, i.e. those actually in use. Several schedulers can share a Trainer,
+    e.g. one for ``tau_f`` per step and one for ``tau_b`` per epoch; their
+    :attr:`state_key` is built from the schedules and the interval.
 
     Args:
         tau_f: schedule of the forward temperature (``None``: leave it alone).
@@ -137,7 +172,12 @@ class TemperatureScheduler(Callback):
 
     Each schedule is a :class:`Schedule`, a dict of its fields or a number (constant).
 
-    Example (YAML, LightningCLI)::
+    Examples:
+        >>> sched = TemperatureScheduler(tau_f={"kind": "linear", "start": 1.0, "end": 0.5}, tau_b=2.0)
+        >>> sched.temperatures_at(step=50, total=100)
+        {'tau_f': 0.75, 'tau_b': 2.0}
+
+    In YAML (LightningCLI)::
 
         trainer:
           callbacks:
@@ -168,6 +208,7 @@ class TemperatureScheduler(Callback):
         self.log = log
 
     @property
+    @override
     def state_key(self) -> str:
         return self._generate_state_key(tau_f=self.tau_f, tau_b=self.tau_b, tau=self.tau, interval=self.interval)
 
@@ -186,7 +227,19 @@ class TemperatureScheduler(Callback):
         return int(total)
 
     def temperatures_at(self, step: int, total: int) -> Dict[str, float]:
-        """The temperatures the schedules give at ``step`` of a run ``total`` long."""
+        """The temperatures the schedules give at ``step`` of a run ``total`` long.
+
+        Args:
+            step: optimizer step (or epoch, with ``interval="epoch"``).
+            total: length of the run in the same units.
+
+        Returns:
+            ``{"tau_f": ..., "tau_b": ...}`` or ``{"tau": ...}``: the scheduled ones only.
+
+        Examples:
+            >>> TemperatureScheduler(tau=0.5).temperatures_at(3, 10)
+            {'tau': 0.5}
+        """
         out: Dict[str, float] = {}
         for name in ("tau", "tau_f", "tau_b"):
             sched = getattr(self, name)
@@ -203,13 +256,17 @@ class TemperatureScheduler(Callback):
         if self.log and modules:
             m = modules[0][1]
             on_step = self.interval == "step"
-            log_value(pl_module, "temperature/tau_f", m.tau_f, on_step=on_step)
-            log_value(pl_module, "temperature/tau_b", m.tau_b, on_step=on_step)
+            if "tau" in temps or "tau_f" in temps:
+                log_value(pl_module, "temperature/tau_f", m.tau_f, on_step=on_step)
+            if "tau" in temps or "tau_b" in temps:
+                log_value(pl_module, "temperature/tau_b", m.tau_b, on_step=on_step)
 
+    @override
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
         if self.interval == "step":
             self._apply(trainer, pl_module, trainer.global_step)
 
+    @override
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self.interval == "epoch":
             self._apply(trainer, pl_module, trainer.current_epoch)

