@@ -94,7 +94,7 @@ def _binary() -> Dict[str, Callable]:
     return {
         "bernoulli_decoupled_st (tau_f=0.1, tau_b=0.7)": lambda l: LF.bernoulli_decoupled_st(l, 0.1, 0.7),
         "bernoulli_decoupled_st (tau_f=0, tau_b=0.7)": lambda l: LF.bernoulli_decoupled_st(l, 0.0, 0.7),
-        "bernoulli_gumbel_st": lambda l: LF.bernoulli_gumbel_st(l, 0.7),
+        "bernoulli_gumbel_softmax_st": lambda l: LF.bernoulli_gumbel_softmax_st(l, 0.7),
     }
 
 

@@ -31,6 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "runs" / "reproduction"
 DOCS = ROOT / "docs"
 
+# recipe files recipes/estimators/{name}.yaml (registry names decoupled_st, identity_st,
+# softmax_st, gumbel_softmax_st); also the run folders under runs/reproduction/<task>/
 ESTIMATORS = ["decoupled", "identity", "softmax", "gumbel_st"]
 LABEL = {
     "decoupled": "Decoupled ST",

@@ -307,7 +307,7 @@ def plain_model(task: str) -> nn.Module:
         return PlainBinaryNet()
     if task == "autoencoder":
         return PlainAutoencoder()
-    kw = dict(wiring="random", init="residual", estimator="decoupled", tau_f=0.1, tau_b=2.0)
+    kw = dict(wiring="random", init="residual", estimator="decoupled_st", tau_f=0.1, tau_b=2.0)
     return nn.Sequential(
         LogicGateLayer(3 * 784, 8000, generator_seed=0, **kw),
         LogicGateLayer(8000, 8000, generator_seed=1, **kw),

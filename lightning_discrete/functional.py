@@ -5,27 +5,59 @@ accepts non-contiguous input in float32 / float64 / bfloat16 / float16 and an
 optional :class:`torch.Generator`.  Internally the maths runs in float32 (or
 float64 for float64 input); outputs come back in the input dtype.
 
-Notation (see ``docs/design.md``): ``p(t) = softmax(l / t)`` over ``k`` categories and
-``J(t) = (diag(p(t)) - p(t) p(t)^T) / t``.
+Notation (see ``docs/design.md``, "Estimator maths"): ``p(t) = softmax(l / t)`` over ``k``
+categories and ``J(t) = (diag(p(t)) - p(t) p(t)^T) / t``.
+
+Naming rule: the estimator registered as ``N`` in :data:`ESTIMATORS` (the name used in
+YAML, ``--model.estimator=N``) is the function ``N`` for categorical logits and
+``bernoulli_N`` for binary units (one logit per unit, ``z`` in ``{0, 1}``, the ``k = 2``
+case with logits ``[l, 0]``)::
+
+    registry name       categorical              binary
+    decoupled_st        decoupled_st             bernoulli_decoupled_st
+    identity_st         identity_st              bernoulli_identity_st
+    softmax_st          softmax_st               bernoulli_softmax_st
+    gumbel_softmax_st   gumbel_softmax_st        bernoulli_gumbel_softmax_st
+    gumbel_softmax      gumbel_softmax           bernoulli_gumbel_softmax
+    spigot              spigot                   bernoulli_spigot
+    reinmax             reinmax                  bernoulli_reinmax
+    gumbel_rao          gumbel_rao               bernoulli_gumbel_rao
+    reinforce           reinforce                bernoulli_reinforce
+    disarm              --                       bernoulli_disarm
+    sign_st             --                       sign_st
+
+The one exception is ``sign_st``: its output ``sign(l)`` in ``{-1, 0, +1}`` is not a
+Bernoulli variable, so its (binary-only) function carries no ``bernoulli_`` prefix.
 
 Categorical estimators return a tensor of the same shape as ``logits``; hard ones
 return an *exact* one-hot along ``dim`` in the forward pass.  Binary estimators
 take one logit per unit (shape ``(*)``) and return exact ``{0, 1}`` values
-(``sign_ste``: ``{-1, 0, +1}``).
+(``sign_st``: ``{-1, 0, +1}``).
 
-The score-function family (REINFORCE with a leave-one-out baseline, DisARM) needs
-the loss; it is exposed as samplers plus functions returning a *surrogate loss*
-whose gradient is the estimator (:func:`reinforce_loo_surrogate`,
-:func:`disarm_surrogate`).
+The score-function family needs the loss: :func:`reinforce` / :func:`bernoulli_reinforce`
+draw a sample with no pathwise gradient, to pair with :func:`reinforce_loo_surrogate`;
+:func:`bernoulli_disarm` draws an antithetic pair, to pair with :func:`disarm_surrogate`.
+The surrogates are losses whose gradient is the estimator.
 
 Input checks: types, dtypes, ``dim`` and temperatures are always checked (they read no
-element).  Checking the logits for NaN / Inf costs a pass over the data and a
-host-device synchronisation per call, so it is off by default: turn it on with
-:func:`set_validate_args`, the :func:`validate_args` context manager or the environment
-variable ``LIGHTNING_DISCRETE_VALIDATE=1``.
+element; :func:`check_logits`, :func:`check_tau`, :func:`check_dim`).  Checking the logits
+for NaN / Inf costs a pass over the data and a host-device synchronisation per call, so it
+is off by default: turn it on with :func:`set_validate_args`, the :func:`validate_args`
+context manager or the environment variable ``LIGHTNING_DISCRETE_VALIDATE=1``.
 
-All estimators are listed in :data:`ESTIMATORS` by a short name usable from YAML;
-:func:`register_estimator` adds your own.
+:func:`get_estimator` looks an :class:`Estimator` up by its registry name (the older
+names ``decoupled``, ``identity``, ``softmax``, ``gumbel_st`` and ``sign`` still resolve,
+with a ``FutureWarning``); :func:`register_estimator` adds your own.
+
+Examples:
+    >>> import torch
+    >>> from lightning_discrete import functional as LF
+    >>> logits = torch.randn(4, 8, requires_grad=True)
+    >>> z = LF.decoupled_st(logits, tau_f=1.0, tau_b=0.5)
+    >>> z.detach().sum(-1)
+    tensor([1., 1., 1., 1.])
+    >>> LF.get_estimator("decoupled_st").categorical is LF.decoupled_st
+    True
 """
 
 from __future__ import annotations
@@ -33,8 +65,9 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import warnings
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterator, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -49,18 +82,21 @@ __all__ = [
     "spigot",
     "reinmax",
     "gumbel_rao",
+    "reinforce",
     "bernoulli_decoupled_st",
     "bernoulli_softmax_st",
     "bernoulli_identity_st",
-    "bernoulli_gumbel_st",
+    "bernoulli_gumbel_softmax_st",
     "bernoulli_gumbel_softmax",
-    "sign_ste",
-    "categorical_sample",
-    "bernoulli_sample",
+    "bernoulli_spigot",
+    "bernoulli_reinmax",
+    "bernoulli_gumbel_rao",
+    "bernoulli_reinforce",
+    "bernoulli_disarm",
+    "sign_st",
     "categorical_log_prob",
     "bernoulli_log_prob",
     "reinforce_loo_surrogate",
-    "bernoulli_antithetic_pair",
     "disarm_surrogate",
     "project_simplex",
     "Estimator",
@@ -103,13 +139,29 @@ def set_validate_args(enabled: bool) -> None:
     call.  Off by default; the environment variable ``LIGHTNING_DISCRETE_VALIDATE=1`` turns
     it on at import.  Checks that read no element (types, dtypes, ``dim``, temperatures)
     always run.
+
+    Args:
+        enabled: ``True`` to check the logits of every call for NaN / Inf.
+
+    Examples:
+        >>> from lightning_discrete import functional as LF
+        >>> LF.set_validate_args(True); LF.validate_args_enabled()
+        True
+        >>> LF.set_validate_args(False); LF.validate_args_enabled()
+        False
     """
     global _VALIDATE_ARGS
     _VALIDATE_ARGS = bool(enabled)
 
 
 def validate_args_enabled() -> bool:
-    """Whether the value checks (NaN / Inf logits) are on; see :func:`set_validate_args`."""
+    """Whether the value checks (NaN / Inf logits) are on; see :func:`set_validate_args`.
+
+    Examples:
+        >>> from lightning_discrete import functional as LF
+        >>> LF.validate_args_enabled()
+        False
+    """
     return _VALIDATE_ARGS
 
 
@@ -117,10 +169,17 @@ def validate_args_enabled() -> bool:
 def validate_args(enabled: bool = True) -> Iterator[None]:
     """Context manager: value checks on (or off) inside, the previous setting restored after.
 
-    Example::
+    Args:
+        enabled: the setting inside the block.
 
-        with LF.validate_args():
-            z = LF.decoupled_st(logits, 1.0, 0.5)  # raises on NaN / Inf logits
+    Examples:
+        >>> import torch
+        >>> from lightning_discrete import functional as LF
+        >>> with LF.validate_args():
+        ...     LF.decoupled_st(torch.tensor([[0.0, float("nan")]]), 1.0, 0.5)
+        Traceback (most recent call last):
+        ...
+        ValueError: `logits` contains NaN or Inf values
     """
     previous = _VALIDATE_ARGS
     set_validate_args(enabled)
@@ -132,7 +191,21 @@ def validate_args(enabled: bool = True) -> Iterator[None]:
 
 def check_logits(logits: Tensor, name: str = "logits") -> None:
     """``ValueError`` unless ``logits`` is a floating-point tensor; with the value checks on
-    (:func:`set_validate_args`) also if it contains NaN or Inf."""
+    (:func:`set_validate_args`) also if it contains NaN or Inf.
+
+    Args:
+        logits: the tensor to check, any shape.
+        name: the argument name the error message uses.
+
+    Examples:
+        >>> import torch
+        >>> from lightning_discrete import functional as LF
+        >>> LF.check_logits(torch.zeros(2, 3))
+        >>> LF.check_logits(torch.zeros(2, dtype=torch.long), "scores")
+        Traceback (most recent call last):
+        ...
+        ValueError: `scores` must be a floating-point tensor, got dtype torch.int64
+    """
     if not isinstance(logits, Tensor):
         raise ValueError(f"`{name}` must be a torch.Tensor, got {type(logits).__name__}")
     if not logits.is_floating_point():
@@ -152,7 +225,22 @@ def check_tau(tau: Union[float, Tensor], name: str, allow_zero: bool = False) ->
     A 0-dim floating-point tensor (a bottleneck's temperature buffer, passed as is under
     ``torch.compile`` so that a changing temperature is a graph input, not a constant) is
     returned unchanged: reading its value would be a host-device sync, and the bottleneck
-    checked the value when it was set."""
+    checked the value when it was set.
+
+    Args:
+        tau: the temperature, a number or a 0-dim float tensor.
+        name: the argument name the error message uses.
+        allow_zero: accept ``0`` (``tau_f = 0`` means argmax).
+
+    Examples:
+        >>> from lightning_discrete import functional as LF
+        >>> LF.check_tau(2, "tau_b")
+        2.0
+        >>> LF.check_tau(0.0, "tau_b")
+        Traceback (most recent call last):
+        ...
+        ValueError: `tau_b` must be a finite number > 0, got 0.0
+    """
     if isinstance(tau, Tensor):
         if tau.dim() != 0 or not tau.is_floating_point():
             raise ValueError(f"`{name}` must be a number or a 0-dim float tensor, got shape {tuple(tau.shape)}")
@@ -169,7 +257,18 @@ def check_tau(tau: Union[float, Tensor], name: str, allow_zero: bool = False) ->
 
 def check_dim(logits: Tensor, dim: int) -> int:
     """``dim`` normalised to ``[0, logits.dim())``; ``ValueError`` if out of range or if
-    ``logits`` has fewer than 2 categories along it."""
+    ``logits`` has fewer than 2 categories along it.
+
+    Args:
+        logits: ``(*)`` tensor with the categories on ``dim``.
+        dim: the category dimension, negative values count from the end.
+
+    Examples:
+        >>> import torch
+        >>> from lightning_discrete import functional as LF
+        >>> LF.check_dim(torch.zeros(2, 3, 4), -2)
+        1
+    """
     nd = logits.dim()
     if nd == 0:
         raise ValueError("`logits` must have at least one dimension (the categories)")
@@ -306,6 +405,27 @@ def _softmax_vjp_into(out: Tensor, x: Tensor, g: Tensor, tau: float) -> None:
         out.copy_(gi.div_(tau) if tau != 1.0 else gi)
 
 
+def _apply_on_dim(
+    function: Any,
+    logits: Tensor,
+    dim: int,
+    *args: Any,
+    noise: Optional[Callable[[Tensor, Optional[torch.Generator]], Tensor]] = None,
+    generator: Optional[torch.Generator] = None,
+) -> Tensor:
+    """``function.apply(logits, *args)`` (an autograd Function working on the last dim) on
+    any ``dim``: check ``logits`` and ``dim``, move the categories last, move the result back.
+
+    ``noise(logits, generator)``, when given, is drawn in the caller's layout (so a draw
+    does not depend on ``dim``, as in ``F.gumbel_softmax``), moved the same way and passed
+    as the first argument after the logits."""
+    check_logits(logits)
+    dim = check_dim(logits, dim)
+    if noise is not None:
+        args = (noise(logits, generator).movedim(dim, -1),) + args
+    return function.apply(logits.movedim(dim, -1), *args).movedim(-1, dim)
+
+
 # --------------------------------------------------------------------------- #
 # categorical straight-through estimators
 # --------------------------------------------------------------------------- #
@@ -391,19 +511,44 @@ def decoupled_st(
 
     Returns:
         One-hot tensor of the same shape and dtype as ``logits``.
+
+    Examples:
+        >>> import torch
+        >>> from lightning_discrete import functional as LF
+        >>> logits = torch.tensor([[2.0, 0.0, -1.0]], requires_grad=True)
+        >>> LF.decoupled_st(logits, tau_f=0.0, tau_b=0.5).tolist()  # tau_f = 0: argmax
+        [[1.0, 0.0, 0.0]]
+        >>> z = LF.decoupled_st(logits, 1.0, 0.5, generator=torch.Generator().manual_seed(0))
+        >>> z.sum().item(), z.shape
+        (1.0, torch.Size([1, 3]))
     """
-    check_logits(logits)
-    dim = check_dim(logits, dim)
     tau_f = check_tau(tau_f, "tau_f", allow_zero=True)
     tau_b = check_tau(tau_b, "tau_b")
-    x = logits.movedim(dim, -1)
-    return _DecoupledST.apply(x, tau_f, tau_b, generator).movedim(-1, dim)
+    return _apply_on_dim(_DecoupledST, logits, dim, tau_f, tau_b, generator)
 
 
 def softmax_st(
     logits: Tensor, tau: float = 1.0, dim: int = -1, generator: Optional[torch.Generator] = None
 ) -> Tensor:
-    """Softmax straight-through: ``decoupled_st`` with ``tau_f = tau_b = tau`` (shapes as there)."""
+    """Softmax straight-through: :func:`decoupled_st` with ``tau_f = tau_b = tau``.
+
+    Args:
+        logits: ``(*, k, *)``, categories on ``dim``.
+        tau: the temperature of the sample and of the backward pass, ``> 0``.
+        dim: the category dimension.
+        generator: optional random generator (one uniform per row).
+
+    Returns:
+        The sample ``z ~ Categorical(softmax(l / tau))``, an exact one-hot shaped like
+        ``logits``.
+
+    Examples:
+        >>> import torch
+        >>> from lightning_discrete import functional as LF
+        >>> z = LF.softmax_st(torch.randn(5, 4), tau=0.5, generator=torch.Generator().manual_seed(0))
+        >>> z.sum(-1)
+        tensor([1., 1., 1., 1., 1.])
+    """
     check_tau(tau, "tau")
     return decoupled_st(logits, tau, tau, dim=dim, generator=generator)
 
@@ -423,13 +568,18 @@ def identity_st(logits: Tensor, dim: int = -1) -> Tensor:
 
     Args:
         logits: ``(*, k, *)``, categories on ``dim``.
+        dim: the category dimension.
 
     Returns:
         One-hot tensor shaped like ``logits``.
+
+    Examples:
+        >>> import torch
+        >>> from lightning_discrete import functional as LF
+        >>> LF.identity_st(torch.tensor([[0.1, 2.0, -1.0]]))
+        tensor([[0., 1., 0.]])
     """
-    check_logits(logits)
-    dim = check_dim(logits, dim)
-    return _IdentityST.apply(logits.movedim(dim, -1)).movedim(-1, dim)
+    return _apply_on_dim(_IdentityST, logits, dim)
 
 
 class _GumbelST(torch.autograd.Function):
@@ -458,15 +608,22 @@ def gumbel_softmax_st(
 
     Args:
         logits: ``(*, k, *)``, categories on ``dim``.
+        tau: temperature of the relaxation the backward pass differentiates, ``> 0``.
+        dim: the category dimension.
+        generator: optional random generator for the Gumbel noise.
 
     Returns:
         One-hot tensor shaped like ``logits``.
+
+    Examples:
+        >>> import torch
+        >>> from lightning_discrete import functional as LF
+        >>> z = LF.gumbel_softmax_st(torch.randn(2, 6), 0.5, generator=torch.Generator().manual_seed(0))
+        >>> z.sum(-1)
+        tensor([1., 1.])
     """
-    check_logits(logits)
-    dim = check_dim(logits, dim)
     tau = check_tau(tau, "tau")
-    gumbels = _gumbel(logits, generator)  # drawn in the caller's layout, as F.gumbel_softmax
-    return _GumbelST.apply(logits.movedim(dim, -1), gumbels.movedim(dim, -1), tau).movedim(-1, dim)
+    return _apply_on_dim(_GumbelST, logits, dim, tau, noise=_gumbel, generator=generator)
 
 
 def gumbel_softmax(
@@ -476,9 +633,19 @@ def gumbel_softmax(
 
     Args:
         logits: ``(*, k, *)``, categories on ``dim``.
+        tau: temperature of the relaxation, ``> 0``.
+        dim: the category dimension.
+        generator: optional random generator for the Gumbel noise.
 
     Returns:
         Probability vectors shaped like ``logits``.
+
+    Examples:
+        >>> import torch
+        >>> from lightning_discrete import functional as LF
+        >>> y = LF.gumbel_softmax(torch.randn(2, 6), 0.5, generator=torch.Generator().manual_seed(0))
+        >>> torch.allclose(y.sum(-1), torch.ones(2))
+        True
     """
     check_logits(logits)
     dim = check_dim(logits, dim)
@@ -489,7 +656,21 @@ def gumbel_softmax(
 
 
 def project_simplex(v: Tensor) -> Tensor:
-    """Euclidean projection of each row of ``v`` (shape ``(*, k)``) onto the probability simplex."""
+    """Euclidean projection of each row of ``v`` onto the probability simplex.
+
+    Args:
+        v: ``(*, k)`` points, projected along the last dim.
+
+    Returns:
+        ``(*, k)``: the nearest point of ``{p : p >= 0, sum p = 1}`` to each row.
+
+    Examples:
+        >>> import torch
+        >>> from lightning_discrete import functional as LF
+        >>> LF.project_simplex(torch.tensor([[2.0, 0.0], [0.5, 0.5]]))
+        tensor([[1.0000, 0.0000],
+                [0.5000, 0.5000]])
+    """
     k = v.shape[-1]
     u, _ = torch.sort(v, dim=-1, descending=True)
     css = u.cumsum(-1) - 1.0
@@ -523,15 +704,20 @@ def spigot(logits: Tensor, step_size: float = 1.0, dim: int = -1) -> Tensor:
 
     Args:
         logits: ``(*, k, *)``, categories on ``dim``.
-        step_size: the projected step ``eta > 0``.
+        step_size: the projected step ``eta > 0`` (the registry passes its temperature).
+        dim: the category dimension.
 
     Returns:
         One-hot tensor shaped like ``logits``.
+
+    Examples:
+        >>> import torch
+        >>> from lightning_discrete import functional as LF
+        >>> LF.spigot(torch.tensor([[0.0, 1.0, 0.5]]), step_size=0.5)
+        tensor([[0., 1., 0.]])
     """
-    check_logits(logits)
-    dim = check_dim(logits, dim)
     step_size = check_tau(step_size, "step_size")
-    return _Spigot.apply(logits.movedim(dim, -1), step_size).movedim(-1, dim)
+    return _apply_on_dim(_Spigot, logits, dim, step_size)
 
 
 class _ReinMax(torch.autograd.Function):
@@ -570,14 +756,22 @@ def reinmax(
 
     Args:
         logits: ``(*, k, *)``, categories on ``dim``.
+        tau: temperature of the backward pass, ``> 0``.
+        dim: the category dimension.
+        generator: optional random generator for the sample.
 
     Returns:
         One-hot tensor shaped like ``logits``.
+
+    Examples:
+        >>> import torch
+        >>> from lightning_discrete import functional as LF
+        >>> z = LF.reinmax(torch.randn(3, 5), 1.5, generator=torch.Generator().manual_seed(0))
+        >>> z.sum(-1)
+        tensor([1., 1., 1.])
     """
-    check_logits(logits)
-    dim = check_dim(logits, dim)
     tau = check_tau(tau, "tau")
-    return _ReinMax.apply(logits.movedim(dim, -1), tau, generator).movedim(-1, dim)
+    return _apply_on_dim(_ReinMax, logits, dim, tau, generator)
 
 
 def _conditional_gumbel_perturbed(x: Tensor, z: Tensor, num_samples: int, generator) -> Tensor:
@@ -626,19 +820,25 @@ def gumbel_rao(
 
     Args:
         logits: ``(*, k, *)``, categories on ``dim``.
+        tau: temperature of the relaxation the backward pass differentiates, ``> 0``.
         num_samples: conditional Gumbel samples ``K >= 1`` in the backward pass.
+        dim: the category dimension.
+        generator: optional random generator for the sample and the conditional draws.
 
     Returns:
         One-hot tensor shaped like ``logits``.
+
+    Examples:
+        >>> import torch
+        >>> from lightning_discrete import functional as LF
+        >>> z = LF.gumbel_rao(torch.randn(3, 5), 1.0, num_samples=4, generator=torch.Generator().manual_seed(0))
+        >>> z.sum(-1)
+        tensor([1., 1., 1.])
     """
-    check_logits(logits)
-    dim = check_dim(logits, dim)
     tau = check_tau(tau, "tau")
     if int(num_samples) != num_samples or num_samples < 1:
         raise ValueError(f"`num_samples` must be a positive integer, got {num_samples}")
-    return _GumbelRao.apply(logits.movedim(dim, -1), tau, int(num_samples), generator).movedim(
-        -1, dim
-    )
+    return _apply_on_dim(_GumbelRao, logits, dim, tau, int(num_samples), generator)
 
 
 # --------------------------------------------------------------------------- #
@@ -755,9 +955,18 @@ def bernoulli_decoupled_st(
 
     Args:
         logits: ``(*)``, one logit per unit.
+        tau_f: forward temperature, ``>= 0``.
+        tau_b: backward temperature, ``> 0``.
+        generator: optional random generator for the sample.
 
     Returns:
         Exact ``{0, 1}`` tensor shaped like ``logits``.
+
+    Examples:
+        >>> import torch
+        >>> from lightning_discrete import functional as LF
+        >>> LF.bernoulli_decoupled_st(torch.tensor([-1.0, 0.5, 3.0]), tau_f=0.0, tau_b=0.7)
+        tensor([0., 1., 1.])
     """
     check_logits(logits)
     tau_f = check_tau(tau_f, "tau_f", allow_zero=True)
@@ -768,7 +977,24 @@ def bernoulli_decoupled_st(
 def bernoulli_softmax_st(
     logits: Tensor, tau: float = 1.0, generator: Optional[torch.Generator] = None
 ) -> Tensor:
-    """Binary softmax ST: :func:`bernoulli_decoupled_st` with ``tau_f = tau_b = tau``."""
+    """Binary softmax ST: :func:`bernoulli_decoupled_st` with ``tau_f = tau_b = tau``.
+
+    Args:
+        logits: ``(*)``, one logit per unit.
+        tau: the temperature of the sample and of the backward pass, ``> 0``.
+        generator: optional random generator for the sample.
+
+    Returns:
+        The sample ``z ~ Bernoulli(sigmoid(l / tau))``, exact ``{0, 1}`` values shaped
+        like ``logits``.
+
+    Examples:
+        >>> import torch
+        >>> from lightning_discrete import functional as LF
+        >>> z = LF.bernoulli_softmax_st(torch.zeros(2, 3), 0.5, generator=torch.Generator().manual_seed(0))
+        >>> z.shape, bool(((z == 0) | (z == 1)).all())
+        (torch.Size([2, 3]), True)
+    """
     check_tau(tau, "tau")
     return bernoulli_decoupled_st(logits, tau, tau, generator=generator)
 
@@ -784,7 +1010,20 @@ class _BernoulliIdentityST(torch.autograd.Function):
 
 
 def bernoulli_identity_st(logits: Tensor) -> Tensor:
-    """Binary identity ST: forward ``[l >= 0]``, backward identity. Shapes ``(*) -> (*)``."""
+    """Binary identity ST: forward ``[l >= 0]``, backward identity.
+
+    Args:
+        logits: ``(*)``, one logit per unit.
+
+    Returns:
+        Exact ``{0, 1}`` tensor shaped like ``logits``.
+
+    Examples:
+        >>> import torch
+        >>> from lightning_discrete import functional as LF
+        >>> LF.bernoulli_identity_st(torch.tensor([-1.0, 0.0, 2.0]))
+        tensor([0., 1., 1.])
+    """
     check_logits(logits)
     return _BernoulliIdentityST.apply(logits)
 
@@ -794,7 +1033,7 @@ def _logistic(like: Tensor, generator: Optional[torch.Generator]) -> Tensor:
     return torch.log(u) - torch.log1p(-u)
 
 
-class _BernoulliGumbelST(torch.autograd.Function):
+class _BernoulliGumbelSoftmaxST(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits: Tensor, tau: float, generator):  # type: ignore[override]
         x = logits.to(_compute_dtype(logits.dtype))
@@ -809,27 +1048,129 @@ class _BernoulliGumbelST(torch.autograd.Function):
         return (grad.to(s.dtype) * s * (1.0 - s) / ctx.tau).to(grad.dtype), None, None
 
 
-def bernoulli_gumbel_st(
+def bernoulli_gumbel_softmax_st(
     logits: Tensor, tau: float = 1.0, generator: Optional[torch.Generator] = None
 ) -> Tensor:
     """Binary ST Gumbel-Softmax with logistic noise ``n``: forward ``[l + n >= 0]``,
-    backward through ``sigmoid((l + n) / tau)``. Shapes ``(*) -> (*)``."""
+    backward through ``sigmoid((l + n) / tau)``.
+
+    Args:
+        logits: ``(*)``, one logit per unit.
+        tau: temperature of the relaxation the backward pass differentiates, ``> 0``.
+        generator: optional random generator for the noise.
+
+    Returns:
+        ``[l + n >= 0]``: exact ``{0, 1}`` values shaped like ``logits``.
+
+    Examples:
+        >>> import torch
+        >>> from lightning_discrete import functional as LF
+        >>> LF.bernoulli_gumbel_softmax_st(torch.tensor([-40.0, 40.0]), 0.5)
+        tensor([0., 1.])
+    """
     check_logits(logits)
     tau = check_tau(tau, "tau")
-    return _BernoulliGumbelST.apply(logits, tau, generator)
+    return _BernoulliGumbelSoftmaxST.apply(logits, tau, generator)
 
 
 def bernoulli_gumbel_softmax(
     logits: Tensor, tau: float = 1.0, generator: Optional[torch.Generator] = None
 ) -> Tensor:
-    """Relaxed binary Gumbel-Softmax (binary Concrete): ``sigmoid((l + n) / tau)``."""
+    """Relaxed binary Gumbel-Softmax (binary Concrete): ``sigmoid((l + n) / tau)`` with
+    logistic noise ``n`` (not discrete), plain autograd.
+
+    Args:
+        logits: ``(*)``, one logit per unit.
+        tau: temperature of the relaxation, ``> 0``.
+        generator: optional random generator for the noise.
+
+    Returns:
+        Values in ``(0, 1)`` shaped like ``logits``.
+
+    Examples:
+        >>> import torch
+        >>> from lightning_discrete import functional as LF
+        >>> y = LF.bernoulli_gumbel_softmax(torch.zeros(3), 0.5, generator=torch.Generator().manual_seed(0))
+        >>> bool(((y > 0) & (y < 1)).all())
+        True
+    """
     check_logits(logits)
     tau = check_tau(tau, "tau")
     x = logits.to(_compute_dtype(logits.dtype))
     return torch.sigmoid((x + _logistic(x, generator)) / tau).to(logits.dtype)
 
 
-class _SignSTE(torch.autograd.Function):
+def _on_binary_pair(categorical: Callable[..., Tensor], logits: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+    """Binary form of a categorical estimator: run it on logits ``[l, 0]`` (categories
+    last), keep category 0."""
+    check_logits(logits)
+    stacked = torch.stack([logits, torch.zeros_like(logits)], dim=-1)
+    return categorical(stacked, *args, dim=-1, **kwargs)[..., 0]
+
+
+def bernoulli_spigot(logits: Tensor, step_size: float = 1.0) -> Tensor:
+    """Binary SPIGOT: :func:`spigot` on the logits ``[l, 0]`` of each unit.
+
+    Args:
+        logits: ``(*)``, one logit per unit.
+        step_size: the projected step ``eta > 0``.
+
+    Returns:
+        Exact ``{0, 1}`` tensor ``[l >= 0]`` shaped like ``logits``.
+
+    Examples:
+        >>> import torch
+        >>> from lightning_discrete import functional as LF
+        >>> LF.bernoulli_spigot(torch.tensor([-1.0, 2.0]), 0.5)
+        tensor([0., 1.])
+    """
+    return _on_binary_pair(spigot, logits, step_size)
+
+
+def bernoulli_reinmax(logits: Tensor, tau: float = 1.0, generator: Optional[torch.Generator] = None) -> Tensor:
+    """Binary ReinMax: :func:`reinmax` on the logits ``[l, 0]`` of each unit.
+
+    Args:
+        logits: ``(*)``, one logit per unit.
+        tau: temperature of the backward pass, ``> 0``.
+        generator: optional random generator for the sample.
+
+    Returns:
+        Exact ``{0, 1}`` tensor shaped like ``logits``, ``z ~ Bernoulli(sigmoid(l))``.
+
+    Examples:
+        >>> import torch
+        >>> from lightning_discrete import functional as LF
+        >>> LF.bernoulli_reinmax(torch.tensor([-40.0, 40.0]), 1.5)
+        tensor([0., 1.])
+    """
+    return _on_binary_pair(reinmax, logits, tau, generator=generator)
+
+
+def bernoulli_gumbel_rao(
+    logits: Tensor, tau: float = 1.0, num_samples: int = 10, generator: Optional[torch.Generator] = None
+) -> Tensor:
+    """Binary Gumbel-Rao: :func:`gumbel_rao` on the logits ``[l, 0]`` of each unit.
+
+    Args:
+        logits: ``(*)``, one logit per unit.
+        tau: temperature of the relaxation the backward pass differentiates, ``> 0``.
+        num_samples: conditional Gumbel samples ``K >= 1`` in the backward pass.
+        generator: optional random generator for the sample and the conditional draws.
+
+    Returns:
+        Exact ``{0, 1}`` tensor shaped like ``logits``.
+
+    Examples:
+        >>> import torch
+        >>> from lightning_discrete import functional as LF
+        >>> LF.bernoulli_gumbel_rao(torch.tensor([-40.0, 40.0]), 1.0, num_samples=2)
+        tensor([0., 1.])
+    """
+    return _on_binary_pair(gumbel_rao, logits, tau, num_samples, generator=generator)
+
+
+class _SignST(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor):  # type: ignore[override]
         return torch.sign(x)
@@ -839,23 +1180,25 @@ class _SignSTE(torch.autograd.Function):
         return grad
 
 
-def sign_ste(x: Tensor) -> Tensor:
-    """Sign straight-through: forward ``sign(x)`` (``sign(0) = 0``), identity backward."""
-    check_logits(x)
-    return _SignSTE.apply(x)
+def sign_st(logits: Tensor) -> Tensor:
+    """Sign straight-through for binary units: forward ``sign(l)`` (``sign(0) = 0``),
+    identity backward.  Binary only; its values ``{-1, 0, +1}`` are not a Bernoulli
+    variable, hence no ``bernoulli_`` prefix (see the naming rule above).
 
+    Args:
+        logits: ``(*)``, one pre-activation per unit.
 
-def _as_binary(categorical: Callable[..., Tensor]) -> Callable[..., Tensor]:
-    """Binary form of a categorical estimator: run it on logits ``[l, 0]``, keep category 0."""
+    Returns:
+        ``{-1, 0, +1}`` tensor shaped like ``logits``.
 
-    def fn(logits: Tensor, **kwargs) -> Tensor:
-        check_logits(logits)
-        stacked = torch.stack([logits, torch.zeros_like(logits)], dim=-1)
-        return categorical(stacked, dim=-1, **kwargs)[..., 0]
-
-    fn.__name__ = f"bernoulli_{categorical.__name__}"
-    fn.__doc__ = f"Binary form of :func:`{categorical.__name__}` (the ``k = 2`` case ``[l, 0]``)."
-    return fn
+    Examples:
+        >>> import torch
+        >>> from lightning_discrete import functional as LF
+        >>> LF.sign_st(torch.tensor([-2.0, 0.0, 0.5]))
+        tensor([-1.,  0.,  1.])
+    """
+    check_logits(logits)
+    return _SignST.apply(logits)
 
 
 # --------------------------------------------------------------------------- #
@@ -863,10 +1206,30 @@ def _as_binary(categorical: Callable[..., Tensor]) -> Callable[..., Tensor]:
 # --------------------------------------------------------------------------- #
 
 
-def categorical_sample(
-    logits: Tensor, dim: int = -1, generator: Optional[torch.Generator] = None
-) -> Tensor:
-    """Exact one-hot sample ``z ~ Categorical(softmax(l))`` with no gradient. Shape as ``logits``."""
+def reinforce(logits: Tensor, dim: int = -1, generator: Optional[torch.Generator] = None) -> Tensor:
+    """REINFORCE's forward: an exact one-hot sample ``z ~ Categorical(softmax(l))`` with no
+    pathwise gradient.  The gradient comes from the surrogate
+    ``reinforce_loo_surrogate(categorical_log_prob(logits, z, dim), losses)``.
+
+    Args:
+        logits: ``(*, k, *)``, categories on ``dim``.
+        dim: the category dimension.
+        generator: optional random generator for the sample (one uniform per row).
+
+    Returns:
+        One-hot tensor shaped like ``logits``, without gradient.
+
+    Examples:
+        >>> import torch
+        >>> from lightning_discrete import functional as LF
+        >>> logits = torch.randn(2, 3, 4, requires_grad=True)  # S = 2 samples of 3 variables
+        >>> z = LF.reinforce(logits, generator=torch.Generator().manual_seed(0))
+        >>> z.requires_grad, z.sum(-1).tolist()
+        (False, [[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]])
+        >>> log_probs = LF.categorical_log_prob(logits, z).sum(-1)  # (S,)
+        >>> LF.reinforce_loo_surrogate(log_probs, torch.tensor([1.0, 3.0])).requires_grad
+        True
+    """
     check_logits(logits)
     dim = check_dim(logits, dim)
     x = logits.detach().movedim(dim, -1)
@@ -874,8 +1237,24 @@ def categorical_sample(
     return _one_hot_like(idx, x.shape[-1], logits.dtype).movedim(-1, dim)
 
 
-def bernoulli_sample(logits: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
-    """Sample ``z ~ Bernoulli(sigmoid(l))`` in ``{0, 1}`` with no gradient. Shape as ``logits``."""
+def bernoulli_reinforce(logits: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
+    """Binary REINFORCE's forward: a sample ``z ~ Bernoulli(sigmoid(l))`` in ``{0, 1}`` with
+    no pathwise gradient; pair it with :func:`bernoulli_log_prob` and
+    :func:`reinforce_loo_surrogate`.
+
+    Args:
+        logits: ``(*)``, one logit per unit.
+        generator: optional random generator for the sample.
+
+    Returns:
+        ``{0, 1}`` tensor shaped like ``logits``, without gradient.
+
+    Examples:
+        >>> import torch
+        >>> from lightning_discrete import functional as LF
+        >>> LF.bernoulli_reinforce(torch.tensor([-40.0, 40.0], requires_grad=True))
+        tensor([0., 1.])
+    """
     check_logits(logits)
     x = logits.detach().to(_compute_dtype(logits.dtype))
     return (_uniform(x.shape, x, generator) <= torch.sigmoid(x)).to(logits.dtype)
@@ -884,7 +1263,22 @@ def bernoulli_sample(logits: Tensor, generator: Optional[torch.Generator] = None
 def categorical_log_prob(logits: Tensor, z: Tensor, dim: int = -1) -> Tensor:
     """``log softmax(l)[z]`` for one-hot ``z``; the category ``dim`` is reduced away.
 
-    Computed in float32 (float64 for float64 logits)."""
+    Computed in float32 (float64 for float64 logits).
+
+    Args:
+        logits: ``(*, k, *)``, categories on ``dim``.
+        z: one-hot tensor shaped like ``logits``.
+        dim: the category dimension.
+
+    Returns:
+        ``logits``'s shape without ``dim``.
+
+    Examples:
+        >>> import torch
+        >>> from lightning_discrete import functional as LF
+        >>> LF.categorical_log_prob(torch.zeros(1, 4), torch.tensor([[0.0, 1.0, 0.0, 0.0]]))
+        tensor([-1.3863])
+    """
     check_logits(logits)
     dim = check_dim(logits, dim)
     x = logits.to(_compute_dtype(logits.dtype))
@@ -893,7 +1287,21 @@ def categorical_log_prob(logits: Tensor, z: Tensor, dim: int = -1) -> Tensor:
 
 def bernoulli_log_prob(logits: Tensor, z: Tensor) -> Tensor:
     """Elementwise ``log Bernoulli(z; sigmoid(l))`` for ``z`` in ``{0, 1}`` (float32, or
-    float64 for float64 logits)."""
+    float64 for float64 logits).
+
+    Args:
+        logits: ``(*)``, one logit per unit.
+        z: ``{0, 1}`` values shaped like ``logits``.
+
+    Returns:
+        Log-probabilities shaped like ``logits``.
+
+    Examples:
+        >>> import torch
+        >>> from lightning_discrete import functional as LF
+        >>> LF.bernoulli_log_prob(torch.zeros(2), torch.tensor([0.0, 1.0]))
+        tensor([-0.6931, -0.6931])
+    """
     check_logits(logits)
     x = logits.to(_compute_dtype(logits.dtype))
     z = z.to(x.dtype)
@@ -903,10 +1311,10 @@ def bernoulli_log_prob(logits: Tensor, z: Tensor) -> Tensor:
 def reinforce_loo_surrogate(log_probs: Tensor, losses: Tensor) -> Tensor:
     """Surrogate loss for REINFORCE with a leave-one-out baseline.
 
-    Draw ``S >= 2`` samples per example.  The gradient of the returned scalar with
-    respect to the logits is the mean over examples of
-    ``1/S sum_s (L_s - mean_{j != s} L_j) grad log p(z_s)``, an unbiased estimate of
-    ``grad E[L]``.  Its value is zero in expectation (add it to the task loss).
+    Draw ``S >= 2`` samples per example (:func:`reinforce`, :func:`bernoulli_reinforce`).
+    The gradient of the returned scalar with respect to the logits is the mean over
+    examples of ``1/S sum_s (L_s - mean_{j != s} L_j) grad log p(z_s)``, an unbiased
+    estimate of ``grad E[L]``.  Its value is zero in expectation (add it to the task loss).
 
     Args:
         log_probs: ``(S, *)`` log-probabilities of the drawn samples (with gradient).
@@ -914,6 +1322,13 @@ def reinforce_loo_surrogate(log_probs: Tensor, losses: Tensor) -> Tensor:
 
     Returns:
         A scalar tensor.
+
+    Examples:
+        >>> import torch
+        >>> from lightning_discrete import functional as LF
+        >>> log_probs = torch.log(torch.tensor([0.5, 0.5], requires_grad=True))
+        >>> LF.reinforce_loo_surrogate(log_probs, torch.tensor([1.0, 3.0])).shape
+        torch.Size([])
     """
     if log_probs.shape != losses.shape:
         raise ValueError(
@@ -927,16 +1342,24 @@ def reinforce_loo_surrogate(log_probs: Tensor, losses: Tensor) -> Tensor:
     return ((losses - baseline) * log_probs).mean()
 
 
-def bernoulli_antithetic_pair(
-    logits: Tensor, generator: Optional[torch.Generator] = None
-) -> Tuple[Tensor, Tensor]:
-    """Antithetic pair ``b = [u < sigmoid(l)]``, ``b~ = [1 - u < sigmoid(l)]`` (no gradient).
+def bernoulli_disarm(logits: Tensor, generator: Optional[torch.Generator] = None) -> Tuple[Tensor, Tensor]:
+    """DisARM's forward: the antithetic pair ``b = [u < sigmoid(l)]``,
+    ``b~ = [1 - u < sigmoid(l)]`` (no pathwise gradient); pair it with
+    :func:`disarm_surrogate`.  Binary only.
 
     Args:
-        logits: ``(*)``.
+        logits: ``(*)``, one logit per unit.
+        generator: optional random generator for the shared uniforms ``u``.
 
     Returns:
         Two ``{0, 1}`` tensors shaped like ``logits``.
+
+    Examples:
+        >>> import torch
+        >>> from lightning_discrete import functional as LF
+        >>> b1, b2 = LF.bernoulli_disarm(torch.tensor([-40.0, 40.0]))
+        >>> b1, b2
+        (tensor([0., 1.]), tensor([0., 1.]))
     """
     check_logits(logits)
     x = logits.detach().to(_compute_dtype(logits.dtype))
@@ -954,11 +1377,21 @@ def disarm_surrogate(logits: Tensor, b1: Tensor, b2: Tensor, loss1: Tensor, loss
 
     Args:
         logits: ``(B, *)`` logits with gradient.
-        b1, b2: ``(B, *)`` antithetic pair from :func:`bernoulli_antithetic_pair`.
-        loss1, loss2: ``(B,)`` losses at ``b1`` and ``b2`` (treated as constants).
+        b1: ``(B, *)`` first sample of the antithetic pair from :func:`bernoulli_disarm`.
+        b2: ``(B, *)`` second sample of the pair.
+        loss1: ``(B,)`` losses at ``b1`` (treated as constants).
+        loss2: ``(B,)`` losses at ``b2`` (treated as constants).
 
     Returns:
         A scalar tensor.
+
+    Examples:
+        >>> import torch
+        >>> from lightning_discrete import functional as LF
+        >>> logits = torch.zeros(2, 3, requires_grad=True)
+        >>> b1, b2 = LF.bernoulli_disarm(logits, generator=torch.Generator().manual_seed(0))
+        >>> LF.disarm_surrogate(logits, b1, b2, b1.sum(-1), b2.sum(-1)).shape
+        torch.Size([])
     """
     if loss1.shape != loss2.shape or loss1.dim() != 1 or loss1.shape[0] != logits.shape[0]:
         raise ValueError(
@@ -979,42 +1412,149 @@ def disarm_surrogate(logits: Tensor, b1: Tensor, b2: Tensor, loss1: Tensor, loss
 
 @dataclass(frozen=True)
 class Estimator:
-    """A registered estimator.
+    """A registered estimator: its public functions and what callers need to know about them.
 
-    Attributes:
-        name: registry name (used in YAML).
-        categorical: ``fn(logits, *, tau_f, tau_b, dim, generator) -> z`` or ``None``.
-        binary: ``fn(logits, *, tau_f, tau_b, generator) -> z`` or ``None``.
-        temperature: ``"decoupled"`` (separate ``tau_f``/``tau_b``), ``"single"``
-            (one ``tau``, ``tau_f == tau_b``) or ``"none"``.
-        score_function: samples carry no pathwise gradient; the model must add a
-            surrogate loss (``"reinforce"``, ``"disarm"``).
+    Callers (modules, models, callbacks) read these flags and call the estimator through
+    :meth:`__call__`, the one place where the temperatures ``(tau_f, tau_b)`` of a
+    bottleneck become each function's own arguments; they never compare names.
+
+    Args:
+        name: registry name (used in YAML: ``--model.estimator=NAME``).
+        categorical: ``fn(logits, *temperatures, dim=..., [generator=...], **kwargs)`` or
+            ``None``; by the naming rule, the function ``NAME`` of this module.
+        binary: ``fn(logits, *temperatures, [generator=...], **kwargs)`` for one logit per
+            unit, or ``None``; by the naming rule, ``bernoulli_NAME``.
+        num_temperatures: how many temperatures the functions take after the logits:
+            ``2`` (``tau_f``, ``tau_b``: decoupled), ``1`` (one ``tau``; a bottleneck keeps
+            ``tau_f == tau_b``) or ``0`` (none; the temperatures are ignored).
+        stochastic: the forward draws random numbers: the functions take ``generator``.
+        score_function: samples carry no pathwise gradient; the model adds a surrogate
+            loss (the functions return samples for :func:`reinforce_loo_surrogate`).
+        antithetic: a score-function estimator whose function returns an antithetic pair
+            ``(b, b~)`` for :func:`disarm_surrogate` (binary only).
         hard: the forward output is exactly discrete.
+        signed: the binary output takes values in ``{-1, 0, +1}`` instead of ``{0, 1}``.
+
+    Examples:
+        >>> import torch
+        >>> from lightning_discrete import functional as LF
+        >>> est = LF.get_estimator("softmax_st")
+        >>> est.single_temperature, est.has_binary, est.binary is LF.bernoulli_softmax_st
+        (True, True, True)
+        >>> est(torch.tensor([[-30.0, 30.0]]), 0.5, 0.5)  # calls LF.softmax_st(logits, 0.5, dim=-1, generator=None)
+        tensor([[0., 1.]])
     """
 
     name: str
-    categorical: Optional[Callable[..., Tensor]]
-    binary: Optional[Callable[..., Tensor]]
-    temperature: str = "single"
+    categorical: Optional[Callable[..., Any]] = None
+    binary: Optional[Callable[..., Any]] = None
+    num_temperatures: int = 1
+    stochastic: bool = True
     score_function: bool = False
+    antithetic: bool = False
     hard: bool = True
+    signed: bool = False
+
+    @property
+    def decoupled_temperatures(self) -> bool:
+        """The functions take ``tau_f`` and ``tau_b`` separately."""
+        return self.num_temperatures == 2
+
+    @property
+    def single_temperature(self) -> bool:
+        """The functions take one temperature: a bottleneck keeps ``tau_f == tau_b``."""
+        return self.num_temperatures == 1
+
+    @property
+    def has_categorical(self) -> bool:
+        """A categorical form exists (usable by categorical bottlenecks, logic gates)."""
+        return self.categorical is not None
+
+    @property
+    def has_binary(self) -> bool:
+        """A binary form exists (usable by binary bottlenecks)."""
+        return self.binary is not None
+
+    def __call__(
+        self,
+        logits: Tensor,
+        tau_f: Union[float, Tensor] = 1.0,
+        tau_b: Union[float, Tensor] = 1.0,
+        *,
+        binary: bool = False,
+        dim: int = -1,
+        generator: Optional[torch.Generator] = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Run the categorical (or, with ``binary``, the binary) function on ``logits``.
+
+        Args:
+            logits: ``(*, k, *)`` categorical logits (categories on ``dim``), or ``(*)``
+                with ``binary``.
+            tau_f: forward temperature; passed as the first temperature of functions that
+                take one or two.
+            tau_b: backward temperature; passed as the second temperature of functions
+                that take two, ignored otherwise.
+            binary: use the binary form.
+            dim: the category dimension (categorical form only).
+            generator: random generator, passed to stochastic functions only.
+            **kwargs: extra keyword arguments of the function (``num_samples`` of
+                ``gumbel_rao``).
+
+        Returns:
+            The function's output: ``z`` shaped like ``logits``, or the pair ``(b, b~)``
+            when :attr:`antithetic`.
+        """
+        fn = self.binary if binary else self.categorical
+        if fn is None:
+            kind = "binary" if binary else "categorical"
+            raise ValueError(f"estimator {self.name!r} has no {kind} form; choose another `estimator`")
+        if not binary:
+            kwargs["dim"] = dim
+        if self.stochastic:
+            kwargs["generator"] = generator
+        return fn(logits, *(tau_f, tau_b)[: self.num_temperatures], **kwargs)
 
     def __reduce__(self):
-        # pickle by registry name (ddp_spawn, checkpoints): the functions may be lambdas
+        # pickle by registry name (ddp_spawn, checkpoints): a user's functions may be lambdas
         return (get_estimator, (self.name,))
 
 
 ESTIMATORS: Dict[str, Estimator] = {}
 
+# registry names before the naming rule (old checkpoints and configs name them)
+_RENAMED = {
+    "decoupled": "decoupled_st",
+    "identity": "identity_st",
+    "softmax": "softmax_st",
+    "gumbel_st": "gumbel_softmax_st",
+    "sign": "sign_st",
+}
+
 
 def register_estimator(estimator: Estimator, overwrite: bool = False) -> Estimator:
-    """Add ``estimator`` to :data:`ESTIMATORS` under ``estimator.name``."""
-    if estimator.temperature not in ("decoupled", "single", "none"):
-        raise ValueError(
-            f"`temperature` must be 'decoupled', 'single' or 'none', got {estimator.temperature!r}"
-        )
+    """Add ``estimator`` to :data:`ESTIMATORS` under ``estimator.name``.
+
+    Args:
+        estimator: the estimator to add.
+        overwrite: replace an estimator already registered under that name.
+
+    Returns:
+        ``estimator``.
+
+    Examples:
+        >>> from lightning_discrete import functional as LF
+        >>> est = LF.Estimator("my_softmax_st", LF.softmax_st, LF.bernoulli_softmax_st)
+        >>> LF.register_estimator(est) is LF.get_estimator("my_softmax_st")
+        True
+        >>> del LF.ESTIMATORS["my_softmax_st"]
+    """
+    if estimator.num_temperatures not in (0, 1, 2):
+        raise ValueError(f"`num_temperatures` must be 0, 1 or 2, got {estimator.num_temperatures!r}")
     if estimator.categorical is None and estimator.binary is None:
         raise ValueError("an estimator needs a `categorical` or a `binary` function")
+    if estimator.antithetic and (not estimator.score_function or estimator.categorical is not None):
+        raise ValueError("an `antithetic` estimator is a binary-only score-function estimator")
     if estimator.name in ESTIMATORS and not overwrite:
         raise ValueError(f"estimator {estimator.name!r} is already registered (pass overwrite=True)")
     ESTIMATORS[estimator.name] = estimator
@@ -1022,75 +1562,51 @@ def register_estimator(estimator: Estimator, overwrite: bool = False) -> Estimat
 
 
 def get_estimator(name: str) -> Estimator:
-    """Look up an estimator by registry name; ``ValueError`` lists the known names."""
+    """Look up an estimator by registry name; ``ValueError`` lists the known names.
+
+    The names used before the naming rule (``decoupled``, ``identity``, ``softmax``,
+    ``gumbel_st``, ``sign``) still work and emit a ``FutureWarning`` naming the new one.
+
+    Args:
+        name: the registry name.
+
+    Returns:
+        The registered :class:`Estimator`.
+
+    Examples:
+        >>> from lightning_discrete import functional as LF
+        >>> LF.get_estimator("gumbel_softmax_st").categorical is LF.gumbel_softmax_st
+        True
+    """
     try:
         return ESTIMATORS[name]
     except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown `estimator` {name!r}; known estimators: {', '.join(sorted(ESTIMATORS))}"
-        ) from None
+        pass
+    new = _RENAMED.get(name) if isinstance(name, str) else None
+    if new is not None and new in ESTIMATORS:
+        warnings.warn(
+            f"estimator name {name!r} is deprecated and will be removed; use {new!r}",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return ESTIMATORS[new]
+    raise ValueError(
+        f"unknown `estimator` {name!r}; known estimators: {', '.join(sorted(ESTIMATORS))}"
+    ) from None
 
 
-def _builtin() -> None:
-    def single(fn):  # categorical fn(logits, tau, dim, generator)
-        return lambda l, *, tau_f, tau_b, dim=-1, generator=None: fn(l, tau_f, dim=dim, generator=generator)
-
-    def single_bin(fn):
-        return lambda l, *, tau_f, tau_b, generator=None: fn(l, tau_f, generator=generator)
-
-    register_estimator(Estimator(
-        "decoupled",
-        lambda l, *, tau_f, tau_b, dim=-1, generator=None: decoupled_st(l, tau_f, tau_b, dim, generator),
-        lambda l, *, tau_f, tau_b, generator=None: bernoulli_decoupled_st(l, tau_f, tau_b, generator),
-        temperature="decoupled",
-    ))
-    register_estimator(Estimator(
-        "identity",
-        lambda l, *, tau_f, tau_b, dim=-1, generator=None: identity_st(l, dim),
-        lambda l, *, tau_f, tau_b, generator=None: bernoulli_identity_st(l),
-        temperature="none",
-    ))
-    register_estimator(Estimator("softmax", single(softmax_st), single_bin(bernoulli_softmax_st)))
-    register_estimator(Estimator("gumbel_st", single(gumbel_softmax_st), single_bin(bernoulli_gumbel_st)))
-    register_estimator(Estimator(
-        "gumbel_softmax", single(gumbel_softmax), single_bin(bernoulli_gumbel_softmax), hard=False
-    ))
-    register_estimator(Estimator(
-        "sign", None, lambda l, *, tau_f, tau_b, generator=None: sign_ste(l), temperature="none"
-    ))
-    spigot_fn = lambda l, *, tau_f, tau_b, dim=-1, generator=None: spigot(l, tau_f, dim)  # noqa: E731
-    register_estimator(Estimator(
-        "spigot", spigot_fn,
-        lambda l, *, tau_f, tau_b, generator=None: _as_binary(spigot_fn)(l, tau_f=tau_f, tau_b=tau_b),
-    ))
-    reinmax_fn = single(reinmax)
-    register_estimator(Estimator(
-        "reinmax", reinmax_fn,
-        lambda l, *, tau_f, tau_b, generator=None: _as_binary(reinmax_fn)(
-            l, tau_f=tau_f, tau_b=tau_b, generator=generator
-        ),
-    ))
-    rao_fn = single(gumbel_rao)
-    register_estimator(Estimator(
-        "gumbel_rao", rao_fn,
-        lambda l, *, tau_f, tau_b, generator=None: _as_binary(rao_fn)(
-            l, tau_f=tau_f, tau_b=tau_b, generator=generator
-        ),
-    ))
-    register_estimator(Estimator(
-        "reinforce",
-        lambda l, *, tau_f, tau_b, dim=-1, generator=None: categorical_sample(l, dim, generator),
-        lambda l, *, tau_f, tau_b, generator=None: bernoulli_sample(l, generator),
-        temperature="none",
-        score_function=True,
-    ))
-    register_estimator(Estimator(
-        "disarm",
-        None,
-        lambda l, *, tau_f, tau_b, generator=None: bernoulli_antithetic_pair(l, generator)[0],
-        temperature="none",
-        score_function=True,
-    ))
-
-
-_builtin()
+for _estimator in (
+    Estimator("decoupled_st", decoupled_st, bernoulli_decoupled_st, num_temperatures=2),
+    Estimator("identity_st", identity_st, bernoulli_identity_st, num_temperatures=0, stochastic=False),
+    Estimator("softmax_st", softmax_st, bernoulli_softmax_st),
+    Estimator("gumbel_softmax_st", gumbel_softmax_st, bernoulli_gumbel_softmax_st),
+    Estimator("gumbel_softmax", gumbel_softmax, bernoulli_gumbel_softmax, hard=False),
+    Estimator("spigot", spigot, bernoulli_spigot, stochastic=False),
+    Estimator("reinmax", reinmax, bernoulli_reinmax),
+    Estimator("gumbel_rao", gumbel_rao, bernoulli_gumbel_rao),
+    Estimator("reinforce", reinforce, bernoulli_reinforce, num_temperatures=0, score_function=True),
+    Estimator("disarm", None, bernoulli_disarm, num_temperatures=0, score_function=True, antithetic=True),
+    Estimator("sign_st", None, sign_st, num_temperatures=0, stochastic=False, signed=True),
+):
+    register_estimator(_estimator)
+del _estimator

@@ -7,6 +7,7 @@ Tests reach everything through the fixtures below, never by importing this modul
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 from typing import Any, Callable, Dict, List, Tuple
 
@@ -17,6 +18,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from lightning_discrete import functional as LF
 from lightning_discrete.models import CategoricalAutoencoder, DiscreteModule, StochasticBinaryNetwork
 from lightning_discrete.nn import BinaryBottleneck, CategoricalBottleneck
 from lightning_discrete.nn.logic import GroupSum, LogicGateLayer
@@ -412,3 +414,71 @@ def all_monitors() -> Callable[[], List[Callback]]:
         ]
 
     return make
+
+# --------------------------------------------------------------------------- #
+# estimator tables of the functional tests: every registered estimator, called
+# through the registry (the same path the bottlenecks take)
+# --------------------------------------------------------------------------- #
+
+
+@dataclasses.dataclass(frozen=True)
+class EstimatorCase:
+    """One registered estimator at fixed temperatures; ``case(logits, generator, dim=...)``."""
+
+    id: str
+    estimator: LF.Estimator
+    binary: bool
+    tau_f: float = 0.8
+    tau_b: float = 0.5
+    kwargs: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def stochastic(self) -> bool:
+        """The output depends on the generator (``tau_f = 0`` is argmax)."""
+        return self.estimator.stochastic and self.tau_f > 0
+
+    def __call__(self, logits, generator=None, dim=-1):
+        out = self.estimator(
+            logits, self.tau_f, self.tau_b, binary=self.binary, dim=dim, generator=generator, **self.kwargs
+        )
+        return torch.stack(out) if self.estimator.antithetic else out  # the pair (b, b~) stacked
+
+
+def _estimator_cases(binary: bool) -> Dict[str, EstimatorCase]:
+    cases = {}
+    for name, est in sorted(LF.ESTIMATORS.items()):
+        if est.has_binary if binary else est.has_categorical:
+            kwargs = {"num_samples": 3} if est.categorical is LF.gumbel_rao else {}
+            case_id = f"bernoulli_{name}" if binary and not est.signed else name
+            cases[case_id] = EstimatorCase(case_id, est, binary, kwargs=kwargs)
+    tau0 = "bernoulli_decoupled_st_tau0" if binary else "decoupled_st_tau0"
+    cases[tau0] = EstimatorCase(tau0, LF.get_estimator("decoupled_st"), binary, tau_f=0.0)
+    return cases
+
+
+CATEGORICAL_CASES = _estimator_cases(binary=False)
+BINARY_CASES = _estimator_cases(binary=True)
+
+
+@pytest.fixture(params=sorted(CATEGORICAL_CASES))
+def categorical_case(request) -> EstimatorCase:
+    """Every registered estimator with a categorical form (plus decoupled ST at ``tau_f = 0``)."""
+    return CATEGORICAL_CASES[request.param]
+
+
+@pytest.fixture(params=sorted(BINARY_CASES))
+def binary_case(request) -> EstimatorCase:
+    """Every registered estimator with a binary form (plus decoupled ST at ``tau_f = 0``)."""
+    return BINARY_CASES[request.param]
+
+
+@pytest.fixture(params=sorted(CATEGORICAL_CASES) + sorted(BINARY_CASES))
+def estimator_case(request) -> EstimatorCase:
+    """Every form of every registered estimator."""
+    return {**CATEGORICAL_CASES, **BINARY_CASES}[request.param]
+
+
+@pytest.fixture(scope="session")
+def gen():
+    """``gen(seed)``: a CPU generator seeded with ``seed`` (0 by default)."""
+    return lambda seed=0: torch.Generator().manual_seed(seed)

@@ -23,6 +23,9 @@ AUTOENCODER = os.path.join(RECIPES, "autoencoder_mnist.yaml")
 LOGIC = os.path.join(RECIPES, "logic_gates_cifar10.yaml")
 QUICKSTART = os.path.join(RECIPES, "quickstart.yaml")  # its tests: test_quickstart.py
 ESTIMATORS = [None, "identity", "softmax", "gumbel_st", "decoupled"]
+# recipes/estimators/<file>.yaml -> the registry name it selects
+REGISTRY_NAME = {"identity": "identity_st", "softmax": "softmax_st", "gumbel_st": "gumbel_softmax_st",
+                 "decoupled": "decoupled_st"}
 
 
 def _has_logic_gate_network() -> bool:
@@ -64,11 +67,11 @@ def test_recipe_runs_a_few_steps(recipe, extra, estimator, data_dir, fast_args, 
     assert cli.trainer.global_step == 3
     assert "val/loss" in cli.trainer.callback_metrics
     assert torch.isfinite(cli.trainer.callback_metrics["val/loss"])
-    expected = estimator or "decoupled"
+    expected = REGISTRY_NAME[estimator or "decoupled"]
     assert cli.model.hparams.estimator == expected
     bottlenecks = list(cli.model.discrete_modules())
     assert bottlenecks and all(m.estimator == expected for m in bottlenecks)
-    if expected == "decoupled":  # the recipe's temperatures reach every bottleneck
+    if expected == "decoupled_st":  # the recipe's temperatures reach every bottleneck
         tau_f = cli.config["fit"]["model"]["init_args"]["tau_f"]
         tau_b = cli.config["fit"]["model"]["init_args"]["tau_b"]
         assert all(float(m.tau_f) == pytest.approx(tau_f) and float(m.tau_b) == pytest.approx(tau_b) for m in bottlenecks)
@@ -85,7 +88,7 @@ def test_recipe_temperatures_are_the_papers():
         return yaml.safe_load(open(path))["model"]["init_args"]
 
     b, a, g = model_args(BINARY), model_args(AUTOENCODER), model_args(LOGIC)
-    assert (b["estimator"], b["tau_f"], b["tau_b"], b["hidden_dims"]) == ("decoupled", 0.1, 0.7, [200, 200])
+    assert (b["estimator"], b["tau_f"], b["tau_b"], b["hidden_dims"]) == ("decoupled_st", 0.1, 0.7, [200, 200])
     assert (a["tau_f"], a["tau_b"], a["num_latents"], a["num_categories"]) == (2.0, 0.5, 4, 8)
     assert (g["tau_f"], g["tau_b"], g["num_neurons"], g["num_layers"]) == (0.1, 2.0, 12000, 4)
     batch = {p: yaml.safe_load(open(p))["data"]["init_args"]["batch_size"] for p in (BINARY, AUTOENCODER, LOGIC)}
@@ -106,7 +109,7 @@ def test_print_config_round_trips(recipe, tmp_path, capsys):
     cfg = yaml.safe_load(first)
     # short class names were resolved to import paths
     assert "." in cfg["model"]["class_path"] and "." in cfg["data"]["class_path"]
-    assert cfg["model"]["init_args"]["estimator"] == "softmax" and cfg["model"]["init_args"]["tau"] == 1.0
+    assert cfg["model"]["init_args"]["estimator"] == "softmax_st" and cfg["model"]["init_args"]["tau"] == 1.0
     path = tmp_path / "printed.yaml"
     path.write_text(first)
     with pytest.raises(SystemExit):

@@ -10,9 +10,6 @@ from lightning_discrete import functional as LF
 N_EST = 20_000
 
 
-def _gen(seed=0):
-    return torch.Generator().manual_seed(seed)
-
 
 # a small categorical problem with a loss that couples the variables non-linearly,
 # so the straight-through estimators are biased on it
@@ -45,38 +42,38 @@ def test_enumeration_covers_every_state_once():
 
 
 @pytest.mark.parametrize("tau", [0.5, 1.0, 2.0])
-def test_exact_gradient_matches_closed_form(tau):
+def test_exact_gradient_matches_closed_form(tau, gen):
     # E||z - t||^2 = 1 - 2 <p(tau), t> + ||t||^2 per variable, so the gradient is J(tau)^T (-2 t)
-    t = torch.randn(3, 3, dtype=torch.float64, generator=_gen(1))
+    t = torch.randn(3, 3, dtype=torch.float64, generator=gen(1))
     g = A.exact_gradient(LOGITS, lambda z: ((z - t) ** 2).sum((-2, -1)), tau=tau)
     p = torch.softmax(LOGITS / tau, -1)
     expected = p * (-2 * t - (p * -2 * t).sum(-1, keepdim=True)) / tau
     torch.testing.assert_close(g, expected)
-    tb = torch.randn(4, dtype=torch.float64, generator=_gen(2))
+    tb = torch.randn(4, dtype=torch.float64, generator=gen(2))
     gb = A.exact_gradient_binary(BIN_LOGITS, lambda b: ((b - tb) ** 2).sum(-1), tau=tau)
     s = torch.sigmoid(BIN_LOGITS / tau)
     torch.testing.assert_close(gb, s * (1 - s) / tau * (1 - 2 * tb))
 
 
-def test_reinforce_loo_is_unbiased():
-    stats = A.estimator_stats(A.reinforce_loo(2), LOGITS, coupled_loss, N_EST, generator=_gen(3))
+def test_reinforce_loo_is_unbiased(gen):
+    stats = A.estimator_stats(A.reinforce_loo(2), LOGITS, coupled_loss, N_EST, generator=gen(3))
     assert stats["max_z"] < 5.0, stats
     assert stats["bias"] < 5 * stats["bias_se"]
 
 
-def test_disarm_is_unbiased():
-    stats = A.estimator_stats(A.disarm(), BIN_LOGITS, binary_loss, N_EST, generator=_gen(4))
+def test_disarm_is_unbiased(gen):
+    stats = A.estimator_stats(A.disarm(), BIN_LOGITS, binary_loss, N_EST, generator=gen(4))
     assert stats["max_z"] < 5.0, stats
     assert stats["bias"] < 5 * stats["bias_se"]
 
 
-def test_unbiasedness_check_has_power():
+def test_unbiasedness_check_has_power(gen):
     """A wrong score function (log-prob at the wrong temperature) is detected."""
 
     def wrong(logits, loss_fn, num, generator=None):
         return A.reinforce_loo(2)(logits * 1.3, loss_fn, num, generator)
 
-    stats = A.estimator_stats(wrong, LOGITS, coupled_loss, N_EST, generator=_gen(5))
+    stats = A.estimator_stats(wrong, LOGITS, coupled_loss, N_EST, generator=gen(5))
     assert stats["max_z"] > 5.0
 
 
@@ -84,7 +81,7 @@ def _st(fn):
     return A.pathwise(fn)
 
 
-def test_estimator_orderings_on_a_coupled_problem():
+def test_estimator_orderings_on_a_coupled_problem(gen):
     ests = {
         "reinforce_loo(2)": A.reinforce_loo(2),
         "identity_st": _st(lambda l, g: LF.identity_st(l)),
@@ -94,7 +91,7 @@ def test_estimator_orderings_on_a_coupled_problem():
         "gumbel_rao(K=8)": _st(lambda l, g: LF.gumbel_rao(l, 1.0, 8, generator=g)),
         "reinmax": _st(lambda l, g: LF.reinmax(l, 1.0, generator=g)),
     }
-    stats = {n: A.estimator_stats(e, LOGITS, coupled_loss, N_EST, generator=_gen(6)) for n, e in ests.items()}
+    stats = {n: A.estimator_stats(e, LOGITS, coupled_loss, N_EST, generator=gen(6)) for n, e in ests.items()}
     print("\n| estimator | bias | bias SE | std | cosine |")
     for n, s in stats.items():
         print(f"| {n} | {s['bias']:.4f} | {s['bias_se']:.4f} | {s['std']:.4f} | {s['cosine']:.3f} |")
@@ -102,7 +99,6 @@ def test_estimator_orderings_on_a_coupled_problem():
     assert stats["reinforce_loo(2)"]["bias"] < 5 * stats["reinforce_loo(2)"]["bias_se"]
     # identity ST is deterministic (zero variance) and biased far beyond sampling error
     assert stats["identity_st"]["std"] < 1e-9
-    assert stats["identity_st"]["max_z"] == 0.0 or stats["identity_st"]["bias"] > 0.05
     assert stats["identity_st"]["max_abs_err_zero_se"] > 0.05
     assert stats["identity_st"]["bias"] > max(s["bias"] for n, s in stats.items() if n != "identity_st")
     # softmax ST and ST-GS are biased on a non-linear loss ...
@@ -120,10 +116,10 @@ def test_estimator_orderings_on_a_coupled_problem():
     assert stats["softmax_st"]["cosine"] > stats["reinforce_loo(2)"]["cosine"]
 
 
-def test_softmax_st_unbiased_for_a_linear_loss():
+def test_softmax_st_unbiased_for_a_linear_loss(gen):
     """E[J^T dL/dz] = J^T w = grad E[<z, w>]: softmax ST is unbiased when L is linear in z."""
     est = _st(lambda l, g: LF.softmax_st(l, 1.0, generator=g))
-    stats = A.estimator_stats(est, LOGITS, lambda z: (z * W).sum((-2, -1)), 2000, generator=_gen(7))
+    stats = A.estimator_stats(est, LOGITS, lambda z: (z * W).sum((-2, -1)), 2000, generator=gen(7))
     assert stats["bias"] < 1e-10 and stats["std"] < 1e-10  # every sample is exact
 
 
@@ -145,8 +141,8 @@ def _project_bisection(v, iters=200):
     return (v - (lo + hi) / 2).clamp_min(0)
 
 
-def test_project_simplex_properties():
-    v = torch.randn(500, 7, dtype=torch.float64, generator=_gen(8)) * 3
+def test_project_simplex_properties(gen):
+    v = torch.randn(500, 7, dtype=torch.float64, generator=gen(8)) * 3
     p = LF.project_simplex(v)
     assert bool((p >= 0).all())
     torch.testing.assert_close(p.sum(-1), torch.ones(500, dtype=torch.float64))
@@ -162,9 +158,9 @@ def test_project_simplex_properties():
 
 
 @pytest.mark.parametrize("eta", [0.1, 1.0, 5.0])
-def test_spigot_gradient_is_projection_definition(eta):
-    logits = torch.randn(40, 3, 6, dtype=torch.float64, generator=_gen(9)).requires_grad_()
-    up = torch.randn(40, 3, 6, dtype=torch.float64, generator=_gen(10)) * 2
+def test_spigot_gradient_is_projection_definition(eta, gen):
+    logits = torch.randn(40, 3, 6, dtype=torch.float64, generator=gen(9)).requires_grad_()
+    up = torch.randn(40, 3, 6, dtype=torch.float64, generator=gen(10)) * 2
     z = LF.spigot(logits, eta, dim=1)
     assert torch.equal(z.argmax(1), logits.argmax(1))
     (g,) = torch.autograd.grad(z, logits, up)

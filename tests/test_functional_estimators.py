@@ -14,9 +14,6 @@ N_FREQ = 50_000  # samples per frequency check
 Z_MAX = 5.0  # tolerance in standard errors
 
 
-def _gen(seed=0):
-    return torch.Generator().manual_seed(seed)
-
 
 def _jacobian_t(p, tau, v):
     """J(tau)^T v with J = (diag p - p p^T) / tau, written as a matrix product."""
@@ -44,11 +41,11 @@ TAU_PAIRS = [(0.0, 1.0), (0.0, 0.3), (0.5, 2.0), (2.0, 0.5), (1.0, 3.0), (4.0, 0
 
 
 @pytest.mark.parametrize("tau_f,tau_b", TAU_PAIRS)
-def test_decoupled_st_mean_gradient_matches_closed_form(tau_f, tau_b):
+def test_decoupled_st_mean_gradient_matches_closed_form(tau_f, tau_b, gen):
     logits = torch.tensor([1.2, -0.4, 0.3, 2.0, -1.5], dtype=torch.float64)
     target = torch.tensor([0.1, 0.7, -0.2, 0.4, 0.0], dtype=torch.float64)
     rep = logits.expand(N_GRAD, -1).clone().requires_grad_()
-    z = LF.decoupled_st(rep, tau_f, tau_b, generator=_gen(1))
+    z = LF.decoupled_st(rep, tau_f, tau_b, generator=gen(1))
     (grads,) = torch.autograd.grad(((z - target) ** 2).sum(), rep)
     if tau_f == 0:
         p_f = F.one_hot(logits.argmax(), 5).to(logits.dtype)
@@ -64,11 +61,11 @@ def test_decoupled_st_mean_gradient_matches_closed_form(tau_f, tau_b):
 
 
 @pytest.mark.parametrize("tau_f,tau_b", TAU_PAIRS)
-def test_bernoulli_decoupled_st_mean_gradient_matches_closed_form(tau_f, tau_b):
+def test_bernoulli_decoupled_st_mean_gradient_matches_closed_form(tau_f, tau_b, gen):
     logits = torch.tensor([1.2, -0.4, 0.3, 2.0, -1.5, 0.0], dtype=torch.float64)
     target = torch.tensor([0.1, 0.7, -0.2, 0.4, 0.0, 1.0], dtype=torch.float64)
     rep = logits.expand(N_GRAD, -1).clone().requires_grad_()
-    z = LF.bernoulli_decoupled_st(rep, tau_f, tau_b, generator=_gen(2))
+    z = LF.bernoulli_decoupled_st(rep, tau_f, tau_b, generator=gen(2))
     (grads,) = torch.autograd.grad(((z - target) ** 2).sum(), rep)
     s_b = torch.sigmoid(logits / tau_b)
     p_f = (logits >= 0).to(logits.dtype) if tau_f == 0 else torch.sigmoid(logits / tau_f)
@@ -76,13 +73,13 @@ def test_bernoulli_decoupled_st_mean_gradient_matches_closed_form(tau_f, tau_b):
     _assert_mean_within_se(grads, expected)
 
 
-def test_decoupled_st_gradient_is_softmax_jacobian_for_every_sample():
+def test_decoupled_st_gradient_is_softmax_jacobian_for_every_sample(gen):
     """Not only in expectation: each backward is exactly J(tau_b)^T dL/dz (autograd reference)."""
     logits = torch.randn(6, 4, 5, dtype=torch.float64, requires_grad=True)
     upstream = torch.randn(6, 4, 5, dtype=torch.float64)
     for dim in (0, 1, 2):
         for tau_f, tau_b in [(0.0, 0.7), (1.5, 0.4), (0.3, 3.0)]:
-            z = LF.decoupled_st(logits, tau_f, tau_b, dim=dim, generator=_gen(3))
+            z = LF.decoupled_st(logits, tau_f, tau_b, dim=dim, generator=gen(3))
             (g,) = torch.autograd.grad(z, logits, upstream)
             (ref,) = torch.autograd.grad(torch.softmax(logits / tau_b, dim), logits, upstream)
             torch.testing.assert_close(g, ref, rtol=1e-10, atol=1e-12)
@@ -107,10 +104,10 @@ LOGITS6 = torch.tensor([0.5, -1.0, 1.5, 0.0, -0.3, 1.0])
 
 
 @pytest.mark.parametrize("tau_f", [0.5, 1.0, 3.0])
-def test_decoupled_st_frequencies(tau_f):
+def test_decoupled_st_frequencies(tau_f, gen):
     # categories on dim 1 of a 3-D tensor, so the sampler is checked off the last dim
     logits = LOGITS6.view(1, 6, 1).expand(N_FREQ // 5, 6, 5)
-    z = LF.decoupled_st(logits, tau_f, 1.0, dim=1, generator=_gen(4))
+    z = LF.decoupled_st(logits, tau_f, 1.0, dim=1, generator=gen(4))
     counts = z.sum((0, 2))
     _assert_frequencies(counts, torch.softmax(LOGITS6 / tau_f, -1), N_FREQ)
 
@@ -118,21 +115,21 @@ def test_decoupled_st_frequencies(tau_f):
 @pytest.mark.parametrize(
     "name,fn",
     [
-        ("categorical_sample", lambda l, g: LF.categorical_sample(l, generator=g)),
+        ("reinforce", lambda l, g: LF.reinforce(l, generator=g)),
         ("gumbel_softmax_st", lambda l, g: LF.gumbel_softmax_st(l, 0.5, generator=g)),
         ("reinmax", lambda l, g: LF.reinmax(l, 2.0, generator=g)),
         ("gumbel_rao", lambda l, g: LF.gumbel_rao(l, 0.5, num_samples=2, generator=g)),
     ],
 )
-def test_sampling_estimators_frequencies(name, fn):
-    z = fn(LOGITS6.expand(N_FREQ, 6), _gen(5))
+def test_sampling_estimators_frequencies(name, fn, gen):
+    z = fn(LOGITS6.expand(N_FREQ, 6), gen(5))
     _assert_frequencies(z.sum(0), torch.softmax(LOGITS6, -1), N_FREQ)
 
 
 @pytest.mark.parametrize("tau_f", [0.5, 1.0, 3.0])
-def test_bernoulli_decoupled_st_frequencies(tau_f):
+def test_bernoulli_decoupled_st_frequencies(tau_f, gen):
     logits = torch.tensor([-2.0, -0.5, 0.0, 0.7, 3.0])
-    z = LF.bernoulli_decoupled_st(logits.expand(N_FREQ, 5), tau_f, 1.0, generator=_gen(6))
+    z = LF.bernoulli_decoupled_st(logits.expand(N_FREQ, 5), tau_f, 1.0, generator=gen(6))
     for j in range(5):
         p1 = torch.sigmoid(logits[j] / tau_f)
         ones = z[:, j].sum()
@@ -142,15 +139,18 @@ def test_bernoulli_decoupled_st_frequencies(tau_f):
 @pytest.mark.parametrize(
     "fn",
     [
-        lambda l, g: LF.bernoulli_sample(l, generator=g),
-        lambda l, g: LF.bernoulli_gumbel_st(l, 0.3, generator=g),
-        lambda l, g: LF.bernoulli_antithetic_pair(l, generator=g)[0],
-        lambda l, g: LF.bernoulli_antithetic_pair(l, generator=g)[1],
+        lambda l, g: LF.bernoulli_reinforce(l, generator=g),
+        lambda l, g: LF.bernoulli_gumbel_softmax_st(l, 0.3, generator=g),
+        lambda l, g: LF.bernoulli_reinmax(l, 0.3, generator=g),
+        lambda l, g: LF.bernoulli_gumbel_rao(l, 0.3, num_samples=2, generator=g),
+        lambda l, g: LF.bernoulli_disarm(l, generator=g)[0],
+        lambda l, g: LF.bernoulli_disarm(l, generator=g)[1],
     ],
+    ids=["reinforce", "gumbel_softmax_st", "reinmax", "gumbel_rao", "disarm_b", "disarm_b_tilde"],
 )
-def test_binary_samplers_frequencies(fn):
+def test_binary_samplers_frequencies(fn, gen):
     logits = torch.tensor([-2.0, -0.5, 0.0, 0.7, 3.0])
-    z = fn(logits.expand(N_FREQ, 5), _gen(7))
+    z = fn(logits.expand(N_FREQ, 5), gen(7))
     for j in range(5):
         p1 = torch.sigmoid(logits[j])
         ones = z[:, j].sum()
@@ -171,11 +171,11 @@ def test_tau_f_zero_is_argmax():
 
 
 @pytest.mark.parametrize("tau", [0.3, 1.0, 2.5])
-def test_decoupled_on_diagonal_equals_softmax_st(tau):
+def test_decoupled_on_diagonal_equals_softmax_st(tau, gen):
     logits = torch.randn(64, 3, 6, requires_grad=True)
     upstream = torch.randn(64, 3, 6)
-    a = LF.decoupled_st(logits, tau, tau, dim=1, generator=_gen(8))
-    b = LF.softmax_st(logits, tau, dim=1, generator=_gen(8))
+    a = LF.decoupled_st(logits, tau, tau, dim=1, generator=gen(8))
+    b = LF.softmax_st(logits, tau, dim=1, generator=gen(8))
     assert torch.equal(a, b)
     (ga,) = torch.autograd.grad(a, logits, upstream)
     (gb,) = torch.autograd.grad(b, logits, upstream)
@@ -201,12 +201,12 @@ def test_gumbel_softmax_st_equals_torch_gumbel_softmax(tau, dim, shape):
 
 
 @pytest.mark.parametrize("tau_f,tau_b", [(0.0, 1.0), (1.0, 1.0), (0.5, 2.0), (3.0, 0.2)])
-def test_bernoulli_decoupled_equals_two_category_decoupled(tau_f, tau_b):
+def test_bernoulli_decoupled_equals_two_category_decoupled(tau_f, tau_b, gen):
     logits = (torch.randn(4000, dtype=torch.float64) * 2).requires_grad_()
     upstream = torch.randn(4000, dtype=torch.float64)
-    zb = LF.bernoulli_decoupled_st(logits, tau_f, tau_b, generator=_gen(9))
+    zb = LF.bernoulli_decoupled_st(logits, tau_f, tau_b, generator=gen(9))
     pair = torch.stack([logits, torch.zeros_like(logits)], -1)
-    zc = LF.decoupled_st(pair, tau_f, tau_b, generator=_gen(9))[..., 0]
+    zc = LF.decoupled_st(pair, tau_f, tau_b, generator=gen(9))[..., 0]
     assert torch.equal(zb, zc)
     (gb,) = torch.autograd.grad(zb, logits, upstream)
     (gc,) = torch.autograd.grad(zc, logits, upstream)
@@ -219,33 +219,13 @@ def test_bernoulli_decoupled_equals_two_category_decoupled(tau_f, tau_b):
 
 DTYPES = [torch.float32, torch.float64, torch.bfloat16, torch.float16]
 
-HARD_CATEGORICAL = {
-    "decoupled_st": lambda l, g: LF.decoupled_st(l, 0.7, 1.3, generator=g),
-    "decoupled_st_tau0": lambda l, g: LF.decoupled_st(l, 0.0, 1.3, generator=g),
-    "softmax_st": lambda l, g: LF.softmax_st(l, 0.5, generator=g),
-    "identity_st": lambda l, g: LF.identity_st(l),
-    "gumbel_softmax_st": lambda l, g: LF.gumbel_softmax_st(l, 0.5, generator=g),
-    "spigot": lambda l, g: LF.spigot(l, 1.0),
-    "reinmax": lambda l, g: LF.reinmax(l, 1.5, generator=g),
-    "gumbel_rao": lambda l, g: LF.gumbel_rao(l, 1.0, num_samples=3, generator=g),
-    "categorical_sample": lambda l, g: LF.categorical_sample(l, generator=g),
-}
-
-HARD_BINARY = {
-    "bernoulli_decoupled_st": lambda l, g: LF.bernoulli_decoupled_st(l, 0.7, 1.3, generator=g),
-    "bernoulli_softmax_st": lambda l, g: LF.bernoulli_softmax_st(l, 0.5, generator=g),
-    "bernoulli_identity_st": lambda l, g: LF.bernoulli_identity_st(l),
-    "bernoulli_gumbel_st": lambda l, g: LF.bernoulli_gumbel_st(l, 0.5, generator=g),
-    "bernoulli_sample": lambda l, g: LF.bernoulli_sample(l, generator=g),
-    "antithetic_pair": lambda l, g: LF.bernoulli_antithetic_pair(l, generator=g)[1],
-}
-
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("name", sorted(HARD_CATEGORICAL))
-def test_hard_categorical_outputs_are_exact_one_hot(name, dtype):
+def test_hard_categorical_outputs_are_exact_one_hot(categorical_case, dtype, gen):
+    if not categorical_case.estimator.hard:
+        pytest.skip("relaxed estimator")
     logits = (torch.randn(3000, 9) * 3).to(dtype)
-    z = HARD_CATEGORICAL[name](logits, _gen(10))
+    z = categorical_case(logits, gen(10))
     assert z.dtype == dtype and z.shape == logits.shape
     assert bool(((z == 0) | (z == 1)).all())
     assert bool((z.sum(-1) == 1).all())
@@ -253,19 +233,22 @@ def test_hard_categorical_outputs_are_exact_one_hot(name, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("name", sorted(HARD_BINARY))
-def test_hard_binary_outputs_are_exact(name, dtype):
+def test_hard_binary_outputs_are_exact(binary_case, dtype, gen):
+    est = binary_case.estimator
+    if not est.hard or est.signed:
+        pytest.skip("relaxed or signed estimator (sign_st: see its own test)")
     logits = (torch.randn(3000, 5) * 3).to(dtype)
-    z = HARD_BINARY[name](logits, _gen(11))
-    assert z.dtype == dtype and z.shape == logits.shape
-    assert bool(((z == 0) | (z == 1)).all())
-    assert 0 < float(z.double().mean()) < 1  # both values occur
+    z = binary_case(logits, gen(11))
+    for value in z if est.antithetic else (z,):
+        assert value.dtype == dtype and value.shape == logits.shape
+        assert bool(((value == 0) | (value == 1)).all())
+        assert 0 < float(value.double().mean()) < 1  # both values occur
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-def test_sign_ste_exact_and_identity_backward(dtype):
+def test_sign_st_exact_and_identity_backward(dtype):
     x = torch.tensor([-2.0, -0.0, 0.0, 1e-3, 5.0], dtype=dtype, requires_grad=True)
-    y = LF.sign_ste(x)
+    y = LF.sign_st(x)
     assert torch.equal(y, torch.tensor([-1.0, 0.0, 0.0, 1.0, 1.0], dtype=dtype))
     up = torch.arange(5, dtype=dtype)
     (g,) = torch.autograd.grad(y, x, up)
@@ -285,11 +268,11 @@ def test_identity_st_backward_is_identity():
 
 
 @pytest.mark.parametrize("tau,shape", [(1.0, (50, 6)), (0.5, (7, 3, 5)), (2.0, (20, 4))])
-def test_reinmax_matches_package(monkeypatch, tau, shape):
+def test_reinmax_matches_package(monkeypatch, tau, shape, gen):
     reinmax_pkg = pytest.importorskip("reinmax")
     logits = (torch.randn(shape) * 1.5).requires_grad_()
     upstream = torch.randn(shape)
-    ours = LF.reinmax(logits, tau, generator=_gen(12))
+    ours = LF.reinmax(logits, tau, generator=gen(12))
     idx = ours.argmax(-1).reshape(-1, 1)
     calls = []
 
@@ -307,11 +290,11 @@ def test_reinmax_matches_package(monkeypatch, tau, shape):
     torch.testing.assert_close(g_ours, g_theirs, rtol=1e-5, atol=1e-6)
 
 
-def test_reinmax_other_dim_matches_last_dim():
+def test_reinmax_other_dim_matches_last_dim(gen):
     logits = torch.randn(4, 6, 3, requires_grad=True)
     up = torch.randn(4, 6, 3)
-    a = LF.reinmax(logits, 0.7, dim=1, generator=_gen(13))
-    b = LF.reinmax(logits.movedim(1, -1), 0.7, dim=-1, generator=_gen(13)).movedim(-1, 1)
+    a = LF.reinmax(logits, 0.7, dim=1, generator=gen(13))
+    b = LF.reinmax(logits.movedim(1, -1), 0.7, dim=-1, generator=gen(13)).movedim(-1, 1)
     assert torch.equal(a, b)
     (ga,) = torch.autograd.grad(a, logits, up)
     (gb,) = torch.autograd.grad(b, logits, up)

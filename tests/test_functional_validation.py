@@ -15,22 +15,13 @@ from lightning_discrete import functional as LF
 _NAN = torch.tensor([[0.5, float("nan"), 1.0]])
 _INF = torch.tensor([[0.5, float("inf"), 1.0]])
 
-# one call per estimator family that validates logits
-CALLS = {
-    "decoupled_st": lambda l: LF.decoupled_st(l, 1.0, 0.5),
-    "decoupled_st_tau0": lambda l: LF.decoupled_st(l, 0.0, 0.5),
-    "softmax_st": lambda l: LF.softmax_st(l, 0.5),
-    "identity_st": lambda l: LF.identity_st(l),
-    "gumbel_softmax_st": lambda l: LF.gumbel_softmax_st(l, 0.5),
-    "gumbel_softmax": lambda l: LF.gumbel_softmax(l, 0.5),
-    "reinmax": lambda l: LF.reinmax(l, 1.5),
-    "categorical_sample": lambda l: LF.categorical_sample(l),
-    "bernoulli_decoupled_st": lambda l: LF.bernoulli_decoupled_st(l, 0.1, 0.7),
-    "bernoulli_softmax_st": lambda l: LF.bernoulli_softmax_st(l, 0.7),
-    "bernoulli_identity_st": lambda l: LF.bernoulli_identity_st(l),
-    "bernoulli_sample": lambda l: LF.bernoulli_sample(l),
-    "sign_ste": lambda l: LF.sign_ste(l),
-}
+# the estimator tables are fixtures of tests/conftest.py: ``estimator_case`` runs every
+# form of every registered estimator through the registry
+
+
+def _shaped(case, x):
+    """``x`` (2-D) as the input of ``case``: binary units take one row."""
+    return x[0] if case.binary else x
 
 
 @pytest.fixture(autouse=True)
@@ -56,16 +47,14 @@ def test_default_is_off_without_env():
     assert LF.validate_args_enabled() is False
 
 
-@pytest.mark.parametrize("name", sorted(CALLS))
-def test_off_no_value_check_runs(name, monkeypatch):
+def test_off_no_value_check_runs(estimator_case, monkeypatch):
     LF.set_validate_args(False)
     called = []
     real = torch.aminmax
     monkeypatch.setattr(torch, "aminmax", lambda *a, **k: called.append(1) or real(*a, **k))
     for bad in (_NAN, _INF):
-        x = bad if "bernoulli" not in name and name != "sign_ste" else bad[0]
         with _OpLog() as log:
-            CALLS[name](x)  # passes through without raising
+            estimator_case(_shaped(estimator_case, bad))  # passes through without raising
         assert not called
         assert not any("aminmax" in op or "isfinite" in op or "isnan" in op for op in log.ops), log.ops
 
@@ -87,20 +76,18 @@ def test_off_no_host_sync(monkeypatch):
     assert not reads
 
 
-@pytest.mark.parametrize("name", sorted(CALLS))
 @pytest.mark.parametrize("bad", [_NAN, _INF, -_INF], ids=["nan", "inf", "-inf"])
-def test_on_non_finite_raises_naming_argument(name, bad):
+def test_on_non_finite_raises_naming_argument(estimator_case, bad):
     LF.set_validate_args(True)
-    x = bad if "bernoulli" not in name and name != "sign_ste" else bad[0]
-    with pytest.raises(ValueError, match=r"`(logits|x)` contains NaN or Inf"):
-        CALLS[name](x)
+    with pytest.raises(ValueError, match=r"`logits` contains NaN or Inf"):
+        estimator_case(_shaped(estimator_case, bad))
 
 
-def test_on_finite_input_passes():
+def test_on_finite_input_passes(estimator_case):
     LF.set_validate_args(True)
     x = torch.randn(4, 3)
-    for name, fn in CALLS.items():
-        fn(x if "bernoulli" not in name and name != "sign_ste" else x[0])
+    z = estimator_case(_shaped(estimator_case, x))
+    assert bool(torch.isfinite(z).all())
 
 
 def test_check_logits_public_and_named():

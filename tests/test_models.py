@@ -43,10 +43,10 @@ def _parity_accuracy(model) -> float:
 
 
 SBN_CASES = [
-    ("decoupled", dict(tau_f=0.3, tau_b=1.0), 1.0),
-    ("identity", {}, 1.0),
-    ("softmax", dict(tau=0.3), 1.0),
-    ("gumbel_st", dict(tau=0.5), 1.0),
+    ("decoupled_st", dict(tau_f=0.3, tau_b=1.0), 1.0),
+    ("identity_st", {}, 1.0),
+    ("softmax_st", dict(tau=0.3), 1.0),
+    ("gumbel_softmax_st", dict(tau=0.5), 1.0),
     ("reinforce", dict(num_samples=4), 0.75),
     ("disarm", {}, 0.75),
 ]
@@ -65,10 +65,10 @@ def test_binary_network_learns_parity(estimator, kwargs, min_acc):
 SOURCE = torch.randint(0, 2, (16, 32), generator=torch.Generator().manual_seed(123)).float()
 
 AE_CASES = [
-    ("decoupled", dict(tau_f=1.0, tau_b=0.5), 1.0),
-    ("identity", {}, 1.0),
-    ("softmax", dict(tau=1.0), 1.0),
-    ("gumbel_st", dict(tau=1.0), 1.0),
+    ("decoupled_st", dict(tau_f=1.0, tau_b=0.5), 1.0),
+    ("identity_st", {}, 1.0),
+    ("softmax_st", dict(tau=1.0), 1.0),
+    ("gumbel_softmax_st", dict(tau=1.0), 1.0),
     ("reinforce", dict(num_samples=4), 0.5),
 ]
 
@@ -88,20 +88,23 @@ def test_autoencoder_reconstructs_16_symbol_source(estimator, kwargs, min_exact)
 
 
 def test_estimator_and_temperatures_reach_every_bottleneck():
-    model = StochasticBinaryNetwork(8, [6, 5, 4], 3, estimator="decoupled", tau_f=0.1, tau_b=0.7)
+    model = StochasticBinaryNetwork(8, [6, 5, 4], 3, estimator="decoupled_st", tau_f=0.1, tau_b=0.7)
     bottlenecks = list(model.discrete_modules())
     assert len(bottlenecks) == 3 and all(isinstance(b, BinaryBottleneck) for b in bottlenecks)
     assert all(float(b.tau_f) == pytest.approx(0.1) and float(b.tau_b) == pytest.approx(0.7) for b in bottlenecks)
     model.set_temperature(tau_f=2.0)
     assert all(float(b.tau_f) == 2.0 and float(b.tau_b) == pytest.approx(0.7) for b in bottlenecks)
-    ae = CategoricalAutoencoder(16, 2, 4, [8], estimator="gumbel_st", tau=0.5)
+    ae = CategoricalAutoencoder(16, 2, 4, [8], estimator="gumbel_softmax_st", tau=0.5)
     (b,) = ae.discrete_modules()
-    assert b.estimator == "gumbel_st" and float(b.tau_f) == float(b.tau_b) == 0.5
+    assert b.estimator == "gumbel_softmax_st" and float(b.tau_f) == float(b.tau_b) == 0.5
 
 
 def test_hyperparameters_saved_and_checkpoint_round_trip(tmp_path):
-    model = CategoricalAutoencoder(16, 2, 4, [8], estimator="decoupled", tau_f=2.0, tau_b=0.5)
+    with pytest.warns(FutureWarning, match="'decoupled_st'"):  # an old name still works
+        model = CategoricalAutoencoder(16, 2, 4, [8], estimator="decoupled", tau_f=2.0, tau_b=0.5)
     assert model.hparams["num_latents"] == 2 and model.hparams["tau_f"] == 2.0
+    # every estimator setting is saved, the estimator under its current name
+    assert model.hparams["estimator"] == "decoupled_st" and model.hparams["eval_mode"] == "argmax"
     assert "optimizer" not in model.hparams
     model.bottleneck.set_temperature(tau_f=1.5)
     trainer = L.Trainer(max_steps=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
@@ -135,8 +138,8 @@ def test_score_function_batch_is_repeated_sample_major():
     [
         (dict(estimator="nope"), "unknown `estimator` 'nope'"),
         (dict(estimator="reinforce", num_samples=1), "num_samples"),
-        (dict(estimator="decoupled", tau_f=-1.0), "tau_f"),
-        (dict(estimator="decoupled", tau_b=0.0), "tau_b"),
+        (dict(estimator="decoupled_st", tau_f=-1.0), "tau_f"),
+        (dict(estimator="decoupled_st", tau_b=0.0), "tau_b"),
         (dict(hidden_dims=[0]), "hidden_dims"),
     ],
 )
@@ -150,7 +153,7 @@ def test_categorical_only_estimator_rejected_for_binary_units_and_vice_versa():
     with pytest.raises(ValueError, match="no categorical form"):
         CategoricalAutoencoder(estimator="disarm")
     with pytest.raises(ValueError, match="no categorical form"):
-        CategoricalAutoencoder(estimator="sign")
+        CategoricalAutoencoder(estimator="sign_st")
 
 
 def _run_readme_example(name: str) -> dict:

@@ -12,25 +12,25 @@ from lightning_discrete.nn import BinaryBottleneck, CategoricalBottleneck
 
 
 def test_temperatures_are_buffers_that_follow_to_and_state_dict():
-    b = CategoricalBottleneck(8, estimator="decoupled", tau_f=2.0, tau_b=0.5)
+    b = CategoricalBottleneck(8, estimator="decoupled_st", tau_f=2.0, tau_b=0.5)
     assert {"tau_f", "tau_b"} <= set(b.state_dict())
     b64 = b.to(torch.float64)
     assert b64.tau_f.dtype == torch.float64 and float(b64.tau_f) == 2.0
-    other = CategoricalBottleneck(8, estimator="decoupled")
+    other = CategoricalBottleneck(8, estimator="decoupled_st")
     other.load_state_dict(b.state_dict())
     assert float(other.tau_f) == 2.0 and float(other.tau_b) == 0.5
 
 
 def test_tau_b_defaults_to_tau_f_and_single_temperature_estimators_stay_tied():
-    assert float(BinaryBottleneck(estimator="decoupled", tau_f=0.3).tau_b) == pytest.approx(0.3)
-    assert float(BinaryBottleneck(estimator="decoupled", tau_f=0.0).tau_b) == 1.0  # argmax forward
-    b = CategoricalBottleneck(4, estimator="softmax", tau=0.7)
+    assert float(BinaryBottleneck(estimator="decoupled_st", tau_f=0.3).tau_b) == pytest.approx(0.3)
+    assert float(BinaryBottleneck(estimator="decoupled_st", tau_f=0.0).tau_b) == 1.0  # argmax forward
+    b = CategoricalBottleneck(4, estimator="softmax_st", tau=0.7)
     b.set_temperature(tau_b=0.2)
     assert float(b.tau_f) == float(b.tau_b) == pytest.approx(0.2)
     with pytest.raises(ValueError, match="one temperature"):
         b.set_temperature(tau_f=1.0, tau_b=2.0)
     with pytest.raises(ValueError, match="tau_f"):
-        CategoricalBottleneck(4, estimator="softmax", tau_f=0.0)  # only decoupled may use 0
+        CategoricalBottleneck(4, estimator="softmax_st", tau_f=0.0)  # only decoupled may use 0
     with pytest.raises(ValueError, match="either `tau` or"):
         b.set_temperature(tau=1.0, tau_f=1.0)
 
@@ -38,7 +38,7 @@ def test_tau_b_defaults_to_tau_f_and_single_temperature_estimators_stay_tied():
 def test_training_output_follows_temperatures_and_gradient_matches_functional():
     torch.manual_seed(0)
     logits = torch.randn(6, 3, 5, requires_grad=True)
-    b = CategoricalBottleneck(5, estimator="decoupled", tau_f=0.0, tau_b=0.5)
+    b = CategoricalBottleneck(5, estimator="decoupled_st", tau_f=0.0, tau_b=0.5)
     z = b(logits)
     torch.testing.assert_close(z, torch.nn.functional.one_hot(logits.argmax(-1), 5).float())
     w = torch.randn_like(z)
@@ -51,22 +51,24 @@ def test_training_output_follows_temperatures_and_gradient_matches_functional():
 def test_eval_modes():
     torch.manual_seed(0)
     logits = torch.randn(200, 4)
-    b = CategoricalBottleneck(4, estimator="decoupled", tau_f=1.0, eval_mode="argmax").eval()
+    b = CategoricalBottleneck(4, estimator="decoupled_st", tau_f=1.0, eval_mode="argmax").eval()
     torch.testing.assert_close(b(logits).argmax(-1), logits.argmax(-1))
     b.eval_mode = "soft"
     torch.testing.assert_close(b(logits), torch.softmax(logits, -1))
     b.eval_mode = "sample"
     z = b(logits)
     assert (z.sum(-1) == 1).all() and (z.argmax(-1) != logits.argmax(-1)).any()
-    bb = BinaryBottleneck(estimator="sign").eval()
+    bb = BinaryBottleneck(estimator="sign_st").eval()
     assert set(bb(torch.randn(50)).unique().tolist()) <= {-1.0, 1.0}
+    bb.eval_mode = "sample"  # a signed estimator samples in {-1, 1} too
+    assert set(bb(torch.randn(500)).unique().tolist()) == {-1.0, 1.0}
     with pytest.raises(ValueError, match="eval_mode"):
         CategoricalBottleneck(4, eval_mode="mode")
 
 
 def test_recording_is_off_by_default_and_unions_owner_requests():
     logits = torch.randn(5, 2, 3, requires_grad=True)
-    b = CategoricalBottleneck(3, estimator="identity")
+    b = CategoricalBottleneck(3, estimator="identity_st")
     b(logits)
     assert b.last_indices is None and b.last_logit_grad is None
     monitor_a, monitor_b = object(), object()
@@ -78,10 +80,13 @@ def test_recording_is_off_by_default_and_unions_owner_requests():
     (z * w).sum().backward()
     torch.testing.assert_close(b.last_logit_grad, w)  # identity ST: dL/dl = dL/dz
     b.record(False, owner=monitor_b)  # a still asks: indices yes, gradients no
-    assert b._recording and not b._recording_grads
+    logits2 = torch.randn(5, 2, 3, requires_grad=True)
+    b(logits2).sum().backward()
+    torch.testing.assert_close(b.last_indices, logits2.argmax(-1))
+    torch.testing.assert_close(b.last_logit_grad, w)  # not overwritten by the new backward
     with b.recording_paused():
         b(torch.zeros(5, 2, 3))
-    torch.testing.assert_close(b.last_indices, logits.argmax(-1))  # kept through the pause
+    torch.testing.assert_close(b.last_indices, logits2.argmax(-1))  # kept through the pause
     b.record(False, owner=monitor_a)
     assert b.last_indices is None
 
@@ -91,7 +96,7 @@ def test_categories_checked_and_estimator_forms():
     with pytest.raises(ValueError, match="expected 4 categories"):
         b(torch.randn(2, 5))
     with pytest.raises(ValueError, match="no categorical form"):
-        CategoricalBottleneck(4, estimator="sign")
+        CategoricalBottleneck(4, estimator="sign_st")
     with pytest.raises(ValueError, match="unknown `estimator`"):
         BinaryBottleneck(estimator="straight")
 
@@ -124,12 +129,37 @@ def test_disarm_needs_stacked_pairs_and_gives_antithetic_samples():
 
 
 def test_bottleneck_pickles_by_estimator_name():
-    b = pickle.loads(pickle.dumps(BinaryBottleneck(estimator="gumbel_st", tau=0.4)))
-    assert b.estimator == "gumbel_st" and float(b.tau_f) == pytest.approx(0.4)
+    b = pickle.loads(pickle.dumps(BinaryBottleneck(estimator="gumbel_softmax_st", tau=0.4)))
+    assert b.estimator == "gumbel_softmax_st" and float(b.tau_f) == pytest.approx(0.4)
+    assert b.estimator_spec is LF.get_estimator("gumbel_softmax_st")
+
+
+@pytest.mark.parametrize(
+    "old,new", [("decoupled", "decoupled_st"), ("gumbel_st", "gumbel_softmax_st"), ("sign", "sign_st")]
+)
+def test_old_estimator_names_still_build_bottlenecks(old, new):
+    with pytest.warns(FutureWarning, match=f"use '{new}'"):
+        b = BinaryBottleneck(estimator=old)
+    assert b.estimator == new
+    # a pickle of an older version names the estimator by its old registry name
+    with pytest.warns(FutureWarning):
+        assert LF.get_estimator(old) is b.estimator_spec
+
+
+def test_config_checks_settings_once_for_modules_and_models():
+    from lightning_discrete.nn import BottleneckConfig
+
+    with pytest.raises(ValueError, match="num_samples"):
+        BottleneckConfig(estimator="reinforce", num_samples=1)
+    with pytest.raises(ValueError, match="num_samples"):
+        CategoricalBottleneck(4, estimator="reinforce", num_samples=1)
+    assert BinaryBottleneck(estimator="disarm", num_samples=7).num_samples == 2  # pairs
+    with pytest.raises(TypeError, match="tau_x"):
+        BinaryBottleneck(tau_x=1.0)
 
 
 def test_temperature_cache_follows_every_way_of_changing_the_buffers(monkeypatch):
-    b = CategoricalBottleneck(4, estimator="decoupled", tau_f=0.5, tau_b=2.0)
+    b = CategoricalBottleneck(4, estimator="decoupled_st", tau_f=0.5, tau_b=2.0)
     assert b.temperatures() == (0.5, 2.0)
     b.tau_f.fill_(0.25)  # in place, bypassing set_temperature
     assert b.temperatures() == (0.25, 2.0)

@@ -372,7 +372,7 @@ def test_baseline_estimator_files_work_with_the_quickstart(tmp_path, capsys):
     cli = cli_main(_fast(tmp_path, "--data.dataset=digits", "--config",
                          os.path.join(ROOT, "recipes", "estimators", "softmax.yaml")))
     m = next(cli.model.discrete_modules())
-    assert m.estimator == "softmax" and float(m.tau_f) == float(m.tau_b) < 1.0  # one tau, annealed
+    assert m.estimator == "softmax_st" and float(m.tau_f) == float(m.tau_b) < 1.0  # one tau, annealed
     summary = next(c for c in cli.trainer.callbacks if isinstance(c, TrainingSummary))
     assert f"Temperature(s) at the end: tau = {float(m.tau_f):.3g}." in summary.text
     assert "tau_b =" not in summary.text

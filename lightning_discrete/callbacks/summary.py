@@ -220,10 +220,10 @@ class TrainingSummary(Callback):
                 f"Active units: {active:.1f}% of the unit gradients were non-negligible in the last epoch "
                 f"(units that still learn)."
             )
-        kind = getattr(getattr(bottlenecks[0][1], "_estimator", None), "temperature", None) if bottlenecks else None
-        if kind in ("decoupled", "single"):
+        spec = bottlenecks[0][1].estimator_spec if bottlenecks else None
+        if spec is not None and spec.num_temperatures:
             tau_f, tau_b = bottlenecks[0][1].temperatures()
-            temps = f"tau_f = {tau_f:.3g}, tau_b = {tau_b:.3g}" if kind == "decoupled" else f"tau = {tau_f:.3g}"
+            temps = f"tau_f = {tau_f:.3g}, tau_b = {tau_b:.3g}" if spec.decoupled_temperatures else f"tau = {tau_f:.3g}"
             lines.append(f"Temperature(s) at the end: {temps}.")
         lines.extend(self._where(trainer))
         if self.next_steps:

@@ -7,6 +7,7 @@ from typing import Any, Dict, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from typing_extensions import override
 
 from ..nn.bottleneck import CategoricalBottleneck
 from .base import DiscreteModule
@@ -39,6 +40,16 @@ class CategoricalAutoencoder(DiscreteModule):
         num_categories: classes per latent ``k``.
         hidden_dims: hidden sizes of the encoder (the decoder mirrors them).
         **kwargs: estimator, temperatures, optimizer, ...: see :class:`DiscreteModule`.
+
+    Examples:
+        >>> import torch
+        >>> from lightning_discrete.models import CategoricalAutoencoder
+        >>> ae = CategoricalAutoencoder(16, num_latents=2, num_categories=4, hidden_dims=[8], estimator="softmax_st", tau=0.5)
+        >>> ae.encode(torch.rand(3, 16)).shape, ae(torch.rand(3, 16)).shape
+        (torch.Size([3, 2, 4]), torch.Size([3, 16]))
+        >>> losses, metrics = ae.step(torch.rand(3, 16))
+        >>> losses.shape, metrics
+        (torch.Size([3]), {})
     """
 
     def __init__(
@@ -62,15 +73,31 @@ class CategoricalAutoencoder(DiscreteModule):
         self.decoder = _mlp([code, *reversed(list(hidden_dims)), input_dim])
 
     def encode(self, x: Tensor) -> Tensor:
-        """``(B, *) -> (B, num_latents, num_categories)`` logits."""
+        """``(B, *) -> (B, num_latents, num_categories)`` logits.
+
+        Args:
+            x: ``(B, *)`` inputs, flattened to ``(B, input_dim)``.
+        """
         return self.encoder(x.flatten(1)).view(-1, self.num_latents, self.num_categories)
 
+    @override
     def forward(self, x: Tensor) -> Tensor:
-        """``(B, *) -> (B, input_dim)`` reconstruction logits."""
+        """``(B, *) -> (B, input_dim)`` reconstruction logits.
+
+        Args:
+            x: ``(B, *)`` inputs in ``[0, 1]``.
+        """
         z = self.bottleneck(self.encode(x))
         return self.decoder(z.flatten(1))
 
+    @override
     def step(self, batch: Any) -> Tuple[Tensor, Dict[str, Tensor]]:
+        """Per-example reconstruction losses ``(B,)`` (binary cross-entropy summed over
+        pixels) and no extra metrics.
+
+        Args:
+            batch: ``x`` or ``(x, y)`` (labels ignored), ``x`` ``(B, *)`` in ``[0, 1]``.
+        """
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
         target = x.flatten(1).to(torch.get_default_dtype())
         recon = self(x)

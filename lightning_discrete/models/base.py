@@ -31,21 +31,44 @@ from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.types import OptimizerLRScheduler
 from lightning_utilities.core.apply_func import apply_to_collection
 from torch import Tensor
+from typing_extensions import override
 
-from .. import functional as LF
-from ..nn.bottleneck import DiscreteBottleneck
+from ..functional import get_estimator
+from ..nn.bottleneck import BottleneckConfig, DiscreteBottleneck
 
 __all__ = ["DiscreteModule", "classification_step"]
 
 
 def default_adam(params: Iterable) -> torch.optim.Optimizer:
-    """Adam with lr 1e-3, the default optimizer of every model here."""
+    """Adam with lr 1e-3, the default optimizer of every model here.
+
+    Args:
+        params: the parameters to optimise.
+
+    Examples:
+        >>> import torch
+        >>> from lightning_discrete.models.base import default_adam
+        >>> default_adam(torch.nn.Linear(2, 2).parameters()).defaults["lr"]
+        0.001
+    """
     return torch.optim.Adam(params, lr=1e-3)
 
 
 def classification_step(logits: Tensor, y: Tensor) -> Tuple[Tensor, Dict[str, Tensor]]:
     """Per-example cross-entropy ``(N,)`` and ``{"acc": accuracy}`` of class logits ``(N, C)``:
-    the ``step`` return value of every classifier here."""
+    the ``step`` return value of every classifier here.
+
+    Args:
+        logits: ``(N, C)`` class logits.
+        y: ``(N,)`` integer class labels.
+
+    Examples:
+        >>> import torch
+        >>> from lightning_discrete.models import classification_step
+        >>> losses, metrics = classification_step(torch.tensor([[2.0, 0.0], [0.0, 2.0]]), torch.tensor([0, 0]))
+        >>> losses.shape, metrics["acc"].item()
+        (torch.Size([2]), 0.5)
+    """
     acc = (logits.argmax(-1) == y).float().mean()
     return torch.nn.functional.cross_entropy(logits, y, reduction="none"), {"acc": acc}
 
@@ -54,13 +77,6 @@ class DiscreteModule(LightningModule):
     """Base LightningModule owning the estimator and temperatures of its bottlenecks.
 
     Args:
-        estimator: registry name (see :data:`lightning_discrete.functional.ESTIMATORS`).
-        tau_f: forward temperature (decoupled estimator; 0 means argmax).
-        tau_b: backward temperature; defaults to ``tau_f``.
-        tau: single temperature for single-temperature estimators (sets both).
-        num_samples: samples per example for ``reinforce`` (leave-one-out, >= 2).
-        eval_mode: bottleneck output in eval mode: ``argmax``, ``sample`` or ``soft``.
-        estimator_kwargs: extra keyword arguments for the estimator.
         optimizer: callable building the optimizer from parameters (LightningCLI
             ``OptimizerCallable``); Adam(lr=1e-3) by default.
         lr_scheduler: optional callable building an LR scheduler from the optimizer.
@@ -68,41 +84,48 @@ class DiscreteModule(LightningModule):
             :meth:`step` through ``torch.compile``; ``True`` for the defaults or a dict
             of ``torch.compile`` keyword arguments (e.g. ``{"mode": "max-autotune"}``).
             Every model here compiles with ``fullgraph=True``.
-        validate_args: check every bottleneck's logits for NaN/Inf on each call (one
-            extra pass and, on CUDA, a host-device sync per call); ``None`` follows
-            :func:`lightning_discrete.functional.set_validate_args` (off by default).
-            Turn it on when a loss goes NaN to find the first non-finite logits.
+        **kwargs: the estimator settings every bottleneck is built with, declared and
+            checked in :class:`lightning_discrete.nn.BottleneckConfig`: ``estimator``,
+            ``tau_f``, ``tau_b``, ``tau``, ``eval_mode``, ``num_samples``,
+            ``estimator_kwargs``, ``validate_args`` (on the command line
+            ``--model.estimator=...``). Turn ``validate_args`` on when a loss goes NaN to
+            find the first non-finite logits.
+
+    Examples:
+        >>> import torch
+        >>> from lightning_discrete.models import DiscreteModule, classification_step
+        >>> from lightning_discrete.nn import BinaryBottleneck
+        >>> class Tiny(DiscreteModule):
+        ...     def __init__(self, **kwargs):
+        ...         super().__init__(**kwargs)
+        ...         self.units = BinaryBottleneck(**self.bottleneck_kwargs())
+        ...         self.head = torch.nn.Linear(3, 2)
+        ...     def forward(self, x):
+        ...         return self.head(self.units(x))
+        ...     def step(self, batch):
+        ...         x, y = batch
+        ...         return classification_step(self(x), y)
+        >>> model = Tiny(estimator="reinforce", num_samples=4)
+        >>> model.units.estimator, model.num_score_samples
+        ('reinforce', 4)
+        >>> loss, metrics = model.compute_loss((torch.randn(8, 3), torch.randint(0, 2, (8,))))
+        >>> loss.shape, sorted(metrics)
+        (torch.Size([]), ['acc', 'loss'])
     """
 
     def __init__(
         self,
-        estimator: str = "decoupled",
-        tau_f: Optional[float] = None,
-        tau_b: Optional[float] = None,
-        tau: Optional[float] = None,
-        num_samples: int = 2,
-        eval_mode: str = "argmax",
-        estimator_kwargs: Optional[Dict[str, Any]] = None,
         optimizer: OptimizerCallable = default_adam,
         lr_scheduler: Optional[LRSchedulerCallable] = None,
         compile: Union[bool, Dict[str, Any]] = False,
-        validate_args: Optional[bool] = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__()
+        self.bottleneck_config = BottleneckConfig(**kwargs)  # fails early with a named argument
+        # every setting in the hyperparameters (checkpoints rebuild the same bottlenecks),
+        # the estimator under its current registry name
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
-        spec = LF.get_estimator(estimator)  # fail early with the list of names
-        if spec.name == "reinforce" and num_samples < 2:
-            raise ValueError(f"`num_samples` must be >= 2 for 'reinforce', got {num_samples}")
-        self._bottleneck_kwargs: Dict[str, Any] = dict(
-            estimator=estimator,
-            tau_f=tau_f,
-            tau_b=tau_b,
-            tau=tau,
-            eval_mode=eval_mode,
-            num_samples=2 if spec.name == "disarm" else num_samples,
-            estimator_kwargs=estimator_kwargs,
-            validate_args=validate_args,
-        )
+        self.hparams.update(self.bottleneck_config.as_kwargs())
         self.optimizer_factory = optimizer
         self.lr_scheduler_factory = lr_scheduler
         if not isinstance(compile, (bool, dict)):
@@ -116,11 +139,12 @@ class DiscreteModule(LightningModule):
 
     # -- bottlenecks ------------------------------------------------------------ #
     def bottleneck_kwargs(self) -> Dict[str, Any]:
-        """Keyword arguments every bottleneck of the model is built with."""
-        return dict(self._bottleneck_kwargs)
+        """Keyword arguments every bottleneck of the model is built with (a fresh dict of
+        :attr:`bottleneck_config`; see the class example)."""
+        return self.bottleneck_config.as_kwargs()
 
     def discrete_modules(self) -> Iterator[DiscreteBottleneck]:
-        """Every :class:`DiscreteBottleneck` inside the model."""
+        """Every :class:`DiscreteBottleneck` inside the model (see the class example)."""
         for m in self.modules():
             if isinstance(m, DiscreteBottleneck):
                 yield m
@@ -128,24 +152,47 @@ class DiscreteModule(LightningModule):
     def set_temperature(
         self, tau_f: Optional[float] = None, tau_b: Optional[float] = None, tau: Optional[float] = None
     ) -> None:
-        """Set the temperatures of every bottleneck."""
+        """Set the temperatures of every bottleneck.
+
+        Args:
+            tau_f: forward temperature.
+            tau_b: backward temperature.
+            tau: both temperatures (single-temperature estimators).
+
+        Examples:
+            >>> from lightning_discrete.models import StochasticBinaryNetwork
+            >>> model = StochasticBinaryNetwork(8, [4], 2, estimator="decoupled_st", tau_f=1.0, tau_b=1.0)
+            >>> model.set_temperature(tau_f=0.2)
+            >>> [m.temperatures() for m in model.discrete_modules()]
+            [(0.2, 1.0)]
+        """
         for m in self.discrete_modules():
             m.set_temperature(tau_f=tau_f, tau_b=tau_b, tau=tau)
 
     @property
     def num_score_samples(self) -> int:
-        """How many copies of each example a training step evaluates (1 for pathwise estimators)."""
-        spec = LF.get_estimator(self._bottleneck_kwargs["estimator"])
-        return self._bottleneck_kwargs["num_samples"] if spec.score_function else 1
+        """How many copies of each example a training step evaluates (1 for pathwise
+        estimators; see the class example)."""
+        config = self.bottleneck_config
+        return config.num_samples if get_estimator(config.estimator).score_function else 1
 
     # -- the subclass hook ------------------------------------------------------- #
     def step(self, batch: Any) -> Tuple[Tensor, Dict[str, Tensor]]:
-        """Per-example losses ``(N,)`` and a dict of scalar metrics for ``batch``."""
+        """Per-example losses ``(N,)`` and a dict of scalar metrics for ``batch`` (the
+        subclass hook; see the class example).
+
+        Args:
+            batch: a batch of the datamodule.
+        """
         raise NotImplementedError("subclasses of DiscreteModule implement step(batch)")
 
     # -- training objective -------------------------------------------------------- #
     def compute_loss(self, batch: Any) -> Tuple[Tensor, Dict[str, Tensor]]:
-        """Training objective of ``batch``: mean loss plus every surrogate loss.
+        """Training objective of ``batch``: mean loss plus every surrogate loss (see the
+        class example).
+
+        Args:
+            batch: a training batch, as :meth:`step` takes it.
 
         Returns:
             ``(loss, metrics)``; ``loss`` is a scalar whose gradient is the chosen
@@ -201,12 +248,15 @@ class DiscreteModule(LightningModule):
         for name, total in zip(names, values[:-1]):
             self.log(f"{stage}/{name}", total / values[-1], prog_bar=name in ("loss", "acc"), batch_size=1)
 
+    @override
     def on_train_epoch_end(self) -> None:
         self._log_epoch_means("train")
 
+    @override
     def on_validation_epoch_end(self) -> None:
         self._log_epoch_means("val")
 
+    @override
     def on_test_epoch_end(self) -> None:
         self._log_epoch_means("test")
 
@@ -215,6 +265,7 @@ class DiscreteModule(LightningModule):
         first = batch[0] if isinstance(batch, (list, tuple)) else batch
         return int(first.shape[0]) if isinstance(first, Tensor) and first.dim() else 1
 
+    @override
     def configure_model(self) -> None:
         """Compile the training objective and the evaluation step when ``compile`` is set."""
         if self._compile_kwargs is not None and self._compiled is None:
@@ -223,12 +274,14 @@ class DiscreteModule(LightningModule):
                 torch.compile(self.step, **self._compile_kwargs),
             )
 
+    @override
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         compute_loss = self._compiled[0] if self._compiled is not None else self.compute_loss
         loss, metrics = compute_loss(batch)
         self._log_metrics("train", metrics, self._batch_size(batch), batch_idx)
         return loss
 
+    @override
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         """On logging steps only (no extra host-device sync otherwise), say once how to find
         the cause when the training loss is no longer finite."""
@@ -254,19 +307,23 @@ class DiscreteModule(LightningModule):
         self._log_metrics(stage, metrics, self._batch_size(batch), batch_idx)
         return metrics["loss"]
 
+    @override
     def validation_step(self, batch: Any, batch_idx: int) -> Tensor:
         return self._eval_step("val", batch, batch_idx)
 
+    @override
     def test_step(self, batch: Any, batch_idx: int) -> Tensor:
         return self._eval_step("test", batch, batch_idx)
 
     # -- optimisation --------------------------------------------------------------- #
+    @override
     def __getstate__(self) -> Dict[str, Any]:
         # compiled functions do not pickle (ddp_spawn, deepcopy): configure_model rebuilds them
         state = super().__getstate__()
         state["_compiled"] = None
         return state
 
+    @override
     def configure_optimizers(self) -> OptimizerLRScheduler:
         optimizer = self.optimizer_factory(self.parameters())
         if self.lr_scheduler_factory is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 from torch import Tensor, nn
+from typing_extensions import override
 
 from ..nn.bottleneck import BinaryBottleneck
 from .base import DiscreteModule, classification_step
@@ -27,8 +28,19 @@ class StochasticBinaryNetwork(DiscreteModule):
             hyperparameters).
         hidden_dims: sizes of the binary hidden layers.
         num_classes: output classes.
-        center: feed ``2z - 1`` (values in ``{-1, 1}``) to the next layer instead of ``z``.
+        center: feed ``2z - 1`` (values in ``{-1, 1}``) to the next layer instead of ``z``
+            (signed estimators such as ``sign_st`` already output ``{-1, 0, 1}``).
         **kwargs: estimator, temperatures, optimizer, ...: see :class:`DiscreteModule`.
+
+    Examples:
+        >>> import torch
+        >>> from lightning_discrete.models import StochasticBinaryNetwork
+        >>> model = StochasticBinaryNetwork(16, [8, 8], 3, estimator="decoupled_st", tau_f=0.1, tau_b=0.7)
+        >>> model(torch.rand(4, 16)).shape
+        torch.Size([4, 3])
+        >>> losses, metrics = model.step((torch.rand(4, 16), torch.tensor([0, 1, 2, 0])))
+        >>> losses.shape, sorted(metrics)
+        (torch.Size([4]), ['acc'])
     """
 
     def __init__(
@@ -62,6 +74,7 @@ class StochasticBinaryNetwork(DiscreteModule):
         self.hidden = nn.ModuleList(layers)
         self.head = nn.Linear(prev, self.num_classes)
 
+    @override
     def configure_model(self) -> None:
         """With ``input_dim=None``: build the layers for the datamodule's ``input_dim``
         (then compile, see :meth:`DiscreteModule.configure_model`)."""
@@ -80,8 +93,13 @@ class StochasticBinaryNetwork(DiscreteModule):
         self.hparams["input_dim"] = dim  # saved in checkpoints: load_from_checkpoint builds the same layers
         self._build(dim)
 
+    @override
     def forward(self, x: Tensor) -> Tensor:
-        """``(B, *) -> (B, num_classes)`` class logits."""
+        """``(B, *) -> (B, num_classes)`` class logits.
+
+        Args:
+            x: ``(B, *)`` inputs, flattened to ``(B, input_dim)``.
+        """
         if self.head is None:
             raise RuntimeError(
                 "the layers are not built yet: `input_dim` is None, so they are built from the datamodule's "
@@ -90,10 +108,16 @@ class StochasticBinaryNetwork(DiscreteModule):
         h = x.flatten(1)
         for layer in self.hidden:
             h = layer(h)
-            if isinstance(layer, BinaryBottleneck) and self.center and layer.estimator != "sign":
+            if isinstance(layer, BinaryBottleneck) and self.center and not layer.estimator_spec.signed:
                 h = 2 * h - 1
         return self.head(h)
 
+    @override
     def step(self, batch: Any) -> Tuple[Tensor, Dict[str, Tensor]]:
+        """Per-example cross-entropy ``(B,)`` and ``{"acc": ...}`` of a batch ``(x, y)``.
+
+        Args:
+            batch: ``(x, y)`` with ``x`` ``(B, *)`` and integer labels ``y`` ``(B,)``.
+        """
         x, y = batch
         return classification_step(self(x), y)

@@ -1,7 +1,7 @@
 """``torch.nn`` modules: discrete bottlenecks, logic-gate layers and the GroupSum readout,
 plus the bit-packed and compiled-C inference paths of logic-gate networks."""
 
-from .bottleneck import BinaryBottleneck, CategoricalBottleneck, DiscreteBottleneck
+from .bottleneck import BinaryBottleneck, BottleneckConfig, CategoricalBottleneck, DiscreteBottleneck
 from .logic import GATE_COEFFICIENTS, GATE_NAMES, GroupSum, LogicGateLayer, group_sum, logic_gate
 from .logic_c import (
     CCompilerNotFoundError,
@@ -13,6 +13,7 @@ from .logic_c import (
 from .logic_packed import PackedLogicNetwork, pack_bits, unpack_bits
 
 __all__ = [
+    "BottleneckConfig",
     "DiscreteBottleneck",
     "CategoricalBottleneck",
     "BinaryBottleneck",

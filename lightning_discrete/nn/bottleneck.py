@@ -12,13 +12,19 @@ Protocols (see ``docs/design.md``, "Protocols between layers") every callback re
   next backward stores ``last_logit_grad`` (shaped like the logits).  Nothing is
   recorded (and nothing costs) while recording is off.
 * **Score function** — when the estimator is a score-function one (``reinforce``,
-  ``disarm``), the forward keeps what :meth:`DiscreteBottleneck.surrogate_loss`
-  needs; the model calls it with the per-row losses.
+  ``disarm``: :attr:`lightning_discrete.functional.Estimator.score_function`), the
+  forward keeps what :meth:`DiscreteBottleneck.surrogate_loss` needs; the model calls
+  it with the per-row losses.
+
+The estimator settings (:class:`BottleneckConfig`) are declared and checked in one
+place; :class:`lightning_discrete.models.DiscreteModule` takes the same keyword
+arguments and hands them to every bottleneck it builds.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from typing import Any, Dict, Iterator, Optional, Tuple
 
 import torch
@@ -26,62 +32,121 @@ from torch import Tensor, nn
 
 from .. import functional as LF
 
-__all__ = ["DiscreteBottleneck", "CategoricalBottleneck", "BinaryBottleneck"]
+__all__ = ["BottleneckConfig", "DiscreteBottleneck", "CategoricalBottleneck", "BinaryBottleneck"]
 
 _EVAL_MODES = ("argmax", "sample", "soft")
+
+
+@dataclasses.dataclass(frozen=True)
+class BottleneckConfig:
+    """The estimator settings of a bottleneck: the keyword arguments of every
+    :class:`DiscreteBottleneck` and of :class:`lightning_discrete.models.DiscreteModule`
+    (``--model.estimator``, ``--model.tau_f``, ... on the command line).
+
+    Args:
+        estimator: registry name in :data:`lightning_discrete.functional.ESTIMATORS`
+            (e.g. ``decoupled_st``, ``softmax_st``, ``gumbel_softmax_st``, ``reinforce``);
+            an older name is replaced by the current one with a ``FutureWarning``.
+        tau_f: forward temperature (``>= 0``; ``0`` is argmax; only estimators without a
+            single temperature may use 0).
+        tau_b: backward temperature (``> 0``); defaults to ``tau_f`` (1 when ``tau_f`` is 0).
+        tau: single temperature; sets both ``tau_f`` and ``tau_b``.  With none of the
+            three given, both are 1.
+        eval_mode: the output in eval mode: ``"argmax"`` (exact one-hot of the mode),
+            ``"sample"`` (a sample at ``tau_f``) or ``"soft"`` (the probabilities).
+        num_samples: for score-function estimators, the samples per example, stacked
+            sample-major along dim 0 of the input (``reinforce``: ``>= 2``; an antithetic
+            estimator such as ``disarm`` always uses pairs, so 2).
+        estimator_kwargs: extra keyword arguments for the estimator function (e.g.
+            ``{"num_samples": 10}`` for ``gumbel_rao``).
+        validate_args: check the logits for NaN/Inf on every call (``True``: one extra pass
+            and, on CUDA, a host-device sync per call), never (``False``), or as
+            :func:`lightning_discrete.functional.set_validate_args` says (``None``, the
+            default: off unless switched on).  Ignored under ``torch.compile``.
+
+    Examples:
+        >>> from lightning_discrete.nn import BottleneckConfig
+        >>> BottleneckConfig(estimator="disarm").num_samples  # antithetic pairs
+        2
+        >>> BottleneckConfig(eval_mode="mode")
+        Traceback (most recent call last):
+        ...
+        ValueError: `eval_mode` must be one of ('argmax', 'sample', 'soft'), got 'mode'
+    """
+
+    estimator: str = "decoupled_st"
+    tau_f: Optional[float] = None
+    tau_b: Optional[float] = None
+    tau: Optional[float] = None
+    eval_mode: str = "argmax"
+    num_samples: int = 2
+    estimator_kwargs: Optional[Dict[str, Any]] = None
+    validate_args: Optional[bool] = None
+
+    def __post_init__(self) -> None:
+        spec = LF.get_estimator(self.estimator)  # fails early with the list of names
+        object.__setattr__(self, "estimator", spec.name)
+        if self.eval_mode not in _EVAL_MODES:
+            raise ValueError(f"`eval_mode` must be one of {_EVAL_MODES}, got {self.eval_mode!r}")
+        num_samples = self.num_samples
+        if isinstance(num_samples, bool) or int(num_samples) != num_samples or num_samples < 1:
+            raise ValueError(f"`num_samples` must be a positive integer, got {num_samples}")
+        if spec.antithetic:
+            num_samples = 2
+        elif spec.score_function and num_samples < 2:
+            raise ValueError(
+                f"`num_samples` must be >= 2 for {spec.name!r} (leave-one-out baseline), got {num_samples}"
+            )
+        object.__setattr__(self, "num_samples", int(num_samples))
+        if self.estimator_kwargs is not None and not isinstance(self.estimator_kwargs, dict):
+            raise ValueError(f"`estimator_kwargs` must be a dict or None, got {self.estimator_kwargs!r}")
+
+    def as_kwargs(self) -> Dict[str, Any]:
+        """The settings as keyword arguments of a bottleneck (a fresh dict).
+
+        Examples:
+            >>> from lightning_discrete.nn import BinaryBottleneck, BottleneckConfig
+            >>> BinaryBottleneck(**BottleneckConfig(tau_f=0.5).as_kwargs()).temperatures()
+            (0.5, 0.5)
+        """
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 
 class DiscreteBottleneck(nn.Module):
     """Base class of modules that make a discrete choice with a registered estimator.
 
     Args:
-        estimator: name in :data:`lightning_discrete.functional.ESTIMATORS`.
-        tau_f: forward temperature (``>= 0``; decoupled estimator only may use 0).
-        tau_b: backward temperature (``> 0``); defaults to ``tau_f``.
-        tau: single temperature; sets both ``tau_f`` and ``tau_b``.
-        eval_mode: what the module outputs in eval mode: ``"argmax"`` (exact
-            one-hot of the mode), ``"sample"`` (a sample at ``tau_f``) or
-            ``"soft"`` (the probabilities ``softmax(l)``).
-        num_samples: for score-function estimators, the number of samples per
-            example stacked sample-major along dim 0 of the input (``reinforce``:
-            ``>= 2``; ``disarm`` always uses antithetic pairs, so 2).
-        estimator_kwargs: extra keyword arguments passed to the estimator
-            (e.g. ``{"num_samples": 10}`` for ``gumbel_rao``).
-        validate_args: check the logits for NaN/Inf in this module's calls (``True``),
-            never (``False``), or as :func:`lightning_discrete.functional.set_validate_args`
-            says (``None``, the default: off unless switched on). Ignored under
-            ``torch.compile``.
+        **kwargs: the estimator settings, see :class:`BottleneckConfig` (``estimator``,
+            ``tau_f``, ``tau_b``, ``tau``, ``eval_mode``, ``num_samples``,
+            ``estimator_kwargs``, ``validate_args``).
+
+    Examples:
+        >>> import torch
+        >>> from lightning_discrete.nn import CategoricalBottleneck
+        >>> b = CategoricalBottleneck(4, estimator="decoupled_st", tau_f=2.0, tau_b=0.5)
+        >>> b.temperatures(), b.estimator_spec.decoupled_temperatures
+        ((2.0, 0.5), True)
+        >>> b(torch.randn(3, 4)).sum(-1)
+        tensor([1., 1., 1.])
     """
 
     binary: bool = False
     tau_f: Tensor
     tau_b: Tensor
 
-    def __init__(
-        self,
-        estimator: str = "decoupled",
-        tau_f: Optional[float] = None,
-        tau_b: Optional[float] = None,
-        tau: Optional[float] = None,
-        eval_mode: str = "argmax",
-        num_samples: int = 2,
-        estimator_kwargs: Optional[Dict[str, Any]] = None,
-        validate_args: Optional[bool] = None,
-    ) -> None:
+    def __init__(self, **kwargs: Any) -> None:
+        config = BottleneckConfig(**kwargs)
         super().__init__()
-        if eval_mode not in _EVAL_MODES:
-            raise ValueError(f"`eval_mode` must be one of {_EVAL_MODES}, got {eval_mode!r}")
-        if int(num_samples) != num_samples or num_samples < 1:
-            raise ValueError(f"`num_samples` must be a positive integer, got {num_samples}")
-        self.eval_mode = eval_mode
-        self.num_samples = int(num_samples)
-        self.estimator_kwargs = dict(estimator_kwargs or {})
-        self.validate_args = validate_args
+        self.eval_mode = config.eval_mode
+        self.num_samples = config.num_samples
+        self.estimator_kwargs = dict(config.estimator_kwargs or {})
+        self.validate_args = config.validate_args
         self.register_buffer("tau_f", torch.tensor(1.0))
         self.register_buffer("tau_b", torch.tensor(1.0))
         self._temperature_key: Optional[tuple] = None
         self._temperature_cache = (1.0, 1.0)
-        self.estimator = estimator
+        self.estimator = config.estimator
+        tau_f, tau_b, tau = config.tau_f, config.tau_b, config.tau
         if tau is None and tau_f is None and tau_b is None:
             tau = 1.0
         if tau is None and tau_b is None:
@@ -92,7 +157,7 @@ class DiscreteBottleneck(nn.Module):
         self._recording_grads = False
         self.last_indices: Optional[Tensor] = None
         self.last_logit_grad: Optional[Tensor] = None
-        self._score_cache: Optional[tuple] = None
+        self._score_cache: Optional[Tuple[Tensor, Any]] = None
 
     # -- estimator ---------------------------------------------------------- #
     @property
@@ -103,11 +168,16 @@ class DiscreteBottleneck(nn.Module):
     @estimator.setter
     def estimator(self, name: str) -> None:
         est = LF.get_estimator(name)
-        fn = est.binary if self.binary else est.categorical
-        if fn is None:
+        if not (est.has_binary if self.binary else est.has_categorical):
             kind = "binary" if self.binary else "categorical"
-            raise ValueError(f"estimator {name!r} has no {kind} form; choose another `estimator`")
+            raise ValueError(f"estimator {est.name!r} has no {kind} form; choose another `estimator`")
         self._estimator = est
+
+    @property
+    def estimator_spec(self) -> LF.Estimator:
+        """The registered :class:`~lightning_discrete.functional.Estimator` in use (its
+        capability flags: ``single_temperature``, ``score_function``, ``signed``, ...)."""
+        return self._estimator
 
     @property
     def score_function(self) -> bool:
@@ -119,12 +189,25 @@ class DiscreteBottleneck(nn.Module):
         self, tau_f: Optional[float] = None, tau_b: Optional[float] = None, tau: Optional[float] = None
     ) -> None:
         """Set temperatures in place. ``tau`` sets both; a single-temperature estimator
-        keeps ``tau_f == tau_b`` (setting either sets both)."""
+        keeps ``tau_f == tau_b`` (setting either sets both).
+
+        Args:
+            tau_f: forward temperature (``>= 0`` unless the estimator has a single one).
+            tau_b: backward temperature (``> 0``).
+            tau: both temperatures; excludes the other two.
+
+        Examples:
+            >>> from lightning_discrete.nn import BinaryBottleneck
+            >>> b = BinaryBottleneck(estimator="softmax_st", tau=1.0)
+            >>> b.set_temperature(tau_f=0.5); b.temperatures()  # one temperature: both move
+            (0.5, 0.5)
+        """
         if tau is not None:
             if tau_f is not None or tau_b is not None:
                 raise ValueError("pass either `tau` or `tau_f`/`tau_b`, not both")
             tau_f = tau_b = LF.check_tau(tau, "tau")
-        if self._estimator.temperature == "single":
+        single = self._estimator.single_temperature
+        if single:
             given = tau_f if tau_f is not None else tau_b
             if tau_f is not None and tau_b is not None and float(tau_f) != float(tau_b):
                 raise ValueError(
@@ -133,8 +216,7 @@ class DiscreteBottleneck(nn.Module):
             tau_f = tau_b = given
         cached_f, cached_b = self.temperatures()
         if tau_f is not None:
-            allow_zero = self._estimator.temperature != "single"
-            cached_f = LF.check_tau(tau_f, "tau_f", allow_zero=allow_zero)
+            cached_f = LF.check_tau(tau_f, "tau_f", allow_zero=not single)
             self.tau_f.fill_(cached_f)
         if tau_b is not None:
             cached_b = LF.check_tau(tau_b, "tau_b")
@@ -150,6 +232,11 @@ class DiscreteBottleneck(nn.Module):
         are read back (a device sync on CUDA) only after something else changed them —
         in place (their version counter moves: ``load_state_dict``) or by ``.to()`` (new
         tensors) — never on every forward.
+
+        Examples:
+            >>> from lightning_discrete.nn import BinaryBottleneck
+            >>> BinaryBottleneck(tau_f=0.0, tau_b=0.7).temperatures()
+            (0.0, 0.7)
         """
         key = self._temperature_key
         if (
@@ -173,6 +260,20 @@ class DiscreteBottleneck(nn.Module):
         Several monitors may ask at once: each passes itself as ``owner`` and
         ``record(False, owner=self)`` withdraws only its own request. Recording is on
         while anyone asks, with gradients while anyone asks for gradients.
+
+        Args:
+            enabled: ask for recording (``False``: withdraw ``owner``'s request).
+            grads: also keep the gradient of the logits (``last_logit_grad``).
+            owner: who asks (a monitor passes itself).
+
+        Examples:
+            >>> import torch
+            >>> from lightning_discrete.nn import CategoricalBottleneck
+            >>> b = CategoricalBottleneck(4)
+            >>> b.record(True)
+            >>> _ = b(torch.randn(2, 3, 4))
+            >>> b.last_indices.shape
+            torch.Size([2, 3])
         """
         key = id(owner)
         if enabled:
@@ -188,7 +289,19 @@ class DiscreteBottleneck(nn.Module):
     @contextlib.contextmanager
     def recording_paused(self) -> Iterator[None]:
         """Record nothing inside the block and keep what was recorded before it
-        (for extra passes, e.g. a gradient probe, that must not overwrite it)."""
+        (for extra passes, e.g. a gradient probe, that must not overwrite it).
+
+        Examples:
+            >>> import torch
+            >>> from lightning_discrete.nn import BinaryBottleneck
+            >>> b = BinaryBottleneck()
+            >>> b.record(True)
+            >>> _ = b(torch.randn(2, 3))
+            >>> with b.recording_paused():
+            ...     _ = b(torch.randn(7, 3))
+            >>> b.last_indices.shape
+            torch.Size([2, 3])
+        """
         saved = (self._recording, self._recording_grads, self.last_indices, self.last_logit_grad)
         self._recording = self._recording_grads = False
         try:
@@ -221,66 +334,89 @@ class DiscreteBottleneck(nn.Module):
 
         Returns:
             A scalar whose gradient w.r.t. this module's logits is the estimator.
+
+        Examples:
+            >>> import torch
+            >>> from lightning_discrete.nn import BinaryBottleneck
+            >>> b = BinaryBottleneck(estimator="reinforce", num_samples=2)
+            >>> logits = torch.randn(4, 3, requires_grad=True)  # 2 samples x 2 examples
+            >>> z = b(logits)
+            >>> b.surrogate_loss(z.sum(-1)).backward(); logits.grad.shape
+            torch.Size([4, 3])
         """
         if not self.score_function:
             raise RuntimeError(f"estimator {self.estimator!r} is not a score-function estimator")
         if self._score_cache is None:
             raise RuntimeError("surrogate_loss() needs a training forward pass first")
-        kind, logits, extra = self._score_cache
+        logits, kept = self._score_cache
         self._score_cache = None
-        if kind == "disarm":
-            b1, b2 = extra
+        if self._estimator.antithetic:
+            b1, b2 = kept
             half = logits.shape[0]
             return LF.disarm_surrogate(logits, b1, b2, losses[:half], losses[half:])
-        log_prob = extra
         s = self.num_samples
-        return LF.reinforce_loo_surrogate(log_prob.reshape(s, -1), losses.reshape(s, -1))
-
-    def _score_forward(self, logits: Tensor, dim: int) -> Tensor:
-        if self.estimator == "disarm":
-            if logits.shape[0] % 2:
-                raise ValueError(
-                    "DisARM needs antithetic pairs: the batch must be the same inputs stacked "
-                    f"twice along dim 0 (even size), got {logits.shape[0]}"
-                )
-            half = logits.shape[0] // 2
-            b1, b2 = LF.bernoulli_antithetic_pair(logits[:half])
-            self._score_cache = ("disarm", logits[:half], (b1, b2))
-            return torch.cat([b1, b2], 0)
-        if logits.shape[0] % self.num_samples:
-            raise ValueError(
-                f"REINFORCE with num_samples={self.num_samples} needs the batch stacked "
-                f"sample-major along dim 0; got {logits.shape[0]} rows"
-            )
-        if self.binary:
-            z = LF.bernoulli_sample(logits)
-            lp = LF.bernoulli_log_prob(logits, z)
-        else:
-            z = LF.categorical_sample(logits, dim)
-            lp = LF.categorical_log_prob(logits, z, dim)
-        self._score_cache = ("reinforce", logits, lp.reshape(lp.shape[0], -1).sum(-1))
-        return z
+        return LF.reinforce_loo_surrogate(kept.reshape(s, -1), losses.reshape(s, -1))
 
     # -- forward helpers ------------------------------------------------------ #
     def _estimate(self, logits: Tensor, dim: int) -> Tensor:
-        """Training-mode output of the estimator."""
-        if self.score_function:
-            return self._score_forward(logits, dim)
-        fn = self._estimator.binary if self.binary else self._estimator.categorical
+        """Training-mode output of the estimator (score-function ones keep what
+        :meth:`surrogate_loss` needs)."""
+        est = self._estimator
+        if est.antithetic:
+            if logits.shape[0] % 2:
+                raise ValueError(
+                    f"estimator {est.name!r} needs antithetic pairs: the batch must be the same inputs "
+                    f"stacked twice along dim 0 (even size), got {logits.shape[0]}"
+                )
+            logits = logits[: logits.shape[0] // 2]
+        elif est.score_function and logits.shape[0] % self.num_samples:
+            raise ValueError(
+                f"estimator {est.name!r} with num_samples={self.num_samples} needs the batch stacked "
+                f"sample-major along dim 0; got {logits.shape[0]} rows"
+            )
         if torch.compiler.is_compiling():
             # the buffers themselves: a temperature that changes between steps is a graph
             # input, not a constant (no recompilation, no data-dependent guard)
             tau_f, tau_b = self.tau_f, self.tau_b
         else:
             tau_f, tau_b = self.temperatures()  # Python floats, read without a device sync
-        kwargs: Dict[str, Any] = dict(tau_f=tau_f, tau_b=tau_b)
-        kwargs.update(self.estimator_kwargs)
+        z = est(logits, tau_f, tau_b, binary=self.binary, dim=dim, **self.estimator_kwargs)
+        if not est.score_function:
+            return z
+        if est.antithetic:
+            self._score_cache = (logits, z)
+            return torch.cat(z, 0)
+        lp = LF.bernoulli_log_prob(logits, z) if self.binary else LF.categorical_log_prob(logits, z, dim)
+        self._score_cache = (logits, lp.reshape(lp.shape[0], -1).sum(-1))
+        return z
+
+    def _evaluate(self, logits: Tensor, dim: int) -> Tensor:
+        """Eval-mode output, the same for every bottleneck: per :attr:`eval_mode` the
+        probabilities (``"soft"``), a sample at ``tau_f`` without gradient (``"sample"``,
+        ``tau_f > 0``) or the mode (``"argmax"``): a one-hot, ``{0, 1}`` units, or
+        ``sign(l)`` for a signed estimator."""
+        if self.eval_mode == "soft":
+            LF.check_logits(logits)
+            x = logits.float()
+            return (torch.sigmoid(x) if self.binary else torch.softmax(x, dim)).to(logits.dtype)
+        x = logits.detach()
+        # the temperature is read only where it is used (a compiled argmax step reads none)
+        if self.eval_mode == "sample" and self.temperatures()[0] > 0:
+            tau_f = self.temperatures()[0]
+            if not self.binary:
+                return LF.decoupled_st(x, tau_f, 1.0, dim)
+            z = LF.bernoulli_decoupled_st(x, tau_f, 1.0)
+            return 2 * z - 1 if self._estimator.signed else z
         if not self.binary:
-            kwargs["dim"] = dim
-        return fn(logits, **kwargs)
+            return LF.identity_st(x, dim)
+        return LF.sign_st(x) if self._estimator.signed else LF.bernoulli_identity_st(x)
 
     def forward(self, logits: Tensor) -> Tensor:
-        """Output of the bottleneck for ``logits`` (shapes: see the subclasses)."""
+        """Output of the bottleneck for ``logits`` (shapes: see the subclasses).
+
+        Args:
+            logits: the input logits.
+        """
         if self.validate_args is None or torch.compiler.is_compiling():
             return self._forward(logits)
         with LF.validate_args(self.validate_args):
@@ -290,10 +426,8 @@ class DiscreteBottleneck(nn.Module):
         raise NotImplementedError
 
     def extra_repr(self) -> str:
-        return (
-            f"estimator={self.estimator!r}, tau_f={self.temperatures()[0]:g}, tau_b={self.temperatures()[1]:g}, "
-            f"eval_mode={self.eval_mode!r}"
-        )
+        tau_f, tau_b = self.temperatures()
+        return f"estimator={self.estimator!r}, tau_f={tau_f:g}, tau_b={tau_b:g}, eval_mode={self.eval_mode!r}"
 
 
 class CategoricalBottleneck(DiscreteBottleneck):
@@ -304,9 +438,19 @@ class CategoricalBottleneck(DiscreteBottleneck):
     ``(B, L)`` with ``L`` the product of the remaining dims.
 
     Args:
-        num_categories: ``k``; checked against the input.
+        num_categories: ``k``; checked against the input (``None``: taken from the
+            first input).
         dim: the category dimension of the input.
-        **kwargs: see :class:`DiscreteBottleneck`.
+        **kwargs: the estimator settings, see :class:`BottleneckConfig`.
+
+    Examples:
+        >>> import torch
+        >>> from lightning_discrete.nn import CategoricalBottleneck
+        >>> b = CategoricalBottleneck(8, estimator="gumbel_softmax_st", tau=0.5)
+        >>> b(torch.randn(2, 4, 8)).shape
+        torch.Size([2, 4, 8])
+        >>> b.eval()(torch.tensor([[0.0, 3.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0]]))
+        tensor([[0., 1., 0., 0., 0., 0., 0., 0.]])
     """
 
     def __init__(self, num_categories: Optional[int] = None, dim: int = -1, **kwargs: Any) -> None:
@@ -318,6 +462,7 @@ class CategoricalBottleneck(DiscreteBottleneck):
 
     @property
     def num_categories(self) -> int:
+        """``k``, the categories per latent (known after the first forward when not given)."""
         if self._k is None:
             raise AttributeError("num_categories is known after the first forward")
         return self._k
@@ -330,18 +475,10 @@ class CategoricalBottleneck(DiscreteBottleneck):
             self._k = k
         elif k != self._k:
             raise ValueError(f"expected {self._k} categories on dim {self.dim}, got {k}")
-        if self.training:
-            z = self._estimate(logits, dim)
-        elif self.eval_mode == "soft":
-            LF.check_logits(logits)
-            z = torch.softmax(logits.float(), dim).to(logits.dtype)
-        elif self.eval_mode == "sample" and self.temperatures()[0] > 0:
-            z = LF.decoupled_st(logits.detach(), self.temperatures()[0], 1.0, dim)
-        else:
-            z = LF.identity_st(logits.detach(), dim)
+        z = self._estimate(logits, dim) if self.training else self._evaluate(logits, dim)
         if self._recording:
-            idx = logits.argmax(dim) if self.eval_mode == "soft" and not self.training else z.argmax(dim)
-            self._observe(logits, idx)
+            soft = not self.training and self.eval_mode == "soft"
+            self._observe(logits, (logits if soft else z).argmax(dim))
         return z
 
 
@@ -349,28 +486,32 @@ class BinaryBottleneck(DiscreteBottleneck):
     """Binary stochastic units with a registered estimator.
 
     Input logits ``(B, ...)``, one per unit; output the same shape with values in
-    ``{0, 1}`` (``sign``: ``{-1, 0, 1}``).  ``last_indices`` is ``(B, units)``.
+    ``{0, 1}`` (a signed estimator such as ``sign_st``: ``{-1, 0, 1}``).
+    ``last_indices`` is ``(B, units)``.
+
+    Args:
+        **kwargs: the estimator settings, see :class:`BottleneckConfig`.
+
+    Examples:
+        >>> import torch
+        >>> from lightning_discrete.nn import BinaryBottleneck
+        >>> b = BinaryBottleneck(estimator="decoupled_st", tau_f=0.1, tau_b=0.7)
+        >>> b(torch.randn(5, 3)).shape
+        torch.Size([5, 3])
+        >>> b.eval()(torch.tensor([[-1.0, 0.5, 2.0]]))
+        tensor([[0., 1., 1.]])
     """
 
     binary = True
 
     @property
     def num_categories(self) -> int:
+        """2: a unit is a choice between two categories."""
         return 2
 
     def _forward(self, logits: Tensor) -> Tensor:
         """``(B, ...) -> (B, ...)``."""
-        if self.training:  # every branch validates the logits once
-            z = self._estimate(logits, -1)
-        elif self.eval_mode == "soft":
-            LF.check_logits(logits)
-            z = torch.sigmoid(logits.float()).to(logits.dtype)
-        elif self.eval_mode == "sample" and self.temperatures()[0] > 0:
-            z = LF.bernoulli_decoupled_st(logits.detach(), self.temperatures()[0], 1.0)
-        elif self.estimator == "sign":
-            z = LF.sign_ste(logits.detach())
-        else:
-            z = LF.bernoulli_identity_st(logits.detach())
+        z = self._estimate(logits, -1) if self.training else self._evaluate(logits, -1)
         if self._recording:
             soft = not self.training and self.eval_mode == "soft"
             self._observe(logits, (logits >= 0).long() if soft else (z > 0.5).long())

@@ -32,7 +32,6 @@ import torch
 from torch import Tensor, nn
 from typing_extensions import override
 
-from .. import functional as LF
 from .bottleneck import DiscreteBottleneck
 
 __all__ = [
@@ -551,18 +550,16 @@ class LogicGateLayer(DiscreteBottleneck):
         return self.gate_logits.detach().argmax(-1)
 
     def _gate_weights(self, logits: Tensor, batch: int) -> Tensor:
-        per_example = self.sample_per_example or (self.training and self.score_function)
+        # a gate per example where a draw is made per example (deterministic eval modes:
+        # one set of gates shared by the batch)
+        per_example = (
+            self.sample_per_example or self.score_function
+            if self.training
+            else self.sample_per_example and self.eval_mode == "sample"
+        )
         if per_example:
             logits = logits.unsqueeze(0).expand(batch, -1, -1)
-        if self.training:
-            return self._estimate(logits, -1)
-        if self.eval_mode == "soft":
-            return torch.softmax(logits.float(), -1).to(logits.dtype)
-        if self.eval_mode == "sample" and self.temperatures()[0] > 0:
-            return LF.decoupled_st(logits.detach(), self.temperatures()[0], 1.0, -1)
-        if per_example:
-            logits = logits[:1]
-        return LF.identity_st(logits.detach(), -1)
+        return self._estimate(logits, -1) if self.training else self._evaluate(logits, -1)
 
     def forward(self, x: Tensor) -> Tensor:
         """``(B, in_features) -> (B, out_features)``."""
