@@ -161,7 +161,7 @@ class DiscreteCLI(LightningCLI):
         ...     "--model.hidden_dims=[8]", "--data=DigitsDataModule", "--trainer.logger=false",
         ...     "--trainer.enable_checkpointing=false"], run=False)
         >>> type(cli.model).__name__, cli.model.hparams.estimator
-        ('StochasticBinaryNetwork', 'decoupled')
+        ('StochasticBinaryNetwork', 'decoupled_st')
     """
 
     def __init__(
