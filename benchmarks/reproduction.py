@@ -33,12 +33,12 @@ DOCS = ROOT / "docs"
 
 # recipe files recipes/estimators/{name}.yaml (registry names decoupled_st, identity_st,
 # softmax_st, gumbel_softmax_st); also the run folders under runs/reproduction/<task>/
-ESTIMATORS = ["decoupled", "identity", "softmax", "gumbel_st"]
+ESTIMATORS = ["decoupled_st", "identity_st", "softmax_st", "gumbel_softmax_st"]
 LABEL = {
-    "decoupled": "Decoupled ST",
-    "identity": "Identity ST",
-    "softmax": "Softmax ST (tau=1)",
-    "gumbel_st": "ST Gumbel-Softmax (tau=1)",
+    "decoupled_st": "Decoupled ST",
+    "identity_st": "Identity ST",
+    "softmax_st": "Softmax ST (tau=1)",
+    "gumbel_softmax_st": "ST Gumbel-Softmax (tau=1)",
 }
 
 TASKS: Dict[str, dict] = {

@@ -6,7 +6,7 @@ Subcommands (each has ``--help``):
   (:class:`~lightning_discrete.trainer_cli.DiscreteCLI`). Example::
 
       lightning-discrete fit --config recipes/binary_fashion_mnist.yaml \\
-          --config recipes/estimators/softmax.yaml --trainer.max_epochs=5
+          --config recipes/estimators/softmax_st.yaml --trainer.max_epochs=5
 
 * ``sweep`` -- temperature sweeps, see :mod:`lightning_discrete.sweep`.
 * ``import-idx SRC_DIR [DATA_DIR] [--dataset FashionMNIST]`` -- import offline IDX files,

@@ -22,10 +22,7 @@ BINARY = os.path.join(RECIPES, "binary_fashion_mnist.yaml")
 AUTOENCODER = os.path.join(RECIPES, "autoencoder_mnist.yaml")
 LOGIC = os.path.join(RECIPES, "logic_gates_cifar10.yaml")
 QUICKSTART = os.path.join(RECIPES, "quickstart.yaml")  # its tests: test_quickstart.py
-ESTIMATORS = [None, "identity", "softmax", "gumbel_st", "decoupled"]
-# recipes/estimators/<file>.yaml -> the registry name it selects
-REGISTRY_NAME = {"identity": "identity_st", "softmax": "softmax_st", "gumbel_st": "gumbel_softmax_st",
-                 "decoupled": "decoupled_st"}
+ESTIMATORS = [None, "identity_st", "softmax_st", "gumbel_softmax_st", "decoupled_st"]  # recipes/estimators/<name>.yaml
 
 
 def _has_logic_gate_network() -> bool:
@@ -56,7 +53,7 @@ RECIPE_CASES = [
 ]
 
 
-@pytest.mark.parametrize("estimator", [None, "identity", "softmax", "gumbel_st"])  # None: the recipe's decoupled
+@pytest.mark.parametrize("estimator", [None, "identity_st", "softmax_st", "gumbel_softmax_st"])  # None: the recipe's decoupled
 @pytest.mark.parametrize("recipe,extra", RECIPE_CASES)
 def test_recipe_runs_a_few_steps(recipe, extra, estimator, data_dir, fast_args, tmp_path):
     args = ["fit", "--config", recipe]
@@ -67,7 +64,7 @@ def test_recipe_runs_a_few_steps(recipe, extra, estimator, data_dir, fast_args, 
     assert cli.trainer.global_step == 3
     assert "val/loss" in cli.trainer.callback_metrics
     assert torch.isfinite(cli.trainer.callback_metrics["val/loss"])
-    expected = REGISTRY_NAME[estimator or "decoupled"]
+    expected = estimator or "decoupled_st"
     assert cli.model.hparams.estimator == expected
     bottlenecks = list(cli.model.discrete_modules())
     assert bottlenecks and all(m.estimator == expected for m in bottlenecks)
@@ -102,8 +99,8 @@ def test_recipe_temperatures_are_the_papers():
 )
 def test_print_config_round_trips(recipe, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
-        cli_main(["fit", "--config", recipe, "--config", os.path.join(RECIPES, "estimators", "decoupled.yaml"),
-                  "--config", os.path.join(RECIPES, "estimators", "softmax.yaml"), "--print_config"])
+        cli_main(["fit", "--config", recipe, "--config", os.path.join(RECIPES, "estimators", "decoupled_st.yaml"),
+                  "--config", os.path.join(RECIPES, "estimators", "softmax_st.yaml"), "--print_config"])
     assert e.value.code in (0, None)
     first = capsys.readouterr().out
     cfg = yaml.safe_load(first)

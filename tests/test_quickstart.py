@@ -370,7 +370,7 @@ def test_quickstart_recipe_on_fashion_mnist_when_it_is_there(tmp_path, capsys, m
 
 def test_baseline_estimator_files_work_with_the_quickstart(tmp_path, capsys):
     cli = cli_main(_fast(tmp_path, "--data.dataset=digits", "--config",
-                         os.path.join(ROOT, "recipes", "estimators", "softmax.yaml")))
+                         os.path.join(ROOT, "recipes", "estimators", "softmax_st.yaml")))
     m = next(cli.model.discrete_modules())
     assert m.estimator == "softmax_st" and float(m.tau_f) == float(m.tau_b) < 1.0  # one tau, annealed
     summary = next(c for c in cli.trainer.callbacks if isinstance(c, TrainingSummary))

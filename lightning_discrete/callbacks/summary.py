@@ -19,7 +19,7 @@ DEFAULT_NEXT_STEPS = (
     "the paper's binary network on Fashion-MNIST (100 epochs; data offline: sudo apt-get install "
     "dataset-fashion-mnist, or add --data.download=true): lightning-discrete fit --config recipes/binary_fashion_mnist.yaml",
     "a baseline estimator on the same run: "
-    "lightning-discrete fit --config recipes/quickstart.yaml --config recipes/estimators/identity.yaml",
+    "lightning-discrete fit --config recipes/quickstart.yaml --config recipes/estimators/identity_st.yaml",
     "a (tau_f, tau_b) sweep: lightning-discrete sweep --config recipes/binary_fashion_mnist.yaml "
     "--protocol grid --tau_f 0.1 0.5 1 --tau_b 0.3 0.7 1 --trainer.max_epochs=3",
 )

@@ -2,14 +2,19 @@
 plus the bit-packed and compiled-C inference paths of logic-gate networks."""
 
 from .bottleneck import BinaryBottleneck, BottleneckConfig, CategoricalBottleneck, DiscreteBottleneck
-from .logic import GATE_COEFFICIENTS, GATE_NAMES, GroupSum, LogicGateLayer, group_sum, logic_gate
-from .logic_c import (
-    CCompilerNotFoundError,
-    CompiledLogicNetwork,
-    compile_c,
-    export_c,
-    simplify_logic_network,
+from .logic import (
+    GATE_COEFFICIENTS,
+    GATE_NAMES,
+    NUM_GATES,
+    GroupSum,
+    LogicGateLayer,
+    check_group_sum,
+    gate_truth_table,
+    group_sum,
+    logic_gate,
 )
+from .logic_c import CCompilerNotFoundError, CompiledLogicNetwork, compile_c, export_c
+from .netlist import LogicNetlist, simplify_logic_network
 from .logic_packed import PackedLogicNetwork, pack_bits, unpack_bits
 
 __all__ = [
@@ -19,8 +24,11 @@ __all__ = [
     "BinaryBottleneck",
     "LogicGateLayer",
     "GroupSum",
+    "NUM_GATES",
     "GATE_NAMES",
     "GATE_COEFFICIENTS",
+    "gate_truth_table",
+    "check_group_sum",
     "logic_gate",
     "group_sum",
     "PackedLogicNetwork",
@@ -28,6 +36,7 @@ __all__ = [
     "unpack_bits",
     "export_c",
     "compile_c",
+    "LogicNetlist",
     "simplify_logic_network",
     "CompiledLogicNetwork",
     "CCompilerNotFoundError",
