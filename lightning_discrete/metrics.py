@@ -20,7 +20,7 @@ Perplexity is ``exp(H)`` with ``H = -sum_c p_c log p_c`` and ``p = counts / sum`
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -36,10 +36,12 @@ __all__ = [
     "dead_code_fraction",
     "codebook_usage",
     "active_units",
+    "inactive_neurons",
     "CodebookPerplexity",
     "DeadCodeFraction",
     "CodebookUsage",
     "ActiveUnits",
+    "InactiveNeurons",
 ]
 
 
@@ -439,3 +441,103 @@ class ActiveUnits(Metric):
     @override
     def compute(self) -> Tensor:
         return _active_units_compute(self.active, self.total)
+
+
+# --------------------------------------------------------------------------- inactive neurons
+def _inactive_neurons_update(grads: Tensor, scale: Union[float, Tensor] = 1.0) -> Tuple[Tensor, int]:
+    """Per-unit sums of ``|g| * scale`` over the examples (dim 0) of ``grads``, and the examples."""
+    g = grads.detach()
+    rows = g.shape[0] if g.dim() else 1
+    sums = g.abs().reshape(rows, -1).sum(0, dtype=torch.float64)
+    return sums * scale, rows
+
+
+def _inactive_neurons_compute(sum_abs: Tensor, examples: Tensor, thresholds: Sequence[float]) -> Tensor:
+    """Percentage of units whose mean ``|g|`` per example is ``<= threshold``, one per threshold."""
+    mean = sum_abs / examples.to(torch.float64).clamp_min(1)
+    limits = torch.tensor([float(t) for t in thresholds], dtype=torch.float64, device=mean.device)
+    inactive = (mean.unsqueeze(0) <= limits.unsqueeze(1)).to(torch.float64).mean(1)
+    return torch.where(examples > 0, 100.0 * inactive, torch.nan)
+
+
+def inactive_neurons(grads: Tensor, thresholds: Sequence[float]) -> Tensor:
+    """Percentage of units (neurons) whose mean gradient magnitude per example is negligible.
+
+    The paper's per-neuron reading of "inactive": a unit counts as inactive when
+    ``mean_n |g[n, unit]| <= threshold`` over the examples ``n``, as opposed to
+    :func:`active_units`, which counts single (example, unit) entries.
+
+    Args:
+        grads: ``(N, *units)`` per-example gradients (e.g. the logit gradient of ``N``
+            examples and ``D`` binary units, ``(N, D)``; categorical ``(N, L, k)`` counts each
+            of the ``L * k`` logits as a unit).
+        thresholds: one or more thresholds; the result has one entry per threshold, so the
+            sensitivity to the threshold is visible.
+
+    Returns:
+        ``(len(thresholds),)`` float64 percentages in ``[0, 100]`` (NaN if ``N == 0``).
+
+    Examples:
+        >>> g = torch.tensor([[0.0, 1e-4, 1.0], [0.0, 3e-4, -1.0]])  # 2 examples, 3 units
+        >>> inactive_neurons(g, thresholds=[1e-5, 1e-3])
+        tensor([33.3333, 66.6667], dtype=torch.float64)
+    """
+    sums, rows = _inactive_neurons_update(grads)
+    return _inactive_neurons_compute(sums, torch.tensor(rows, device=sums.device), thresholds)
+
+
+class InactiveNeurons(Metric):
+    """Percentage of units whose mean ``|g|`` per example stays at or below each threshold.
+
+    States: ``sum_abs`` ``(num_units,)`` float64 (per-unit sums of ``|g|``) and
+    ``examples`` (long), both summed across ranks; an update never synchronises.
+    Functional twin: :func:`inactive_neurons`. Lower is better (fewer units that no
+    longer learn).
+
+    Args:
+        num_units: units per example (the product of the gradient's non-batch dims).
+        thresholds: thresholds on the mean per-example ``|g|``; :meth:`compute` returns one
+            percentage per threshold.
+        **kwargs: torchmetrics ``Metric`` options.
+
+    Examples:
+        >>> metric = InactiveNeurons(num_units=3, thresholds=[1e-5, 1e-3])
+        >>> metric.update(torch.tensor([[0.0, 1e-4, 1.0]]))
+        >>> metric.update(torch.tensor([[0.0, 3e-4, -1.0]]))
+        >>> metric.compute()
+        tensor([33.3333, 66.6667], dtype=torch.float64)
+    """
+
+    full_state_update = False
+    is_differentiable = False
+    higher_is_better = False
+    plot_lower_bound = 0.0
+    plot_upper_bound = 100.0
+
+    sum_abs: Tensor
+    examples: Tensor
+
+    def __init__(self, num_units: int, thresholds: Sequence[float] = (1e-3,), **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if int(num_units) != num_units or num_units < 1:
+            raise ValueError(f"`num_units` must be a positive integer, got {num_units}")
+        if not thresholds or any(float(t) < 0 for t in thresholds):
+            raise ValueError(f"`thresholds` must be a non-empty list of values >= 0, got {thresholds}")
+        self.num_units = int(num_units)
+        self.thresholds = tuple(float(t) for t in thresholds)
+        self.add_state("sum_abs", torch.zeros(self.num_units, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("examples", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
+
+    @override
+    def update(self, grads: Tensor, scale: Union[float, Tensor] = 1.0) -> None:
+        """Add ``(N, *units)`` per-example gradients, each multiplied by ``scale`` (a float or a
+        device scalar: e.g. batch size / AMP loss scale, to undo a batch-mean loss)."""
+        sums, rows = _inactive_neurons_update(grads, scale)
+        if sums.numel() != self.num_units:
+            raise ValueError(f"expected {self.num_units} units per example, got {sums.numel()}")
+        self.sum_abs += sums.to(self.sum_abs.device)
+        self.examples += rows
+
+    @override
+    def compute(self) -> Tensor:
+        return _inactive_neurons_compute(self.sum_abs, self.examples, self.thresholds)

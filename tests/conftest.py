@@ -394,12 +394,14 @@ def temperature_recorder() -> Callable[[], Callback]:
 @pytest.fixture
 def all_monitors() -> Callable[[], List[Callback]]:
     """``all_monitors()``: a temperature schedule (tau_f 1 -> 0.5 linear, tau_b 2) and every
-    monitor (utilisation, SNR probe every 2 steps and window of 2, active units per 2 steps, gates)."""
+    monitor (utilisation, SNR probe every 2 steps and window of 2, active units per 2 steps, gates,
+    saturation)."""
     from lightning_discrete.callbacks import (
         ActiveUnitMonitor,
         GateUsageMonitor,
         GradientSNRMonitor,
         LatentUtilizationMonitor,
+        SaturationMonitor,
         TemperatureScheduler,
     )
 
@@ -411,6 +413,7 @@ def all_monitors() -> Callable[[], List[Callback]]:
             GradientSNRMonitor(mode="window", window=2),
             ActiveUnitMonitor(window=2),
             GateUsageMonitor(),
+            SaturationMonitor(),
         ]
 
     return make

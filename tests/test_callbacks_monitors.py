@@ -297,6 +297,58 @@ def test_active_units_two_monitors_resume_continue_the_window(tmp_path, make_tra
     assert run(ckpt_path=str(tmp_path / "step=2.ckpt")) == pytest.approx(full)
 
 
+@pytest.mark.parametrize("accumulate, precision, batch", [(1, "32-true", 8), (2, "32-true", 4), (1, "bf16-mixed", 16)])
+def test_inactive_neurons_exact_on_known_gradients(accumulate, precision, batch, make_trainer, known_logit_grad_model,
+                                                   classification_data, loader):
+    """Every example has the same per-unit gradient g_j, so a unit is inactive at t iff |g_j| <= t."""
+    logits = torch.tensor([-8.0, -6.0, -5.0, -2.0, -1.0, 0.0, 1.0, 2.5, 5.0, 7.0])
+    weights = torch.tensor([1.0, -1.0, 2.0, 0.5, 1.0, -1.0, 1.0, 1.0, 1.5, 1.0])
+    model = known_logit_grad_model(logits, weights, tau_b=1.0)
+    g = model.per_example_logit_grad(1.0).abs()
+    thresholds = [0.003, 0.02, 0.1]
+    assert all(((g - t).abs() > 0.1 * t).all() for t in thresholds)  # no unit near a threshold (bf16 rounding)
+    expected = [100.0 * float((g <= t).double().mean()) for t in thresholds]
+    assert len(set(expected)) == 3  # the thresholds give three different answers
+    mon = ActiveUnitMonitor(threshold=0.02, neuron_thresholds=thresholds)
+    trainer = make_trainer(max_epochs=1, callbacks=[mon], accumulate_grad_batches=accumulate, precision=precision)
+    trainer.fit(model, loader(classification_data(32), batch))
+    for t, e in zip(thresholds, expected):
+        assert float(trainer.callback_metrics[f"inactive_neurons/units@{t:g}"]) == pytest.approx(e)
+        assert float(trainer.callback_metrics[f"inactive_neurons/all@{t:g}"]) == pytest.approx(e)
+    # per entry and per neuron agree here (identical rows): active + inactive = 100 at the same threshold
+    assert float(trainer.callback_metrics["active_units/all"]) + expected[1] == pytest.approx(100.0)
+
+
+def test_inactive_neurons_resume_continues_the_window(tmp_path, make_trainer, known_logit_grad_model,
+                                                      classification_data, loader):
+    """tau_b doubles every step: the per-unit mean over the epoch mixes 4 different gradients, so
+    a resumed run gets the same value only if the sums before the checkpoint were restored."""
+    logits = torch.tensor([-8.0, -6.0, -5.0, -2.0, -1.0, 0.0, 1.0, 2.5, 5.0, 7.0])
+
+    def run(ckpt_path=None):
+        sched = TemperatureScheduler(tau_b={"kind": "step", "start": 0.5, "end": 4.0, "step_size": 1, "gamma": 2.0})
+        mon = ActiveUnitMonitor(threshold=0.02, neuron_thresholds=[0.01, 0.03])
+        trainer = make_trainer(max_epochs=1, callbacks=[sched, mon, _checkpoints(tmp_path, every_n_train_steps=2)],
+                               enable_checkpointing=True)
+        trainer.fit(known_logit_grad_model(logits, torch.ones(10)), loader(classification_data(32), 8), ckpt_path=ckpt_path)
+        return {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("inactive_neurons/")}
+
+    full = run()
+    model = known_logit_grad_model(logits, torch.ones(10))
+    mean = sum(model.per_example_logit_grad(t).abs() for t in [0.5, 1.0, 2.0, 4.0]) / 4
+    assert full["inactive_neurons/all@0.03"] == pytest.approx(100.0 * float((mean <= 0.03).double().mean()))
+    half = sum(model.per_example_logit_grad(t).abs() for t in [2.0, 4.0]) / 2
+    assert float((half <= 0.03).double().mean()) != float((mean <= 0.03).double().mean())
+    assert run(ckpt_path=str(tmp_path / "step=2.ckpt")) == pytest.approx(full)
+
+
+def test_inactive_neurons_thresholds_are_checked():
+    with pytest.raises(ValueError, match="neuron_thresholds"):
+        ActiveUnitMonitor(neuron_thresholds=[])
+    with pytest.raises(ValueError, match="neuron_thresholds"):
+        ActiveUnitMonitor(neuron_thresholds=[-1.0])
+
+
 # --------------------------------------------------------------------------- gate usage
 def _mixed_with_known_gates(mixed_net):
     seed_everything(0)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import Tensor
 from typing_extensions import override
 
-from ..metrics import ActiveUnits, _active_units_compute
+from ..metrics import ActiveUnits, InactiveNeurons, _active_units_compute, _inactive_neurons_compute
 from ..nn.bottleneck import DiscreteBottleneck
 from ._utils import global_states, log_value, named_bottlenecks, restore_states
 
@@ -37,6 +37,14 @@ class ActiveUnitMonitor(Callback):
     * ``{prefix}/{name}`` per bottleneck (``{name}``: qualified module name);
     * ``{prefix}/all`` over every bottleneck.
 
+    With ``neuron_thresholds`` it also measures the paper's per-neuron reading: a unit
+    (one logit per example: a binary unit, or one category of one latent) is *inactive*
+    when its mean per-example ``|g|`` over the window is ``<= t``
+    (:class:`~lightning_discrete.metrics.InactiveNeurons`), logged for each ``t`` as
+
+    * ``inactive_neurons/{name}@{t}`` and ``inactive_neurons/all@{t}`` (percent of units;
+      ``{prefix}_inactive_neurons/...`` when ``prefix`` is not the default).
+
     The counts of a window in progress are saved in checkpoints, so a resumed run
     logs the same window as an uninterrupted one. Several monitors can share a Trainer
     (e.g. two thresholds, each with its own ``prefix``); :attr:`state_key` names the
@@ -46,34 +54,50 @@ class ActiveUnitMonitor(Callback):
         threshold: absolute per-example gradient threshold (``>= 0``).
         window: optimizer steps per window; ``None`` for one window per epoch.
         prefix: namespace of the logged names.
+        neuron_thresholds: thresholds of the per-neuron measure (e.g. ``[1e-4, 1e-3, 1e-2]``
+            to show its sensitivity); ``None`` (default) measures per entry only.
 
     Examples:
         >>> monitor = ActiveUnitMonitor(threshold=1e-2, window=50, prefix="active_1e-2")
         >>> monitor.state_key
-        "ActiveUnitMonitor{'prefix': 'active_1e-2', 'threshold': 0.01, 'window': 50}"
+        "ActiveUnitMonitor{'prefix': 'active_1e-2', 'threshold': 0.01, 'window': 50, 'neuron_thresholds': None}"
     """
 
-    def __init__(self, threshold: float = 1e-3, window: Optional[int] = None, prefix: str = "active_units") -> None:
+    def __init__(
+        self,
+        threshold: float = 1e-3,
+        window: Optional[int] = None,
+        prefix: str = "active_units",
+        neuron_thresholds: Optional[Sequence[float]] = None,
+    ) -> None:
         if threshold < 0:
             raise ValueError(f"`threshold` must be >= 0, got {threshold}")
         if window is not None and window < 1:
             raise ValueError(f"`window` must be >= 1 or None, got {window}")
         if not prefix:
             raise ValueError("`prefix` must be a non-empty string")
+        if neuron_thresholds is not None and (not neuron_thresholds or min(neuron_thresholds) < 0):
+            raise ValueError(f"`neuron_thresholds` must be a non-empty list of values >= 0, got {neuron_thresholds}")
         self.threshold = float(threshold)
         self.window = window
         self.prefix = prefix
+        self.neuron_thresholds = None if neuron_thresholds is None else tuple(float(t) for t in neuron_thresholds)
+        self.neuron_prefix = "inactive_neurons" if prefix == "active_units" else f"{prefix}_inactive_neurons"
+        self._neurons: Dict[str, InactiveNeurons] = {}
         self.last_results: Dict[str, float] = {}
         self._metrics: Dict[str, ActiveUnits] = {}
         self._modules: List[Tuple[str, DiscreteBottleneck]] = []
         self._restored: Dict[str, Dict[str, Tensor]] = {}
+        self._restored_neurons: Dict[str, Dict[str, Tensor]] = {}
         self._last_flush_step = -1
         self._seen: Dict[str, Tensor] = {}  # name -> the last gradient counted (no double counting)
 
     @property
     @override
     def state_key(self) -> str:
-        return self._generate_state_key(prefix=self.prefix, threshold=self.threshold, window=self.window)
+        return self._generate_state_key(
+            prefix=self.prefix, threshold=self.threshold, window=self.window, neuron_thresholds=self.neuron_thresholds
+        )
 
     @override
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -84,6 +108,11 @@ class ActiveUnitMonitor(Callback):
             if name in self._metrics:
                 restore_states(self._metrics[name], states)
         self._restored = {}
+        self._neurons = {}
+        for name, states in self._restored_neurons.items():
+            self._neurons[name] = self._neuron_metric(states["sum_abs"].numel(), pl_module.device)
+            restore_states(self._neurons[name], states)
+        self._restored_neurons = {}
         for _, m in self._modules:
             m.record(True, grads=True, owner=self)
 
@@ -101,14 +130,21 @@ class ActiveUnitMonitor(Callback):
                 continue
             self._seen[name] = g
             rows = g.shape[0] if g.dim() else 1  # the logits' batch dim (the loss is a batch mean)
-            # |g| * rows * accumulation / loss_scale > threshold, as one comparison against a
-            # rescaled threshold; the AMP scale stays a device tensor (no sync per step)
-            limit: Any = self.threshold / (rows * trainer.accumulate_grad_batches)
+            # per-example |g| = |g| * rows * accumulation / loss_scale; the AMP scale stays a
+            # device tensor (no sync per step): the scaler's ``_scale``, as ``get_scale()``
+            # would read it back
+            loss_scale: Any = 1.0
             if scaler is not None and scaler.is_enabled():
-                # the scale as the scaler's device tensor: ``get_scale()`` would read it back
                 scale = getattr(scaler, "_scale", None)
-                limit = limit * (scale if scale is not None else scaler.get_scale())
-            self._metrics[name].update(g, limit)
+                loss_scale = scale if scale is not None else scaler.get_scale()
+            per_example = rows * trainer.accumulate_grad_batches
+            # |g| * per_example / loss_scale > threshold, as one comparison against a rescaled threshold
+            self._metrics[name].update(g, self.threshold / per_example * loss_scale)
+            if self.neuron_thresholds is not None:
+                metric = self._neurons.get(name)
+                if metric is None:  # sized by the first gradient (the same step on every rank)
+                    metric = self._neurons[name] = self._neuron_metric(g[0].numel() if g.dim() else 1, g.device)
+                metric.update(g, per_example / loss_scale)
         step = trainer.global_step
         if self.window is not None and step % self.window == 0 and step != self._last_flush_step and step > 0:
             self._last_flush_step = step
@@ -132,9 +168,34 @@ class ActiveUnitMonitor(Callback):
         results = {f"{self.prefix}/{n}": _active_units_compute(a, t) for n, a, t in zip(names, active, total) if t > 0}
         if int(total.sum()) > 0:
             results[f"{self.prefix}/all"] = _active_units_compute(active.sum(), total.sum())
+        if self.neuron_thresholds is not None:
+            results.update(self._flush_neurons())
         for key, value in results.items():
             self.last_results[key] = float(value)
             log_value(pl_module, key, value, on_step=on_step)
+
+    def _neuron_metric(self, num_units: int, device: Any) -> InactiveNeurons:
+        return InactiveNeurons(num_units, self.neuron_thresholds).to(device)
+
+    def _flush_neurons(self) -> Dict[str, Tensor]:
+        names = sorted(self._neurons)
+        states = [global_states(self._neurons[n]) for n in names]  # collectives on every rank
+        for metric in self._neurons.values():
+            metric.reset()
+        out: Dict[str, Tensor] = {}
+        thresholds = self.neuron_thresholds or ()
+        for name, st in zip(names, states):
+            if int(st["examples"]) > 0:
+                for t, v in zip(thresholds, _inactive_neurons_compute(st["sum_abs"], st["examples"], thresholds)):
+                    out[f"{self.neuron_prefix}/{name}@{t:g}"] = v
+        if names:
+            # every unit of every bottleneck: the per-unit means side by side
+            means = [st["sum_abs"] / st["examples"].clamp_min(1) for st in states if int(st["examples"]) > 0]
+            if means:
+                flat = torch.cat(means)
+                for t, v in zip(thresholds, _inactive_neurons_compute(flat, torch.ones((), dtype=torch.long), thresholds)):
+                    out[f"{self.neuron_prefix}/all@{t:g}"] = v
+        return out
 
     @override
     def state_dict(self) -> Dict[str, Any]:
@@ -144,9 +205,12 @@ class ActiveUnitMonitor(Callback):
         """
         counts = {name: global_states(self._metrics[name]) for name in sorted(self._metrics)}
         counts = {name: s for name, s in counts.items() if int(s["total"]) > 0}
-        return {"last_flush_step": self._last_flush_step, "counts": counts}
+        neurons = {name: global_states(self._neurons[name]) for name in sorted(self._neurons)}
+        neurons = {name: s for name, s in neurons.items() if int(s["examples"]) > 0}
+        return {"last_flush_step": self._last_flush_step, "counts": counts, "neurons": neurons}
 
     @override
     def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
         self._last_flush_step = int(state_dict["last_flush_step"])
         self._restored = dict(state_dict["counts"])  # applied in on_fit_start, once the metrics exist
+        self._restored_neurons = dict(state_dict.get("neurons", {}))

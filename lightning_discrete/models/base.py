@@ -36,7 +36,28 @@ from typing_extensions import override
 from ..functional import get_estimator
 from ..nn.bottleneck import BottleneckConfig, DiscreteBottleneck
 
-__all__ = ["DiscreteModule", "classification_step"]
+__all__ = ["DiscreteModule", "classification_step", "is_logging_step"]
+
+
+def is_logging_step(trainer: Any) -> bool:
+    """Whether the current training batch is one whose logged values Lightning writes to
+    the loggers (every ``trainer.log_every_n_steps`` optimizer steps), as Lightning's own
+    ``LearningRateMonitor`` decides it. Constant over a batch (``on_train_batch_start``,
+    ``training_step``, ``on_train_batch_end``); work that only feeds the logs (a host read,
+    a figure) is done on these batches only.
+
+    Args:
+        trainer: the running ``lightning.pytorch.Trainer``.
+
+    Returns:
+        ``True`` on logging batches (and outside a fit loop), ``False`` otherwise.
+
+    Examples:
+        >>> import lightning.pytorch as pl
+        >>> is_logging_step(pl.Trainer(logger=False, log_every_n_steps=0, enable_progress_bar=False))
+        False
+    """
+    return bool(trainer._logger_connector.should_update_logs)
 
 
 def default_adam(params: Iterable) -> torch.optim.Optimizer:
@@ -231,7 +252,7 @@ class DiscreteModule(LightningModule):
         sums[1][:-1].add_(values, alpha=float(batch_size))
         sums[1][-1] += batch_size
         trainer = self._trainer
-        if stage == "train" and trainer is not None and batch_idx % max(trainer.log_every_n_steps, 1) == 0:
+        if stage == "train" and trainer is not None and is_logging_step(trainer):
             for name, value in metrics.items():
                 self.log(f"train/{name}_step", value, on_step=True, on_epoch=False, prog_bar=name in ("loss", "acc"))
 
@@ -286,7 +307,7 @@ class DiscreteModule(LightningModule):
         """On logging steps only (no extra host-device sync otherwise), say once how to find
         the cause when the training loss is no longer finite."""
         trainer = self._trainer
-        if self._nan_reported or trainer is None or batch_idx % max(trainer.log_every_n_steps, 1):
+        if self._nan_reported or trainer is None or not is_logging_step(trainer):
             return
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         if isinstance(loss, Tensor) and not bool(torch.isfinite(loss.detach()).all()):

@@ -1,0 +1,109 @@
+"""SaturationMonitor: a bottleneck whose backward distribution is one-hot is reported and warned about."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from lightning_discrete.callbacks import SaturationMonitor, saturation_statistics
+
+
+def test_statistics_by_hand():
+    # latent 0: softmax([0, 1]) is far from one-hot; latent 1: softmax([0, 40]) has 1 - p = e^-40
+    logits = torch.tensor([[[0.0, 1.0], [0.0, 40.0]]])
+    n, spread, total = saturation_statistics(logits, tau_b=1.0, binary=False)
+    assert (int(n), float(spread), total) == (1, 41.0, 2)
+    # a higher backward temperature de-saturates the second latent: 1 - p = e^-4 > 1e-6
+    n, _, _ = saturation_statistics(logits, tau_b=10.0, binary=False)
+    assert int(n) == 0
+    # the category dim may be any dim
+    n, spread, total = saturation_statistics(logits.transpose(1, 2), 1.0, binary=False, dim=1)
+    assert (int(n), float(spread), total) == (1, 41.0, 2)
+    # binary units (logits (l, 0)): saturated when sigmoid(-|l| / tau_b) < tol; range |l|
+    n, spread, total = saturation_statistics(torch.tensor([[0.5, -30.0, 12.0]]), 1.0, binary=True)
+    assert int(n) == 1 and total == 3 and float(spread) == pytest.approx(42.5)
+    n, _, _ = saturation_statistics(torch.tensor([[0.5, -30.0, 12.0]]), 1.0, binary=True, tol=1e-5)
+    assert int(n) == 2  # sigmoid(-12) = 6.1e-6: above 1e-6, below 1e-5
+
+
+@pytest.mark.parametrize("kwargs", [{"tol": 0.0}, {"tol": 1.0}, {"warn_above": 1.5}, {"patience": 0}])
+def test_bad_arguments_are_rejected(kwargs):
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        SaturationMonitor(**kwargs)
+
+
+def _collapsed(model):
+    """The failure of the MNIST autoencoder at a too-high learning rate: every input gets the
+    same code because the encoder's logits are huge (here: a bias of 60 on one category)."""
+    last = model.encoder[-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.zero_()
+        last.bias.view(model.num_latents, model.num_categories)[:, 0] = 60.0
+    return model
+
+
+def _fit(make_trainer, model, data, callbacks, steps=6, **kw):
+    trainer = make_trainer(max_steps=steps, log_every_n_steps=1, callbacks=callbacks, **kw)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(model, data)
+    return trainer, [w for w in caught if "saturated" in str(w.message)]
+
+
+def test_a_collapsed_autoencoder_is_reported_and_warned_about_once(
+    make_trainer, tiny_autoencoder, binary_images, loader
+):
+    model = _collapsed(tiny_autoencoder(tau_f=2.0, tau_b=0.5, optimizer=lambda p: torch.optim.SGD(p, lr=0.0)))
+    trainer, caught = _fit(make_trainer, model, loader(binary_images()), [SaturationMonitor(patience=2)])
+    assert len(caught) == 1  # saturated on all 6 steps, warned once
+    text = str(caught[0].message)
+    assert "'bottleneck'" in text and "100%" in text and "tau_b=0.5" in text
+    assert "lower learning rate" in text and "higher tau_b" in text
+    assert float(trainer.logged_metrics["saturation/bottleneck"]) == 1.0
+    assert float(trainer.logged_metrics["logit_range/bottleneck"]) == pytest.approx(60.0)
+
+
+def test_a_healthy_autoencoder_is_not_warned_about(make_trainer, tiny_autoencoder, binary_images, loader):
+    model = tiny_autoencoder(tau_f=2.0, tau_b=0.5)
+    trainer, caught = _fit(make_trainer, model, loader(binary_images()), [SaturationMonitor(patience=1)])
+    assert caught == []
+    assert float(trainer.logged_metrics["saturation/bottleneck"]) < 0.5
+    assert 0.0 < float(trainer.logged_metrics["logit_range/bottleneck"]) < 10.0
+
+
+def test_binary_units_are_monitored(make_trainer, tiny_binary_net, classification_data, loader):
+    model = tiny_binary_net(optimizer=lambda p: torch.optim.SGD(p, lr=0.0))
+    with torch.no_grad():
+        for layer in model.modules():
+            if isinstance(layer, torch.nn.Linear) and layer.out_features == 6:
+                layer.bias.fill_(-50.0)  # every unit off, sigmoid(-50) ~ 2e-22
+    trainer, caught = _fit(make_trainer, model, loader(classification_data()), [SaturationMonitor(patience=3)])
+    names = [k for k in trainer.logged_metrics if k.startswith("saturation/")]
+    assert len(names) == 2 and all(float(trainer.logged_metrics[k]) == 1.0 for k in names)
+    assert len(caught) == 2  # once per bottleneck
+
+
+def test_two_instances_checkpoint_and_resume_without_warning_again(
+    make_trainer, tiny_autoencoder, binary_images, loader, tmp_path
+):
+    def monitors():
+        return [SaturationMonitor(patience=2), SaturationMonitor(patience=2, warn_above=0.99)]
+
+    model = _collapsed(tiny_autoencoder(tau_f=2.0, tau_b=0.5, optimizer=lambda p: torch.optim.SGD(p, lr=0.0)))
+    trainer, caught = _fit(make_trainer, model, loader(binary_images()), monitors(), steps=4,
+                           default_root_dir=tmp_path)
+    assert len(caught) == 2  # one per instance
+    ckpt = tmp_path / "sat.ckpt"
+    trainer.save_checkpoint(ckpt)
+    states = torch.load(ckpt, weights_only=False)["callbacks"]
+    assert len([k for k in states if k.startswith("SaturationMonitor")]) == 2
+    resumed = make_trainer(max_steps=8, log_every_n_steps=1, callbacks=monitors())
+    with warnings.catch_warnings(record=True) as again:
+        warnings.simplefilter("always")
+        resumed.fit(_collapsed(tiny_autoencoder(tau_f=2.0, tau_b=0.5, optimizer=lambda p: torch.optim.SGD(p, lr=0.0))),
+                    loader(binary_images()), ckpt_path=ckpt)
+    assert resumed.global_step == 8
+    assert [w for w in again if "saturated" in str(w.message)] == []  # already warned before the checkpoint
