@@ -52,6 +52,7 @@ import math
 import os
 import platform
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -63,6 +64,7 @@ from typing import Dict, Iterable, List, Optional, Tuple
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+CHILDREN: set = set()  # runs in flight, stopped with the runner (SIGTERM / Ctrl-C)
 
 
 # --------------------------------------------------------------------------- #
@@ -139,8 +141,9 @@ def group_runs(plan: dict, name: str, results: Dict[str, dict]) -> Tuple[List[Tu
         src = sel["from"]
         src_ids = [rid for rid, _, _ in group_runs(plan, src, results)[0]]
         missing = [rid for rid in src_ids if rid not in results]
-        if missing or group_runs(plan, src, results)[1]:
-            waiting = f"waits for {len(missing)} run(s) of {src}"
+        upstream = group_runs(plan, src, results)[1]
+        if missing or upstream:
+            waiting = f"waits for {len(missing)} run(s) of {src}" if missing else f"waits for {src}, which {upstream}"
             continue
         cells += select_cells(sel, [results[rid] for rid in src_ids])
     for c in g.get("cells", []) or []:
@@ -245,7 +248,12 @@ def execute(plan: dict, name: str, cell: dict, seed: int, rid: str, threads: int
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     with open(out / "fit.log", "w") as log:
-        rc = subprocess.call(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+        CHILDREN.add(proc)
+        try:
+            rc = proc.wait()
+        finally:
+            CHILDREN.discard(proc)
     wall = time.perf_counter() - t0
     files = sorted((out / "csv").glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name.split("_")[1]))
     if rc != 0 or not files:
@@ -367,7 +375,18 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--dry-run", action="store_true", help="print the pending commands only")
     args = p.parse_args(argv)
     plan = load_plan(args.plan)
-    (cmd_run if args.command == "run" else cmd_status)(plan, args)
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        (cmd_run if args.command == "run" else cmd_status)(plan, args)
+    except KeyboardInterrupt:
+        for proc in list(CHILDREN):
+            proc.terminate()
+        print("stopped; the runs in flight were not stored and start again next time", file=sys.stderr)
+        os._exit(1)
 
 
 if __name__ == "__main__":
