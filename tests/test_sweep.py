@@ -266,3 +266,20 @@ def test_list_options_take_space_separated_or_json_values(tmp_path, monkeypatch)
     # --quiet silences the progress lines (warnings still show)
     main(["--config", "a.yaml", "--quiet", "--output_dir", str(tmp_path)])
     assert verbose == [True, False]
+
+
+def test_check_config_warns_when_a_schedule_overrides_the_swept_temperature(tmp_path, caplog):
+    from lightning_discrete.sweep.runner import check_config
+
+    quickstart = os.path.join(ROOT, "recipes", "quickstart.yaml")  # anneals tau_f with a TemperatureScheduler
+    overrides = ["--data.dataset=digits", "--trainer.logger=false"]
+    with caplog.at_level(logging.WARNING, logger="lightning_discrete.sweep"):
+        check_config(SweepConfig(configs=[quickstart], overrides=overrides, study_name="q", output_dir=str(tmp_path / "a")))
+    warned = [r.getMessage() for r in caplog.records if "TemperatureScheduler" in r.getMessage()]
+    assert len(warned) == 1 and "sets tau_f during training" in warned[0]
+    caplog.clear()
+    # the same config without its scheduler: no warning
+    no_schedule = overrides + ["--trainer.callbacks=[]"]
+    with caplog.at_level(logging.WARNING, logger="lightning_discrete.sweep"):
+        check_config(SweepConfig(configs=[quickstart], overrides=no_schedule, study_name="q", output_dir=str(tmp_path / "b")))
+    assert not [r for r in caplog.records if "TemperatureScheduler" in r.getMessage()]

@@ -19,6 +19,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from lightning.pytorch import Callback, LightningModule, Trainer
 from typing_extensions import override
 
+from ..callbacks import TemperatureScheduler
 from ..trainer_cli import cli_main
 from .config import SweepConfig, SweepError
 from .plots import require_matplotlib, write_heatmap
@@ -176,6 +177,18 @@ def check_config(cfg: SweepConfig) -> None:
     if cfg.lr:
         params["lr"] = cfg.lr[0]
     cli = cli_main(trial_args(cfg, params, os.path.join(cfg.output_dir, "check")), run=False)
+    swept = {"tau_f", "tau_b", "tau"} if cfg.protocol == "single" else {"tau_f", "tau_b"}
+    for cb in cli.trainer.callbacks:
+        scheduled = [n for n in ("tau_f", "tau_b", "tau") if getattr(cb, n, None) is not None] \
+            if isinstance(cb, TemperatureScheduler) else []
+        overridden = sorted(swept & ({"tau_f", "tau_b"} if "tau" in scheduled else set(scheduled)))
+        if overridden:
+            log.warning(
+                "the config's TemperatureScheduler sets %s during training, so the swept values are used "
+                "only until its first update and every trial may end at the same temperature; remove the "
+                "scheduler from the sweep's config (or schedule only the temperature you do not sweep)",
+                " and ".join(overridden),
+            )
     dm = cli.datamodule
     if dm is not None:
         dm.prepare_data()
