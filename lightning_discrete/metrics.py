@@ -37,11 +37,13 @@ __all__ = [
     "codebook_usage",
     "active_units",
     "inactive_neurons",
+    "saturation",
     "CodebookPerplexity",
     "DeadCodeFraction",
     "CodebookUsage",
     "ActiveUnits",
     "InactiveNeurons",
+    "Saturation",
 ]
 
 
@@ -541,3 +543,106 @@ class InactiveNeurons(Metric):
     @override
     def compute(self) -> Tensor:
         return _inactive_neurons_compute(self.sum_abs, self.examples, self.thresholds)
+
+
+# --------------------------------------------------------------------------- saturation
+def _saturation_update(logits: Tensor, tau_b: float, binary: bool, dim: int = -1, tol: float = 1e-6) -> Tuple[Tensor, Tensor, int]:
+    """Saturated latents (device scalar), the sum of their logit ranges (device scalar) and the latents."""
+    x = logits.detach().float()
+    if binary:
+        a = x.abs()  # the logits of a binary unit are (l, 0): range |l|, backward p = sigmoid(l / tau_b)
+        return (torch.sigmoid(-a / tau_b) < tol).sum(), a.sum(), x.numel()
+    x = x.movedim(dim, -1)
+    top = torch.softmax(x / tau_b, -1).amax(-1)
+    return (top > 1.0 - tol).sum(), (x.amax(-1) - x.amin(-1)).sum(), top.numel()
+
+
+def _saturation_compute(saturated: Tensor, spread: Tensor, total: Tensor) -> Tuple[Tensor, Tensor]:
+    """``(share of saturated latents in [0, 1], mean logit range)``; NaN when ``total`` is 0."""
+    total = total.to(torch.float64)
+    ok = total > 0
+    n = total.clamp_min(1)
+    return (torch.where(ok, saturated.to(torch.float64) / n, torch.nan),
+            torch.where(ok, spread.to(torch.float64) / n, torch.nan))
+
+
+def saturation(logits: Tensor, tau_b: float, binary: bool = False, dim: int = -1, tol: float = 1e-6) -> Tuple[Tensor, Tensor]:
+    """How saturated the backward distribution of ``logits`` at ``tau_b`` is.
+
+    A categorical latent is saturated when ``max softmax(logits / tau_b) > 1 - tol``; a
+    binary unit (logits ``(l, 0)``) when ``sigmoid(-|l| / tau_b) < tol``. Its softmax
+    Jacobian is then below ``tol`` everywhere, so straight-through estimators that
+    backpropagate through it pass (almost) no gradient to the layers before it.
+
+    Args:
+        logits: ``(B, ..., k)`` categorical logits (categories on ``dim``) or ``(B, ...)``
+            binary logits, one per unit.
+        tau_b: the backward temperature (``> 0``).
+        binary: whether ``logits`` are binary units.
+        dim: the category dimension (categorical only).
+        tol: the distance from one-hot that counts as saturated.
+
+    Returns:
+        ``(share, logit_range)``: float64 scalars, the share in ``[0, 1]`` of saturated
+        latents and the mean over latents of the logit range (``max - min`` over the
+        categories; ``|l|`` for a binary unit).
+
+    Examples:
+        >>> logits = torch.tensor([[[0.0, 1.0], [0.0, 40.0]]])  # 1 example, 2 latents, k = 2
+        >>> share, spread = saturation(logits, tau_b=1.0)
+        >>> float(share), float(spread)
+        (0.5, 20.5)
+        >>> float(saturation(logits, tau_b=10.0)[0])  # a higher tau_b: 1 - p = e^-4
+        0.0
+    """
+    n, spread, total = _saturation_update(logits, tau_b, binary, dim, tol)
+    return _saturation_compute(n, spread, torch.tensor(total, device=n.device))
+
+
+class Saturation(Metric):
+    """Share of saturated latents and mean logit range over many batches (see :func:`saturation`).
+
+    States ``saturated``, ``spread`` (float64) and ``total`` (long) are summed across
+    ranks; an update never synchronises. Lower is better for both values, but the metric
+    returns two, so ``higher_is_better`` is ``False``.
+
+    Args:
+        tol: the distance from one-hot that counts as saturated.
+        **kwargs: torchmetrics ``Metric`` options.
+
+    Examples:
+        >>> metric = Saturation()
+        >>> metric.update(torch.tensor([[[0.0, 40.0]]]), tau_b=1.0)
+        >>> metric.update(torch.tensor([[[0.0, 1.0]]]), tau_b=1.0)
+        >>> [float(v) for v in metric.compute()]
+        [0.5, 20.5]
+    """
+
+    full_state_update = False
+    is_differentiable = False
+    higher_is_better = False
+
+    saturated: Tensor
+    spread: Tensor
+    total: Tensor
+
+    def __init__(self, tol: float = 1e-6, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if not 0.0 < tol < 1.0:
+            raise ValueError(f"`tol` must be in (0, 1), got {tol}")
+        self.tol = float(tol)
+        self.add_state("saturated", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("spread", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("total", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
+
+    @override
+    def update(self, logits: Tensor, tau_b: float, binary: bool = False, dim: int = -1) -> None:
+        """Add a batch of logits (shapes as :func:`saturation`) at backward temperature ``tau_b``."""
+        n, spread, total = _saturation_update(logits, tau_b, binary, dim, self.tol)
+        self.saturated += n.to(self.saturated)
+        self.spread += spread.to(self.spread)
+        self.total += total
+
+    @override
+    def compute(self) -> Tuple[Tensor, Tensor]:
+        return _saturation_compute(self.saturated, self.spread, self.total)

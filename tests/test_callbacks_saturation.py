@@ -7,31 +7,45 @@ import warnings
 import pytest
 import torch
 
-from lightning_discrete.callbacks import SaturationMonitor, saturation_statistics
+from lightning_discrete.callbacks import SaturationMonitor
+from lightning_discrete.metrics import Saturation, saturation
 
 
 def test_statistics_by_hand():
     # latent 0: softmax([0, 1]) is far from one-hot; latent 1: softmax([0, 40]) has 1 - p = e^-40
     logits = torch.tensor([[[0.0, 1.0], [0.0, 40.0]]])
-    n, spread, total = saturation_statistics(logits, tau_b=1.0, binary=False)
-    assert (int(n), float(spread), total) == (1, 41.0, 2)
+    share, spread = saturation(logits, tau_b=1.0)
+    assert (float(share), float(spread)) == (0.5, 20.5)
     # a higher backward temperature de-saturates the second latent: 1 - p = e^-4 > 1e-6
-    n, _, _ = saturation_statistics(logits, tau_b=10.0, binary=False)
-    assert int(n) == 0
+    assert float(saturation(logits, tau_b=10.0)[0]) == 0.0
     # the category dim may be any dim
-    n, spread, total = saturation_statistics(logits.transpose(1, 2), 1.0, binary=False, dim=1)
-    assert (int(n), float(spread), total) == (1, 41.0, 2)
+    assert [float(v) for v in saturation(logits.transpose(1, 2), 1.0, dim=1)] == [0.5, 20.5]
     # binary units (logits (l, 0)): saturated when sigmoid(-|l| / tau_b) < tol; range |l|
-    n, spread, total = saturation_statistics(torch.tensor([[0.5, -30.0, 12.0]]), 1.0, binary=True)
-    assert int(n) == 1 and total == 3 and float(spread) == pytest.approx(42.5)
-    n, _, _ = saturation_statistics(torch.tensor([[0.5, -30.0, 12.0]]), 1.0, binary=True, tol=1e-5)
-    assert int(n) == 2  # sigmoid(-12) = 6.1e-6: above 1e-6, below 1e-5
+    units = torch.tensor([[0.5, -30.0, 12.0]])
+    share, spread = saturation(units, 1.0, binary=True)
+    assert float(share) == pytest.approx(1 / 3) and float(spread) == pytest.approx(42.5 / 3)
+    share, _ = saturation(units, 1.0, binary=True, tol=1e-5)
+    assert float(share) == pytest.approx(2 / 3)  # sigmoid(-12) = 6.1e-6: above 1e-6, below 1e-5
+
+
+def test_metric_sums_batches_like_the_functional_on_their_union():
+    a = torch.randn(5, 3, 4) * 20
+    b = torch.randn(7, 3, 4) * 20
+    metric = Saturation()
+    metric.update(a, tau_b=0.5)
+    metric.update(b, tau_b=0.5)
+    expected = saturation(torch.cat([a, b]), tau_b=0.5)
+    assert [float(v) for v in metric.compute()] == pytest.approx([float(v) for v in expected])
+    assert 0.0 < float(expected[0]) < 1.0  # some but not all latents saturated at this scale
 
 
 @pytest.mark.parametrize("kwargs", [{"tol": 0.0}, {"tol": 1.0}, {"warn_above": 1.5}, {"patience": 0}])
 def test_bad_arguments_are_rejected(kwargs):
     with pytest.raises(ValueError, match=next(iter(kwargs))):
         SaturationMonitor(**kwargs)
+    if "tol" in kwargs:
+        with pytest.raises(ValueError, match="tol"):
+            Saturation(**kwargs)
 
 
 def _collapsed(model):

@@ -7,7 +7,7 @@ gradients are read where Lightning has already averaged, unscaled and accumulate
 
 from .active_units import ActiveUnitMonitor
 from .gate_usage import GateUsageMonitor, gate_histogram, gate_usage_figure
-from .saturation import SaturationMonitor, saturation_statistics
+from .saturation import SaturationMonitor
 from .gradient_snr import GradientSNRMonitor, snr_statistics
 from .temperature import SCHEDULE_KINDS, Schedule, TemperatureScheduler, schedule_value
 from .summary import TrainingSummary, training_curves_figure
@@ -24,7 +24,6 @@ __all__ = [
     "snr_statistics",
     "ActiveUnitMonitor",
     "SaturationMonitor",
-    "saturation_statistics",
     "GateUsageMonitor",
     "gate_histogram",
     "gate_usage_figure",
