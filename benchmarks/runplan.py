@@ -377,6 +377,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     plan = load_plan(args.plan)
 
     def stop(signum, frame):
+        for proc in list(CHILDREN):  # before the pool's shutdown waits for them
+            proc.terminate()
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
