@@ -42,7 +42,15 @@ _C_OPS = {"and": "{a} & {b}", "andn": "{a} & ~{b}", "xor": "{a} ^ {b}", "or": "{
 
 
 class CCompilerNotFoundError(RuntimeError):
-    """No C compiler (``$CC``, ``cc``, ``gcc`` or ``clang``) was found."""
+    """No C compiler (``$CC``, ``cc``, ``gcc`` or ``clang``) was found.
+
+    Raised by :func:`compile_c` (and so by ``LogicGateNetwork.to_c()``); catch it to fall
+    back to the bit-packed PyTorch path.
+
+    Examples:
+        >>> issubclass(CCompilerNotFoundError, RuntimeError)
+        True
+    """
 
 
 # --------------------------------------------------------------------------- #
