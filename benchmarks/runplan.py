@@ -31,7 +31,10 @@ A plan (YAML) names where results go and lists groups of runs::
 
 Every run is one ``python -m lightning_discrete fit`` of the group's configs, its args, one
 cell (``--key=value``) and ``--seed_everything=SEED``, logged with ``CSVLogger`` under
-``scratch/<run id>``, one torch thread per worker. A run is finished when its JSON exists;
+``scratch/<run id>``, one torch thread per worker. A group with ``test: true`` then runs
+``python -m lightning_discrete test`` with the same arguments on the run's best checkpoint
+(``checkpoints/best*.ckpt``; the last one when there is none), and its ``test/*`` metrics
+join the run's record. A run is finished when its JSON exists;
 ``run`` never starts a finished run again, so any session continues where the last one
 stopped. ``--budget-minutes`` stops launching runs that would not finish in time (the
 estimate is the slowest finished run of the group, or the group's ``minutes``). A group
@@ -180,10 +183,12 @@ def select_cells(sel: dict, recs: List[dict]) -> List[Dict[str, object]]:
     return [dict(zip(keys, cell)) for cell, _ in ranked[: sel.get("top", 1)]]
 
 
-def command(plan: dict, name: str, cell: Dict[str, object], seed: int, rid: str) -> List[str]:
+def command(
+    plan: dict, name: str, cell: Dict[str, object], seed: int, rid: str, subcommand: str = "fit"
+) -> List[str]:
     g = plan["groups"][name]
     out = ROOT / plan["scratch"] / rid
-    cmd = [sys.executable, "-m", "lightning_discrete", "fit"]
+    cmd = [sys.executable, "-m", "lightning_discrete", subcommand]
     for c in g["configs"]:
         cmd += ["--config", c]
     cmd += list(g.get("args", []))
@@ -247,32 +252,50 @@ def execute(plan: dict, name: str, cell: dict, seed: int, rid: str, threads: int
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
-    with open(out / "fit.log", "w") as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
-        CHILDREN.add(proc)
-        try:
-            rc = proc.wait()
-        finally:
-            CHILDREN.discard(proc)
+    rc = _run_logged(cmd, out / "fit.log", env)
+    tested = bool(plan["groups"][name].get("test"))
+    test_cmd: List[str] = []
+    if rc == 0 and tested:
+        fits = sorted((out / "csv").glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
+        ckpts = sorted(fits[-1].glob("checkpoints/*.ckpt") if fits else [], key=lambda p: p.name.startswith("best"))
+        if not ckpts:
+            return rid, None, f"FAILED (no checkpoint to test under {out / 'csv'})"
+        test_cmd = command(plan, name, cell, seed, rid, "test") + [f"--ckpt_path={ckpts[-1]}"]
+        rc = _run_logged(test_cmd, out / "test.log", env)
     wall = time.perf_counter() - t0
     files = sorted((out / "csv").glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name.split("_")[1]))
     if rc != 0 or not files:
-        return rid, None, f"FAILED (rc {rc}); see {out / 'fit.log'}"
+        return rid, None, f"FAILED (rc {rc}); see {out / 'fit.log'} (and test.log)"
+    metrics: Dict[str, List[List[float]]] = {}
+    for f in files[-2:] if tested else files[-1:]:  # this fit, then its test (the next version)
+        metrics.update(read_epoch_metrics(f))
     rec = {
         "id": rid,
         "group": name,
         "cell": cell,
         "seed": seed,
         "command": " ".join(cmd[1:]),
+        **({"test_command": " ".join(test_cmd[1:])} if test_cmd else {}),
         "threads": threads,
         "wall_s": round(wall, 1),
         "started": started.isoformat(timespec="seconds"),
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": versions(),
         "host": {"machine": platform.machine(), "cpus": os.cpu_count()},
-        "metrics": read_epoch_metrics(files[-1]),
+        "metrics": metrics,
     }
     return rid, rec, f"done in {wall:.0f} s"
+
+
+def _run_logged(cmd: List[str], log_path: Path, env: Dict[str, str]) -> int:
+    """Run ``cmd`` with its output in ``log_path``; stopped with the runner. Returns the exit code."""
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+        CHILDREN.add(proc)
+        try:
+            return proc.wait()
+        finally:
+            CHILDREN.discard(proc)
 
 
 def store(plan: dict, rec: dict, commit: bool) -> None:

@@ -96,6 +96,8 @@ __all__ = [
     "sign_st",
     "categorical_log_prob",
     "bernoulli_log_prob",
+    "categorical_kl",
+    "bernoulli_kl",
     "reinforce_loo_surrogate",
     "disarm_surrogate",
     "project_simplex",
@@ -1306,6 +1308,73 @@ def bernoulli_log_prob(logits: Tensor, z: Tensor) -> Tensor:
     x = logits.to(_compute_dtype(logits.dtype))
     z = z.to(x.dtype)
     return z * F.logsigmoid(x) + (1 - z) * F.logsigmoid(-x)
+
+
+def categorical_kl(logits: Tensor, prior_logits: Optional[Tensor] = None, dim: int = -1) -> Tensor:
+    """``KL(Cat(softmax(l)) || Cat(softmax(prior)))``, analytic; the category ``dim`` is
+    reduced away. The prior is uniform (``log p = -log k``) when ``prior_logits`` is
+    ``None``. Computed in float32 (float64 for float64 logits).
+
+    This is the KL term of a categorical VAE's ELBO: the KL of the categorical
+    distributions ``q(z|x)`` and ``p(z)`` themselves, whatever estimator draws the sample
+    fed to the decoder (the Gumbel-Softmax paper's convention for relaxed samples too;
+    ``docs/design.md``, "Estimator maths").
+
+    Args:
+        logits: ``(*, k, *)`` logits of ``q``, categories on ``dim``.
+        prior_logits: logits of the prior, broadcastable to ``logits`` (e.g. ``(L, k)``
+            for ``(B, L, k)`` logits); ``None`` for the uniform prior.
+        dim: the category dimension.
+
+    Returns:
+        ``logits``'s shape without ``dim``: one KL (nats) per latent.
+
+    Examples:
+        >>> import torch
+        >>> from lightning_discrete import functional as LF
+        >>> LF.categorical_kl(torch.zeros(2, 4))  # q uniform: KL 0
+        tensor([0., 0.])
+        >>> LF.categorical_kl(torch.tensor([[0.0, 50.0]]))  # q one-hot over 2: log 2
+        tensor([0.6931])
+    """
+    check_logits(logits)
+    dim = check_dim(logits, dim)
+    x = logits.to(_compute_dtype(logits.dtype))
+    log_q = torch.log_softmax(x, dim)
+    if prior_logits is None:
+        log_p = -math.log(x.shape[dim])
+    else:
+        log_p = torch.log_softmax(prior_logits.to(x.dtype).expand_as(x), dim)
+    return (log_q.exp() * (log_q - log_p)).sum(dim)
+
+
+def bernoulli_kl(logits: Tensor, prior_logits: Optional[Tensor] = None) -> Tensor:
+    """Elementwise ``KL(Bernoulli(sigmoid(l)) || Bernoulli(sigmoid(prior)))``, analytic; the
+    prior is ``Bernoulli(1/2)`` when ``prior_logits`` is ``None``. Computed in float32
+    (float64 for float64 logits). The binary (``k = 2``) case of :func:`categorical_kl`.
+
+    Args:
+        logits: ``(*)``, one logit per unit.
+        prior_logits: prior logits broadcastable to ``logits``; ``None``: ``p = 1/2``.
+
+    Returns:
+        KLs (nats) shaped like ``logits``.
+
+    Examples:
+        >>> import torch
+        >>> from lightning_discrete import functional as LF
+        >>> LF.bernoulli_kl(torch.tensor([0.0, 50.0]))
+        tensor([0.0000, 0.6931])
+    """
+    check_logits(logits)
+    x = logits.to(_compute_dtype(logits.dtype))
+    q = torch.sigmoid(x)
+    if prior_logits is None:
+        log_p1 = log_p0 = -math.log(2.0)
+    else:
+        prior = prior_logits.to(x.dtype)
+        log_p1, log_p0 = F.logsigmoid(prior), F.logsigmoid(-prior)
+    return q * (F.logsigmoid(x) - log_p1) + (1 - q) * (F.logsigmoid(-x) - log_p0)
 
 
 def reinforce_loo_surrogate(log_probs: Tensor, losses: Tensor) -> Tensor:

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
+import math
+
 import torch
 from torch import Tensor
 from torchmetrics import Metric
@@ -38,12 +40,14 @@ __all__ = [
     "active_units",
     "inactive_neurons",
     "saturation",
+    "importance_weighted_nll",
     "CodebookPerplexity",
     "DeadCodeFraction",
     "CodebookUsage",
     "ActiveUnits",
     "InactiveNeurons",
     "Saturation",
+    "ImportanceWeightedNLL",
 ]
 
 
@@ -646,3 +650,88 @@ class Saturation(Metric):
     @override
     def compute(self) -> Tuple[Tensor, Tensor]:
         return _saturation_compute(self.saturated, self.spread, self.total)
+
+
+# --------------------------------------------------------------------------- importance-weighted NLL
+def _importance_weighted_nll_update(log_weights: Tensor) -> Tuple[Tensor, int]:
+    """Sum over examples of ``-(logsumexp_s w_s - log S)`` (float64, on the device) and their number."""
+    if log_weights.dim() != 2 or log_weights.shape[0] < 1:
+        raise ValueError(
+            f"`log_weights` must be (num_samples, num_examples) with num_samples >= 1, got {tuple(log_weights.shape)}"
+        )
+    w = log_weights.detach().to(torch.float64)
+    bound = torch.logsumexp(w, 0) - math.log(w.shape[0])
+    return -bound.sum(), bound.numel()
+
+
+def _importance_weighted_nll_compute(total: Tensor, count: Tensor) -> Tensor:
+    """``total / count`` in float64 (NaN where ``count`` is 0)."""
+    count = count.to(torch.float64)
+    return torch.where(count > 0, total.to(torch.float64) / count.clamp_min(1), torch.nan)
+
+
+def importance_weighted_nll(log_weights: Tensor) -> Tensor:
+    """Mean over examples of the importance-weighted bound on the negative log-likelihood,
+    ``-log (1/S) sum_s exp(w_s)`` with ``w_s = log p(x, z_s) - log q(z_s | x)`` and
+    ``z_s ~ q(z | x)`` (Burda et al.'s bound; ``S = 1`` is the negative ELBO).
+
+    ``-log p(x) <= E[result]``, and the bound tightens as ``S`` grows. A model whose samples
+    come from its own prior (a stochastic binary network, ``q = p(h | x)``) passes
+    ``w_s = log p(y | h_s)``.
+
+    Args:
+        log_weights: ``(S, N)`` log importance weights, ``S`` samples of each of ``N`` examples.
+
+    Returns:
+        A float64 scalar (nats per example).
+
+    Examples:
+        >>> import torch
+        >>> importance_weighted_nll(torch.log(torch.tensor([[0.5], [0.1]])))  # -log((0.5 + 0.1) / 2)
+        tensor(1.2040, dtype=torch.float64)
+    """
+    total, count = _importance_weighted_nll_update(log_weights)
+    return _importance_weighted_nll_compute(total, torch.tensor(count, device=total.device))
+
+
+class ImportanceWeightedNLL(Metric):
+    """Importance-weighted negative log-likelihood bound over many batches (the test
+    likelihood of :class:`~lightning_discrete.models.CategoricalVAE` and
+    :class:`~lightning_discrete.models.StructuredOutputNetwork`).
+
+    States ``total`` (float64 sum over examples) and ``count`` are summed across ranks; an
+    update never synchronises. Functional twin: :func:`importance_weighted_nll`.
+
+    Args:
+        **kwargs: torchmetrics ``Metric`` options.
+
+    Examples:
+        >>> metric = ImportanceWeightedNLL()
+        >>> metric.update(torch.log(torch.tensor([[0.5], [0.1]])))
+        >>> metric.update(torch.log(torch.tensor([[0.2, 0.2]])))
+        >>> metric.compute()  # mean of 1.2040, 1.6094, 1.6094
+        tensor(1.4743, dtype=torch.float64)
+    """
+
+    full_state_update = False
+    is_differentiable = False
+    higher_is_better = False
+
+    total: Tensor
+    count: Tensor
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.add_state("total", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
+
+    @override
+    def update(self, log_weights: Tensor) -> None:
+        """Add the examples of ``log_weights`` ``(S, N)`` (``S`` samples of ``N`` examples)."""
+        total, count = _importance_weighted_nll_update(log_weights)
+        self.total += total.to(self.total.device)
+        self.count += count
+
+    @override
+    def compute(self) -> Tensor:
+        return _importance_weighted_nll_compute(self.total, self.count)

@@ -485,3 +485,18 @@ def estimator_case(request) -> EstimatorCase:
 def gen():
     """``gen(seed)``: a CPU generator seeded with ``seed`` (0 by default)."""
     return lambda seed=0: torch.Generator().manual_seed(seed)
+
+
+@pytest.fixture
+def tiny_vae() -> Callable[..., LightningModule]:
+    """``tiny_vae(**kw)``: CategoricalVAE 4 -> (5,) -> 2 latents x 3 categories, seeded weights
+    (torch seed 0), tau = 1 by default: 9 codes, small enough to enumerate."""
+    from lightning_discrete.models import CategoricalVAE
+
+    def make(**kw: Any) -> LightningModule:
+        kw.setdefault("tau", 1.0)
+        kw.setdefault("estimator", "softmax_st")
+        torch.manual_seed(0)
+        return CategoricalVAE(input_dim=4, num_latents=2, num_categories=3, hidden_dims=(5,), **kw)
+
+    return make

@@ -87,7 +87,13 @@ def test_no_sync_on_steps_that_log_nothing(make_trainer, mixed_net, classificati
 
 
 def _models():
-    from lightning_discrete.models import CategoricalAutoencoder, LogicGateNetwork, StochasticBinaryNetwork
+    from lightning_discrete.models import (
+        CategoricalAutoencoder,
+        CategoricalVAE,
+        LogicGateNetwork,
+        StochasticBinaryNetwork,
+        StructuredOutputNetwork,
+    )
 
     x = torch.rand(6, 16, generator=torch.Generator().manual_seed(0))
     y = torch.tensor([0, 1, 2, 0, 1, 2])
@@ -95,6 +101,8 @@ def _models():
         "binary": lambda **kw: (StochasticBinaryNetwork(input_dim=16, hidden_dims=(12, 12), num_classes=3, **kw), (x, y)),
         "autoencoder": lambda **kw: (CategoricalAutoencoder(input_dim=16, num_latents=2, num_categories=4, hidden_dims=[8], **kw), (x, y)),
         "logic": lambda **kw: (LogicGateNetwork(in_features=16, num_neurons=24, num_layers=2, num_classes=3, **kw), (x.round(), y)),
+        "vae": lambda **kw: (CategoricalVAE(input_dim=16, num_latents=2, num_categories=4, hidden_dims=[8], **kw), (x.round(), y)),
+        "structured": lambda **kw: (StructuredOutputNetwork(input_dim=10, output_dim=6, hidden_dims=(8, 8), **kw), (x.round(), y)),
     }
 
 
@@ -109,7 +117,7 @@ class _CountingBackend:
         return gm.forward
 
 
-@pytest.mark.parametrize("name", ["binary", "autoencoder", "logic"])
+@pytest.mark.parametrize("name", ["binary", "autoencoder", "logic", "vae", "structured"])
 def test_training_step_compiles_fullgraph_once_for_all_temperatures(name):
     torch._dynamo.reset()
     model, batch = _models()[name](tau_f=0.5, tau_b=0.7)

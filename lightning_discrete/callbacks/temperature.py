@@ -13,7 +13,7 @@ from ._utils import log_value, named_bottlenecks
 
 __all__ = ["SCHEDULE_KINDS", "schedule_value", "Schedule", "TemperatureScheduler"]
 
-SCHEDULE_KINDS = ("constant", "linear", "exponential", "cosine", "step")
+SCHEDULE_KINDS = ("constant", "linear", "exponential", "cosine", "step", "exp_decay")
 
 
 def schedule_value(
@@ -24,6 +24,9 @@ def schedule_value(
     total: int,
     step_size: Optional[int] = None,
     gamma: Optional[float] = None,
+    rate: Optional[float] = None,
+    floor: Optional[float] = None,
+    every: Optional[int] = None,
 ) -> float:
     """Value of a schedule at ``step`` (a pure function).
 
@@ -37,9 +40,14 @@ def schedule_value(
     * ``step``: with ``gamma``, ``start * gamma ** (step // step_size)`` clamped at
       ``end``; without ``gamma``, the exponential schedule held constant over blocks of
       ``step_size`` steps (evaluated at ``step_size * (step // step_size)``), so it
-      reaches ``end`` at ``total``. ``step_size`` defaults to ``total // 10``.
+      reaches ``end`` at ``total``. ``step_size`` defaults to ``total // 10``;
+    * ``exp_decay``: ``start * exp(-rate * step)`` (no ``end``, no ``total``).
 
-    Steps past ``total`` keep the final value.
+    Steps past ``total`` keep the final value. Two modifiers apply to every kind:
+    ``every = N`` evaluates the schedule at ``N * (step // N)`` (the value changes every
+    ``N`` steps only) and ``floor`` clamps the value from below. The Gumbel-Softmax paper's
+    annealing ``tau = max(0.5, exp(-r t))``, updated every 500 steps, is
+    ``exp_decay`` with ``start=1, rate=r, floor=0.5, every=500``.
 
     Args:
         kind: one of :data:`SCHEDULE_KINDS`.
@@ -49,6 +57,9 @@ def schedule_value(
         total: length of the schedule.
         step_size: block length of the ``step`` schedule.
         gamma: factor per block of the ``step`` schedule.
+        rate: decay rate per step of the ``exp_decay`` schedule (``>= 0``).
+        floor: lower bound of the value (``None``: none).
+        every: hold the value over blocks of ``every`` steps (``None`` or ``1``: change every step).
 
     Returns:
         The value, a float.
@@ -58,11 +69,25 @@ def schedule_value(
         0.75
         >>> schedule_value("step", 1.0, 0.1, step=7, total=100, step_size=5, gamma=0.5)
         0.5
+        >>> round(schedule_value("exp_decay", 1.0, None, step=1499, total=0, rate=1e-4, every=500), 4)  # exp(-0.1)
+        0.9048
+        >>> schedule_value("exp_decay", 1.0, None, step=10**6, total=0, rate=1e-4, floor=0.5, every=500)
+        0.5
     """
     if kind not in SCHEDULE_KINDS:
         raise ValueError(f"`kind` must be one of {SCHEDULE_KINDS}, got {kind!r}")
     if step < 0:
         raise ValueError(f"`step` must be >= 0, got {step}")
+    if every is not None:
+        if int(every) != every or every < 1:
+            raise ValueError(f"`every` must be an integer >= 1, got {every}")
+        step = int(every) * (step // int(every))
+    if floor is not None:
+        return max(float(floor), schedule_value(kind, start, end, step, total, step_size, gamma, rate))
+    if kind == "exp_decay":
+        if rate is None or rate < 0:
+            raise ValueError(f"the 'exp_decay' schedule needs `rate` >= 0, got {rate}")
+        return float(start) * math.exp(-float(rate) * step)
     start = float(start)
     end = start if end is None else float(end)
     if kind == "constant" or start == end and kind != "step":
@@ -100,10 +125,15 @@ class Schedule:
             means the whole run (``trainer.estimated_stepping_batches`` or ``max_epochs``).
         step_size: block length of the ``step`` schedule.
         gamma: multiplicative factor per block of the ``step`` schedule.
+        rate: decay rate per step of the ``exp_decay`` schedule.
+        floor: lower bound of the value.
+        every: hold the value over blocks of ``every`` steps.
 
     Examples:
         >>> Schedule("exponential", start=1.0, end=0.01).value(step=50, total=100)
         0.1
+        >>> Schedule("exp_decay", start=1.0, rate=1e-4, floor=0.5, every=500).value(step=10**5, total=0)
+        0.5
     """
 
     kind: str = "constant"
@@ -112,12 +142,15 @@ class Schedule:
     total: Optional[int] = None
     step_size: Optional[int] = None
     gamma: Optional[float] = None
+    rate: Optional[float] = None
+    floor: Optional[float] = None
+    every: Optional[int] = None
 
     def __post_init__(self) -> None:
         if self.kind not in SCHEDULE_KINDS:
             raise ValueError(f"`kind` must be one of {SCHEDULE_KINDS}, got {self.kind!r}")
         # validate the parameters once, at a representative step
-        schedule_value(self.kind, self.start, self.end, 0, self.total or 1, self.step_size, self.gamma)
+        self.value(0, self.total or 1)
 
     def value(self, step: int, total: int) -> float:
         """Value at ``step`` when the run is ``total`` long (``self.total`` wins if set).
@@ -134,7 +167,9 @@ class Schedule:
             1.5
         """
         total = self.total if self.total is not None else total
-        return schedule_value(self.kind, self.start, self.end, step, total, self.step_size, self.gamma)
+        return schedule_value(
+            self.kind, self.start, self.end, step, total, self.step_size, self.gamma, self.rate, self.floor, self.every
+        )
 
 
 ScheduleLike = Union[Schedule, float, Dict[str, Any], None]
@@ -185,6 +220,10 @@ class TemperatureScheduler(Callback):
               init_args:
                 tau_f: {kind: exponential, start: 1.0, end: 0.1}
                 tau_b: {kind: constant, start: 2.0}
+
+    The Gumbel-Softmax paper's annealing, ``tau = max(0.5, exp(-1e-4 t))`` updated every 500 steps::
+
+                tau: {kind: exp_decay, start: 1.0, rate: 1.0e-4, floor: 0.5, every: 500}
     """
 
     def __init__(
@@ -219,7 +258,7 @@ class TemperatureScheduler(Callback):
         else:
             total = trainer.max_epochs if trainer.max_epochs is not None else -1
         if total is None or total < 0 or math.isinf(total):
-            if any(s is not None and s.total is None for s in (self.tau_f, self.tau_b, self.tau)):
+            if any(s is not None and s.total is None and s.kind != "exp_decay" for s in (self.tau_f, self.tau_b, self.tau)):
                 raise ValueError(
                     "the run has no finite length (max_steps/max_epochs); give every schedule a `total`"
                 )

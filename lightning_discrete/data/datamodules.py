@@ -13,7 +13,12 @@ The samplers are the DataLoader's own, so under DDP Lightning's
   differentiable logic-gate network work), shape ``(B, k * C, H, W)``: the bits are
   stacked threshold-major, so channel ``i * C + c`` holds threshold ``i`` of input
   channel ``c``;
-* ``flatten=True`` flattens to ``(B, C' * H * W)``.
+* ``flatten=True`` flattens to ``(B, C' * H * W)``;
+* ``binarization="fixed"`` replaces each image by one Bernoulli draw of its pixels
+  (``P(1) = x / 255``), made once with a generator seeded by ``binarization_seed``, so
+  every run, every rank and every instance sees the same binary images (the binarised
+  MNIST of the Gumbel-Softmax paper's tasks); ``"dynamic"`` draws the training images
+  afresh in every batch (a new draw each epoch) and evaluates on the fixed draw.
 
 Batches are ``(x, y)`` with ``y`` the ``int64`` class labels. The validation set is
 ``val_size`` examples of the official training set chosen with a generator seeded
@@ -43,6 +48,7 @@ from .idx import IDX_FILES, DataError, check_idx_file, import_idx
 
 __all__ = [
     "BatchTransform",
+    "sample_binarization",
     "VisionDataModule",
     "MNISTDataModule",
     "FashionMNISTDataModule",
@@ -77,6 +83,38 @@ def binarize(x: Tensor, num_thresholds: int, channel_dim: int = 1) -> Tensor:
     return torch.cat([(x > t).to(torch.get_default_dtype()) for t in thresholds], dim=channel_dim)
 
 
+def sample_binarization(images: Tensor, seed: int, chunk: int = 10000) -> Tensor:
+    """One seeded Bernoulli draw of ``uint8`` images: pixel ``x`` becomes ``255`` with
+    probability ``x / 255`` and ``0`` otherwise (stochastic binarisation, drawn once).
+
+    The draw depends on ``seed`` and the images only (not on the global RNG, the rank or
+    the process), ``chunk`` images at a time so memory stays bounded.
+
+    Args:
+        images: ``uint8`` images ``(N, ...)``.
+        seed: seed of the generator.
+        chunk: images drawn per pass (part of the definition of the draw: keep the default).
+
+    Returns:
+        ``uint8`` tensor shaped like ``images`` with values ``0`` and ``255``.
+
+    Examples:
+        >>> images = torch.tensor([[0, 255, 128, 128]], dtype=torch.uint8)
+        >>> a, b = sample_binarization(images, seed=0), sample_binarization(images, seed=0)
+        >>> torch.equal(a, b), a[0, :2].tolist(), sorted(set(a.flatten().tolist())) <= [0, 255]
+        (True, [0, 255], True)
+    """
+    if images.dtype != torch.uint8:
+        raise ValueError(f"`images` must be uint8 (0..255), got {images.dtype}")
+    g = torch.Generator().manual_seed(int(seed))
+    out = torch.empty_like(images)
+    for start in range(0, len(images), chunk):
+        part = images[start : start + chunk]
+        u = torch.rand(part.shape, generator=g) * 255.0
+        out[start : start + chunk] = (u < part.to(torch.float32)).to(torch.uint8) * 255
+    return out
+
+
 class BatchTransform:
     """Collate function: converts a gathered batch ``(uint8 images (B, C, H, W), labels (B,))``.
 
@@ -85,6 +123,8 @@ class BatchTransform:
     Args:
         binarize_thresholds: ``k`` thresholds per channel (:func:`binarize`); ``None`` keeps grey values.
         flatten: flatten each example to a vector.
+        bernoulli: replace every pixel ``x`` by a fresh draw of ``Bernoulli(x)`` (dynamic
+            binarisation; the global RNG, or the worker's, draws).
 
     Examples:
         >>> x, y = BatchTransform(binarize_thresholds=2, flatten=True)((torch.zeros(4, 1, 8, 8, dtype=torch.uint8), torch.zeros(4)))
@@ -92,9 +132,10 @@ class BatchTransform:
         (torch.Size([4, 128]), torch.float32)
     """
 
-    def __init__(self, binarize_thresholds: Optional[int] = None, flatten: bool = False) -> None:
+    def __init__(self, binarize_thresholds: Optional[int] = None, flatten: bool = False, bernoulli: bool = False) -> None:
         self.binarize_thresholds = binarize_thresholds
         self.flatten = flatten
+        self.bernoulli = bernoulli
 
     def __call__(self, batch: Tuple[Tensor, Tensor]) -> Tuple[Tensor, Tensor]:
         x, y = batch
@@ -110,6 +151,8 @@ class BatchTransform:
             Floats in ``[0, 1]`` (or bits), ``(B, C', H, W)`` or flattened ``(B, C' * H * W)``.
         """
         x = x.to(torch.get_default_dtype()).div_(255.0)
+        if self.bernoulli:
+            x = torch.bernoulli(x)
         if self.binarize_thresholds:
             x = binarize(x, self.binarize_thresholds, channel_dim=1)
         if self.flatten:
@@ -160,6 +203,11 @@ class VisionDataModule(LightningDataModule):
             (``k`` bits per pixel and channel); ``None`` keeps grey values.
         pin_memory: DataLoader ``pin_memory``.
         shuffle: shuffle the training loader.
+        binarization: ``None`` (grey values), ``"fixed"`` (one seeded Bernoulli draw of
+            every image, :func:`sample_binarization`) or ``"dynamic"`` (a fresh draw of each
+            training batch; validation and test use the fixed draw).
+        binarization_seed: seed of the fixed draw (the train and test sets use
+            ``binarization_seed`` and ``binarization_seed + 1``).
 
     The split is configuration, rebuilt from these arguments: nothing is saved in checkpoints.
 
@@ -185,6 +233,8 @@ class VisionDataModule(LightningDataModule):
         binarize_thresholds: Optional[int] = None,
         pin_memory: bool = False,
         shuffle: bool = True,
+        binarization: Optional[str] = None,
+        binarization_seed: int = 0,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -195,6 +245,10 @@ class VisionDataModule(LightningDataModule):
             raise ValueError(f"`val_size` must be a count >= 0 or a fraction in (0, 1), got {val_size}")
         if binarize_thresholds is not None and binarize_thresholds < 1:
             raise ValueError(f"`binarize_thresholds` must be >= 1 or null, got {binarize_thresholds}")
+        if binarization not in (None, "fixed", "dynamic"):
+            raise ValueError(f"`binarization` must be null, 'fixed' or 'dynamic', got {binarization!r}")
+        if binarization is not None and binarize_thresholds is not None:
+            raise ValueError("`binarization` and `binarize_thresholds` exclude each other; set one of them")
         self.save_hyperparameters()
         self.data_dir = os.path.expanduser(str(data_dir))
         self.download = download
@@ -206,7 +260,10 @@ class VisionDataModule(LightningDataModule):
         self.binarize_thresholds = binarize_thresholds
         self.pin_memory = pin_memory
         self.shuffle = shuffle
+        self.binarization = binarization
+        self.binarization_seed = binarization_seed
         self.collate = BatchTransform(binarize_thresholds, flatten)
+        self.train_collate = BatchTransform(binarize_thresholds, flatten, bernoulli=binarization == "dynamic")
         self.train_set: Optional[Dataset] = None
         self.val_set: Optional[Dataset] = None
         self.test_set: Optional[Dataset] = None
@@ -278,21 +335,30 @@ class VisionDataModule(LightningDataModule):
         train/val split, ``test``/``predict`` the test set."""
         self._check_files()
         if stage in (None, "fit", "validate") and self.train_set is None:
-            images, targets = self._load(train=True)
+            grey, targets = self._load(train=True)
+            images = self._binarized(grey, train=True)
+            train_images = grey if self.binarization == "dynamic" else images
             n = len(targets)
             n_val = self._num_val(n)
             if n_val > 0:
                 g = torch.Generator().manual_seed(self.split_seed)
                 perm = torch.randperm(n, generator=g)
                 self.val_set = _TensorImageDataset(images, targets, perm[:n_val].sort().values)
-                self.train_set = _TensorImageDataset(images, targets, perm[n_val:].sort().values)
+                self.train_set = _TensorImageDataset(train_images, targets, perm[n_val:].sort().values)
             else:
-                self.train_set = _TensorImageDataset(images, targets)
+                self.train_set = _TensorImageDataset(train_images, targets)
         need_test = stage in (None, "test", "predict") or self.val_set is None
         if need_test and self.test_set is None:
-            self.test_set = _TensorImageDataset(*self._load(train=False))
+            images, targets = self._load(train=False)
+            self.test_set = _TensorImageDataset(self._binarized(images, train=False), targets)
         if self.val_set is None and self.train_set is not None:
             self.val_set = self.test_set  # val_size=0: validate on the test set
+
+    def _binarized(self, images: Tensor, train: bool) -> Tensor:
+        """The fixed draw of ``images`` when binarising (seeded per split), else ``images``."""
+        if self.binarization is None:
+            return images
+        return sample_binarization(images, self.binarization_seed + (0 if train else 1))
 
     def _num_val(self, n: int) -> int:
         v = self.val_size
@@ -307,7 +373,7 @@ class VisionDataModule(LightningDataModule):
             )
         return v
 
-    def _loader(self, ds: Optional[Dataset], shuffle: bool) -> DataLoader:
+    def _loader(self, ds: Optional[Dataset], shuffle: bool, collate: Optional[BatchTransform] = None) -> DataLoader:
         if ds is None:
             raise RuntimeError("call `setup()` before asking for a DataLoader")
         return DataLoader(
@@ -315,13 +381,13 @@ class VisionDataModule(LightningDataModule):
             batch_size=self.batch_size,
             shuffle=shuffle,
             num_workers=self.num_workers,
-            collate_fn=self.collate,
+            collate_fn=collate or self.collate,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.shuffle)
+        return self._loader(self.train_set, self.shuffle, self.train_collate)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, False)

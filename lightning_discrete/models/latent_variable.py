@@ -1,0 +1,107 @@
+"""``LatentVariableModule``: a :class:`DiscreteModule` whose test step also reports the
+importance-weighted bound on the negative log-likelihood (``m`` samples per test example)."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+from torch import Tensor
+from typing_extensions import override
+
+from .. import functional as LF
+from ..metrics import ImportanceWeightedNLL
+from .base import DiscreteModule
+
+__all__ = ["LatentVariableModule", "exact_sample"]
+
+
+def exact_sample(logits: Tensor, binary: bool) -> Tensor:
+    """A sample of the distribution the logits define, at temperature 1 and without gradient:
+    one-hot ``z ~ Cat(softmax(l))`` over the last dim, or ``{0, 1}`` units
+    ``z ~ Bernoulli(sigmoid(l))`` with ``binary``. What evaluation and the importance-weighted
+    bound draw, whatever the training estimator and its ``eval_mode``.
+
+    Args:
+        logits: ``(*, k)`` categorical logits, or ``(*)`` with ``binary``.
+        binary: one logit per unit.
+
+    Returns:
+        A sample shaped like ``logits``.
+
+    Examples:
+        >>> import torch
+        >>> exact_sample(torch.tensor([[-40.0, 40.0, -40.0]]), binary=False)
+        tensor([[0., 1., 0.]])
+        >>> exact_sample(torch.tensor([-40.0, 40.0]), binary=True)
+        tensor([0., 1.])
+    """
+    return LF.bernoulli_reinforce(logits) if binary else LF.reinforce(logits, dim=-1)
+
+
+class LatentVariableModule(DiscreteModule):
+    """Base of the latent-variable models (:class:`~lightning_discrete.models.CategoricalVAE`,
+    :class:`~lightning_discrete.models.StructuredOutputNetwork`): ``test`` also logs
+    ``test/nll``, the importance-weighted bound on the negative log-likelihood with
+    ``test_num_samples`` samples per example (:class:`~lightning_discrete.metrics.ImportanceWeightedNLL`,
+    summed across ranks).
+
+    Subclasses write :meth:`sample_log_weights` besides ``forward`` and ``step``.
+
+    Args:
+        test_num_samples: samples ``m`` per test example (the Gumbel-Softmax paper: 1000);
+            ``0`` logs no ``test/nll``.
+        test_chunk_size: samples evaluated at once (memory grows with
+            ``test_chunk_size * batch_size``); ``None`` evaluates all ``m`` in one pass.
+        **kwargs: estimator, temperatures, optimizer, ...: see :class:`DiscreteModule`.
+
+    Examples:
+        >>> from lightning_discrete.models import CategoricalVAE
+        >>> vae = CategoricalVAE(16, num_latents=2, num_categories=3, hidden_dims=[8], test_num_samples=50, test_chunk_size=20)
+        >>> vae.log_weights(torch.rand(4, 16), 50, chunk_size=20).shape
+        torch.Size([50, 4])
+    """
+
+    def __init__(self, test_num_samples: int = 1000, test_chunk_size: Optional[int] = 100, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if isinstance(test_num_samples, bool) or int(test_num_samples) != test_num_samples or test_num_samples < 0:
+            raise ValueError(f"`test_num_samples` must be an integer >= 0, got {test_num_samples!r}")
+        if test_chunk_size is not None and (int(test_chunk_size) != test_chunk_size or test_chunk_size < 1):
+            raise ValueError(f"`test_chunk_size` must be an integer >= 1 or null, got {test_chunk_size!r}")
+        self.test_num_samples = int(test_num_samples)
+        self.test_chunk_size = None if test_chunk_size is None else int(test_chunk_size)
+        self.test_nll = ImportanceWeightedNLL()
+
+    def sample_log_weights(self, batch: Any, num_samples: int) -> Tensor:
+        """Log importance weights ``(num_samples, B)`` of the examples of ``batch``, each
+        from a fresh exact sample of the latents (the subclass hook; see the class example).
+
+        Args:
+            batch: a batch of the datamodule.
+            num_samples: samples per example.
+        """
+        raise NotImplementedError("subclasses of LatentVariableModule implement sample_log_weights(batch, num_samples)")
+
+    @torch.no_grad()
+    def log_weights(self, batch: Any, num_samples: int, chunk_size: Optional[int] = None) -> Tensor:
+        """Log importance weights ``(num_samples, B)``, computed ``chunk_size`` samples at a
+        time so that memory stays bounded (see the class example).
+
+        Args:
+            batch: a batch of the datamodule.
+            num_samples: samples per example, ``>= 1``.
+            chunk_size: samples per pass; ``None``: all at once.
+        """
+        if num_samples < 1:
+            raise ValueError(f"`num_samples` must be >= 1, got {num_samples}")
+        step = num_samples if chunk_size is None else min(int(chunk_size), num_samples)
+        chunks = [self.sample_log_weights(batch, min(step, num_samples - s)) for s in range(0, num_samples, step)]
+        return torch.cat(chunks, 0)
+
+    @override
+    def test_step(self, batch: Any, batch_idx: int) -> Tensor:
+        loss = super().test_step(batch, batch_idx)
+        if self.test_num_samples:
+            self.test_nll.update(self.log_weights(batch, self.test_num_samples, self.test_chunk_size))
+            self.log("test/nll", self.test_nll, on_step=False, on_epoch=True)
+        return loss

@@ -1,0 +1,275 @@
+"""Latent-variable models (CategoricalVAE, StructuredOutputNetwork): ELBO and KL computed by
+hand, the importance-weighted bound against exact enumeration, binarised MNIST, annealing."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lightning_discrete import functional as LF
+from lightning_discrete.callbacks import TemperatureScheduler
+from lightning_discrete.data import MNISTDataModule
+from lightning_discrete.metrics import ImportanceWeightedNLL, importance_weighted_nll
+from lightning_discrete.models import CategoricalVAE, StructuredOutputNetwork
+
+
+def _softplus(v: float) -> float:
+    return math.log1p(math.exp(v))
+
+
+# --------------------------------------------------------------------------- KL and ELBO by hand
+def test_categorical_kl_by_hand():
+    q = [0.5, 0.25, 0.25]
+    logits = torch.tensor([q]).log()
+    by_hand = sum(p * math.log(p * 3) for p in q)  # KL(q || uniform over 3)
+    assert LF.categorical_kl(logits).item() == pytest.approx(by_hand, abs=1e-6)
+    prior = [0.2, 0.3, 0.5]
+    by_hand = sum(p * math.log(p / r) for p, r in zip(q, prior))
+    assert LF.categorical_kl(logits, torch.tensor(prior).log()).item() == pytest.approx(by_hand, abs=1e-6)
+
+
+def test_bernoulli_kl_by_hand():
+    q, r = 0.9, 0.3
+    by_hand = q * math.log(q / 0.5) + (1 - q) * math.log((1 - q) / 0.5)
+    assert LF.bernoulli_kl(torch.tensor([math.log(q / (1 - q))])).item() == pytest.approx(by_hand, abs=1e-6)
+    by_hand = q * math.log(q / r) + (1 - q) * math.log((1 - q) / (1 - r))
+    got = LF.bernoulli_kl(torch.tensor([math.log(q / (1 - q))]), torch.tensor([math.log(r / (1 - r))]))
+    assert got.item() == pytest.approx(by_hand, abs=1e-6)
+
+
+@pytest.mark.parametrize("prior", ["uniform", "learned"])
+def test_negative_elbo_by_hand(prior):
+    # one latent of 2 categories, no hidden layer: q(z|x) = (0.75, 0.25) for every x; the
+    # decoder maps code 0 to pixel logits (2, 0) and code 1 to (0, -1)
+    vae = CategoricalVAE(2, num_latents=1, num_categories=2, hidden_dims=(), estimator="identity_st", prior=prior)
+    with torch.no_grad():
+        vae.encoder[0].weight.zero_()
+        vae.encoder[0].bias.copy_(torch.tensor([0.75, 0.25]).log())
+        vae.decoder[0].weight.copy_(torch.tensor([[2.0, 0.0], [0.0, -1.0]]))
+        vae.decoder[0].bias.zero_()
+        if prior == "learned":
+            vae.prior_logits.copy_(torch.tensor([0.4, 0.6]).log())
+    x = torch.tensor([[1.0, 0.0]])
+    vae.train()  # identity ST: z = argmax = code 0
+    losses, metrics = vae.step(x)
+    recon = _softplus(-2.0) + _softplus(0.0)  # -log p(x | code 0): BCE of logits (2, 0) at (1, 0)
+    p = (0.4, 0.6) if prior == "learned" else (0.5, 0.5)
+    kl = 0.75 * math.log(0.75 / p[0]) + 0.25 * math.log(0.25 / p[1])
+    assert metrics["recon"].item() == pytest.approx(recon, abs=1e-5)
+    assert metrics["kl"].item() == pytest.approx(kl, abs=1e-5)
+    assert losses.item() == pytest.approx(recon + kl, abs=1e-5)
+    # the exact ELBO, E_q[log p(x|z) + log p(z) - log q(z|x)] over both codes, is the mean of the
+    # importance log-weights; it equals -(E_q recon + KL)
+    recon1 = _softplus(0.0) + _softplus(-1.0)  # code 1: logits (0, -1) at (1, 0)
+    elbo = -(0.75 * recon + 0.25 * recon1 + kl)
+    torch.manual_seed(0)
+    weights = vae.log_weights(x, 40000, chunk_size=10000)
+    assert weights.mean().item() == pytest.approx(elbo, abs=4 * weights.std().item() / 200)
+
+
+def test_only_the_learned_prior_has_parameters(tiny_vae):
+    assert tiny_vae(prior="uniform").prior_logits is None
+    vae = tiny_vae(prior="learned")
+    vae.compute_loss(torch.rand(8, 4).round())[0].backward()
+    assert vae.prior_logits.shape == (2, 3) and bool(vae.prior_logits.grad.abs().sum() > 0)
+
+
+def test_relaxed_gumbel_softmax_keeps_the_categorical_kl(tiny_vae):
+    vae = tiny_vae(estimator="gumbel_softmax", tau=0.5)
+    x = torch.rand(6, 4).round()
+    _, metrics = vae.train().step(x)
+    assert metrics["kl"].item() == pytest.approx(LF.categorical_kl(vae.encode(x)).sum(-1).mean().item(), abs=1e-6)
+
+
+@pytest.mark.parametrize("estimator", sorted(n for n, e in LF.ESTIMATORS.items() if e.has_categorical))
+def test_every_categorical_estimator_trains_the_vae(tiny_vae, estimator):
+    vae = tiny_vae(estimator=estimator, tau=None, tau_f=0.5 if LF.ESTIMATORS[estimator].num_temperatures else None)
+    loss, metrics = vae.compute_loss(torch.rand(8, 4).round())
+    loss.backward()
+    grads = [p.grad for p in vae.encoder.parameters()]
+    assert torch.isfinite(loss) and all(g is not None and bool(g.abs().sum() > 0) for g in grads)
+    assert set(metrics) == {"loss", "recon", "kl"}
+
+
+@pytest.mark.parametrize("estimator", sorted(n for n, e in LF.ESTIMATORS.items() if e.has_binary and not e.signed))
+def test_every_binary_estimator_trains_the_bernoulli_vae(estimator):
+    spec = LF.ESTIMATORS[estimator]
+    vae = CategoricalVAE(4, num_latents=3, num_categories=2, hidden_dims=(5,), bernoulli=True, estimator=estimator,
+                         tau_f=0.5 if spec.num_temperatures else None)
+    loss, _ = vae.compute_loss(torch.rand(8, 4).round())
+    loss.backward()
+    assert torch.isfinite(loss) and bool(vae.encoder[0].weight.grad.abs().sum() > 0)
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="num_categories"):
+        CategoricalVAE(4, num_latents=2, num_categories=3, bernoulli=True)
+    with pytest.raises(ValueError, match="prior"):
+        CategoricalVAE(4, prior="gaussian")
+    with pytest.raises(ValueError, match="test_num_samples"):
+        CategoricalVAE(4, test_num_samples=-1)
+    with pytest.raises(ValueError, match="num_categories"):
+        StructuredOutputNetwork(4, 4, hidden_dims=(6,), num_categories=4)
+    with pytest.raises(ValueError, match="train_num_samples"):
+        StructuredOutputNetwork(4, 4, hidden_dims=(6,), estimator="reinforce", train_num_samples=2)
+    with pytest.raises(ValueError, match="input_dim \\+ output_dim"):
+        StructuredOutputNetwork(4, 4, hidden_dims=(6,)).step(torch.rand(2, 9))
+
+
+# --------------------------------------------------------------------------- the bound vs enumeration
+def _exact_vae_nll(vae: CategoricalVAE, x: torch.Tensor) -> torch.Tensor:
+    """-log p(x) ``(B,)`` by summing p(x|z) p(z) over all k^L codes (uniform prior)."""
+    k, L = vae.num_categories, vae.num_latents
+    terms = []
+    for code in itertools.product(range(k), repeat=L):
+        z = F.one_hot(torch.tensor(code), k).float().expand(x.shape[0], L, k)
+        log_px = -F.binary_cross_entropy_with_logits(vae.decode(z), x, reduction="none").sum(-1)
+        terms.append(log_px - L * math.log(k))
+    return -torch.logsumexp(torch.stack(terms), 0)
+
+
+def test_importance_weighted_bound_approaches_exact_nll(tiny_vae):
+    vae = tiny_vae().eval()
+    x = torch.tensor([[1.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 0.0]])
+    with torch.no_grad():
+        exact = _exact_vae_nll(vae, x)
+    torch.manual_seed(1)
+    gaps = {}
+    for m in (1, 10, 1000):
+        # 200 independent bounds of each example: their mean is E[bound]
+        repeats = torch.stack([vae.log_weights(x, m, chunk_size=250) for _ in range(200 if m < 1000 else 20)])
+        bounds = torch.logsumexp(repeats, 1) - math.log(m)  # (R, B): log p lower bounds
+        nll = -bounds.mean(0)
+        se = bounds.std(0) / math.sqrt(bounds.shape[0])
+        gaps[m] = (nll - exact).max().item()
+        assert bool((nll >= exact - 4 * se - 1e-6).all()), f"m={m}: E[bound] above log p(x)"
+    assert gaps[1] > gaps[10] > gaps[1000] - 1e-3
+    assert gaps[1000] < 0.01
+
+
+def test_structured_network_bound_against_enumeration():
+    torch.manual_seed(0)
+    net = StructuredOutputNetwork(3, 2, hidden_dims=(2,), estimator="softmax_st", tau=1.0, test_num_samples=0).eval()
+    batch = torch.tensor([[1.0, 0.0, 1.0, 1.0, 0.0], [0.0, 1.0, 1.0, 0.0, 0.0]])
+    x, y = batch[:, :3], batch[:, 3:]
+    with torch.no_grad():
+        h_logits = net.linears[0](x)  # p(h | x): two Bernoulli units
+        terms = []
+        for code in itertools.product((0.0, 1.0), repeat=2):
+            h = torch.tensor(code).expand(2, 2)
+            log_ph = LF.bernoulli_log_prob(h_logits, h).sum(-1)
+            log_py = -F.binary_cross_entropy_with_logits(net.head(h), y, reduction="none").sum(-1)
+            terms.append(log_ph + log_py)
+        exact = -torch.logsumexp(torch.stack(terms), 0)
+    torch.manual_seed(2)
+    metric = ImportanceWeightedNLL()
+    metric.update(net.log_weights(batch, 20000, chunk_size=5000))
+    assert metric.compute().item() == pytest.approx(exact.mean().item(), abs=0.01)
+    # m = 1 (the training objective) is an upper bound of -log p(y | x) in expectation
+    single = torch.stack([net.step(batch)[0] for _ in range(400)]).mean(0)
+    assert bool((single >= exact - 0.05).all())
+
+
+def test_test_step_logs_the_bound(tiny_vae, make_trainer, binary_images, loader):
+    vae = tiny_vae(test_num_samples=500, test_chunk_size=200)
+    data = binary_images(n=16, d=4)
+    trainer = make_trainer()
+    torch.manual_seed(3)
+    logged = trainer.test(vae, loader(data, 8), verbose=False)[0]
+    with torch.no_grad():
+        exact = _exact_vae_nll(vae, data.tensors[0]).mean().item()
+    assert logged["test/nll"] == pytest.approx(exact, abs=0.05)
+    assert logged["test/loss"] > logged["test/nll"] - 0.05  # -ELBO >= -log p(x) (in expectation)
+
+
+def test_importance_weighted_nll_metric_accumulates_like_the_functional():
+    w = torch.randn(7, 10, dtype=torch.float64)
+    metric = ImportanceWeightedNLL()
+    metric.update(w[:, :3])
+    metric.update(w[:, 3:])
+    by_hand = -(torch.logsumexp(w, 0) - math.log(7)).mean()
+    torch.testing.assert_close(metric.compute(), by_hand)
+    torch.testing.assert_close(importance_weighted_nll(w), by_hand)
+    with pytest.raises(ValueError, match="log_weights"):
+        importance_weighted_nll(torch.zeros(3))
+
+
+# --------------------------------------------------------------------------- binarised MNIST
+@pytest.fixture
+def mnist_dir(tmp_path, make_mnist_layout):
+    make_mnist_layout(str(tmp_path), "MNIST", n_train=40, n_test=16)
+    return str(tmp_path)
+
+
+def _images(loader):
+    return torch.cat([x for x, _ in loader])
+
+
+def test_fixed_binarization_is_identical_across_instances_and_ranks(mnist_dir):
+    out = []
+    for global_seed in (0, 1):  # another process or rank: another global RNG state
+        torch.manual_seed(global_seed)
+        dm = MNISTDataModule(data_dir=mnist_dir, batch_size=8, val_size=8, flatten=True, shuffle=False,
+                             binarization="fixed", binarization_seed=5)
+        dm.setup("fit")
+        dm.setup("test")
+        out.append([_images(dm.train_dataloader()), _images(dm.val_dataloader()), _images(dm.test_dataloader())])
+    for a, b in zip(*out):
+        assert torch.equal(a, b)
+        assert set(a.unique().tolist()) == {0.0, 1.0}
+    # another seed is another draw
+    dm = MNISTDataModule(data_dir=mnist_dir, batch_size=8, val_size=8, flatten=True, shuffle=False,
+                         binarization="fixed", binarization_seed=6)
+    dm.setup("fit")
+    assert not torch.equal(_images(dm.train_dataloader()), out[0][0])
+
+
+def test_dynamic_binarization_draws_again_each_epoch(mnist_dir):
+    dm = MNISTDataModule(data_dir=mnist_dir, batch_size=8, val_size=8, flatten=True, shuffle=False,
+                         binarization="dynamic", binarization_seed=5)
+    dm.setup("fit")
+    first, second = _images(dm.train_dataloader()), _images(dm.train_dataloader())
+    assert set(first.unique().tolist()) == {0.0, 1.0}
+    assert not torch.equal(first, second)
+    # the pixel means follow the grey values: P(1) = x / 255 over the two draws
+    grey = MNISTDataModule(data_dir=mnist_dir, batch_size=8, val_size=8, flatten=True, shuffle=False)
+    grey.setup("fit")
+    g = _images(grey.train_dataloader())
+    assert ((first + second) / 2 - g).abs().mean().item() < 0.3
+    # validation uses the fixed draw
+    fixed = MNISTDataModule(data_dir=mnist_dir, batch_size=8, val_size=8, flatten=True, shuffle=False,
+                            binarization="fixed", binarization_seed=5)
+    fixed.setup("fit")
+    assert torch.equal(_images(dm.val_dataloader()), _images(fixed.val_dataloader()))
+
+
+def test_binarization_arguments_are_checked():
+    with pytest.raises(ValueError, match="binarization"):
+        MNISTDataModule(binarization="always")
+    with pytest.raises(ValueError, match="binarize_thresholds"):
+        MNISTDataModule(binarization="fixed", binarize_thresholds=2)
+
+
+# --------------------------------------------------------------------------- annealing
+def test_paper_annealing_floor_and_update_interval(make_trainer, tiny_vae, binary_images, loader, temperature_recorder):
+    rate, every = 0.05, 4
+    sched = TemperatureScheduler(tau={"kind": "exp_decay", "start": 1.0, "rate": rate, "floor": 0.5, "every": every})
+    recorder = temperature_recorder()
+    trainer = make_trainer(max_steps=30, callbacks=[sched, recorder])
+    trainer.fit(tiny_vae(estimator="gumbel_softmax_st"), loader(binary_images(n=240, d=4), 8))
+    assert len(recorder.rows) == 30
+    for step, tau_f, tau_b in recorder.rows:
+        expected = max(0.5, math.exp(-rate * every * (step // every)))
+        assert tau_f == pytest.approx(expected, rel=1e-6) and tau_b == pytest.approx(expected, rel=1e-6)
+    assert recorder.rows[-1][1] == pytest.approx(0.5)  # the floor is reached (exp(-0.05 * 28) < 0.5)
+
+
+def test_exp_decay_needs_a_rate():
+    with pytest.raises(ValueError, match="rate"):
+        TemperatureScheduler(tau={"kind": "exp_decay", "start": 1.0})
+    with pytest.raises(ValueError, match="every"):
+        TemperatureScheduler(tau={"kind": "linear", "start": 1.0, "end": 0.5, "every": 0})
