@@ -333,14 +333,20 @@ class Report:
                "| hardware | GPU | 2-core CPU, one thread per run |", "")
 
 
-def main(argv: Optional[List[str]] = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--plan", type=Path, default=ROOT / "docs" / "reproduction" / "plan.yaml")
-    p.add_argument("--out", type=Path, default=ROOT / "docs" / "reproduction.md")
+def report_main(report_class, doc: str, plan: Path, out: Path, argv: Optional[List[str]] = None) -> None:
+    """Command line of a report generator: ``--plan`` and ``--out`` (defaults ``plan``, ``out``),
+    then ``report_class(plan, out).write()``."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--plan", type=Path, default=plan)
+    p.add_argument("--out", type=Path, default=out)
     args = p.parse_args(argv)
-    report = Report(args.plan.resolve(), args.out.resolve())
+    report = report_class(args.plan.resolve(), args.out.resolve())
     report.write()
     print(f"wrote {args.out} ({len(report.results)} stored runs)")
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    report_main(Report, __doc__, ROOT / "docs" / "reproduction" / "plan.yaml", ROOT / "docs" / "reproduction.md", argv)
 
 
 if __name__ == "__main__":

@@ -3,9 +3,9 @@
 The layout is torchmetrics' own: every metric has a private ``_x_update`` (batch ->
 sufficient statistics) and ``_x_compute`` (statistics -> value); the functional form
 (:func:`codebook_perplexity`, :func:`dead_code_fraction`, :func:`codebook_usage`,
-:func:`active_units`) calls both on one batch, the ``Metric`` class
-(:class:`CodebookPerplexity`, :class:`DeadCodeFraction`, :class:`CodebookUsage`,
-:class:`ActiveUnits`) accumulates the statistics in states over many batches and
+:func:`active_units`, :func:`importance_weighted_nll`) calls both on one batch, the ``Metric``
+class (:class:`CodebookPerplexity`, :class:`DeadCodeFraction`, :class:`CodebookUsage`,
+:class:`ActiveUnits`, :class:`ImportanceWeightedNLL`) accumulates the statistics in states over many batches and
 computes at the end. Every state is reduced by **sum** across processes, so a
 perplexity or a percentage of a distributed epoch is computed from global counts,
 never averaged over ranks (``docs/design.md``, "Distributed rules"). Updates write

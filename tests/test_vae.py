@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ import torch.nn.functional as F
 
 from lightning_discrete import functional as LF
 from lightning_discrete.callbacks import TemperatureScheduler
+from lightning_discrete.cli import cli_main
 from lightning_discrete.data import MNISTDataModule
 from lightning_discrete.metrics import ImportanceWeightedNLL, importance_weighted_nll
 from lightning_discrete.models import CategoricalVAE, StructuredOutputNetwork
@@ -199,10 +201,11 @@ def test_importance_weighted_nll_metric_accumulates_like_the_functional():
 
 
 # --------------------------------------------------------------------------- binarised MNIST
-@pytest.fixture
-def mnist_dir(tmp_path, make_mnist_layout):
-    make_mnist_layout(str(tmp_path), "MNIST", n_train=40, n_test=16)
-    return str(tmp_path)
+@pytest.fixture(scope="module")
+def mnist_dir(tmp_path_factory, make_mnist_layout):
+    root = str(tmp_path_factory.mktemp("mnist"))
+    make_mnist_layout(root, "MNIST", n_train=40, n_test=16)
+    return root
 
 
 def _images(loader):
@@ -273,3 +276,35 @@ def test_exp_decay_needs_a_rate():
         TemperatureScheduler(tau={"kind": "exp_decay", "start": 1.0})
     with pytest.raises(ValueError, match="every"):
         TemperatureScheduler(tau={"kind": "linear", "start": 1.0, "end": 0.5, "every": 0})
+
+
+# --------------------------------------------------------------------------- recipes
+RECIPES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "recipes")
+
+
+@pytest.mark.parametrize(
+    "recipe,overrides,extra,estimator",
+    [
+        ("vae_mnist.yaml", [], [], "gumbel_softmax"),
+        ("vae_mnist_bernoulli.yaml", [], [], "gumbel_softmax"),
+        ("structured_prediction_mnist.yaml", [], [], "gumbel_softmax"),
+        ("structured_prediction_mnist.yaml", ["reinforce.yaml"], ["--model.num_categories=10"], "reinforce"),
+        ("vae_mnist.yaml", ["reinmax.yaml"], ["--model.num_categories=8", "--model.num_latents=4"], "reinmax"),
+        ("vae_mnist.yaml", ["gumbel_rao.yaml"], [], "gumbel_rao"),
+    ],
+)
+def test_recipe_fits_and_tests_the_bound(recipe, overrides, extra, estimator, mnist_dir, fast_args, tmp_path):
+    configs = ["--config", os.path.join(RECIPES, recipe)]
+    for o in overrides:
+        configs += ["--config", os.path.join(RECIPES, "estimators", o), "--config", os.path.join(RECIPES, "constant_temperature.yaml")]
+    args = configs + fast_args(mnist_dir, str(tmp_path)) + extra
+    cli = cli_main(["fit", *args])
+    assert cli.trainer.global_step == 3 and cli.model.hparams.estimator == estimator
+    assert torch.isfinite(cli.trainer.callback_metrics["val/loss"])
+    schedulers = [c for c in cli.trainer.callbacks if isinstance(c, TemperatureScheduler)]
+    assert len(schedulers) == (0 if overrides else 1)  # the annealing unless constant_temperature.yaml
+    assert cli.datamodule.binarization == "fixed"
+    cli = cli_main(["test", *args, "--trainer.limit_test_batches=1", "--model.test_num_samples=20"])
+    metrics = cli.trainer.callback_metrics
+    # the m = 20 bound is at most the one-sample objective, up to Monte Carlo noise
+    assert torch.isfinite(metrics["test/nll"]) and float(metrics["test/nll"]) <= float(metrics["test/loss"]) + 5.0
