@@ -136,6 +136,9 @@ def _exact_vae_nll(vae: CategoricalVAE, x: torch.Tensor) -> torch.Tensor:
 
 def test_importance_weighted_bound_approaches_exact_nll(tiny_vae):
     vae = tiny_vae().eval()
+    with torch.no_grad():  # q(z|x) = (0.79, 0.11, 0.11) per latent whatever x: far from the posterior
+        vae.encoder[-1].weight.zero_()
+        vae.encoder[-1].bias.copy_(torch.tensor([2.0, 0.0, 0.0, 0.0, 0.0, 2.0]))
     x = torch.tensor([[1.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 0.0]])
     with torch.no_grad():
         exact = _exact_vae_nll(vae, x)
@@ -149,8 +152,9 @@ def test_importance_weighted_bound_approaches_exact_nll(tiny_vae):
         se = bounds.std(0) / math.sqrt(bounds.shape[0])
         gaps[m] = (nll - exact).max().item()
         assert bool((nll >= exact - 4 * se - 1e-6).all()), f"m={m}: E[bound] above log p(x)"
-    assert gaps[1] > gaps[10] > gaps[1000] - 1e-3
-    assert gaps[1000] < 0.01
+    # the gap E[-bound] + log p(x) shrinks with m: about 0.9, 0.3, 0.02 nats here
+    assert gaps[1] > gaps[10] > gaps[1000]
+    assert gaps[1000] < 0.05 < 0.5 < gaps[1]
 
 
 def test_structured_network_bound_against_enumeration():
@@ -286,7 +290,7 @@ RECIPES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
     "recipe,overrides,extra,estimator",
     [
         ("vae_mnist.yaml", [], [], "gumbel_softmax"),
-        ("vae_mnist_bernoulli.yaml", [], [], "gumbel_softmax"),
+        ("vae_mnist_bernoulli.yaml", ["gumbel_softmax.yaml"], [], "gumbel_softmax"),
         ("structured_prediction_mnist.yaml", [], [], "gumbel_softmax"),
         ("structured_prediction_mnist.yaml", ["reinforce.yaml"], ["--model.num_categories=10"], "reinforce"),
         ("vae_mnist.yaml", ["reinmax.yaml"], ["--model.num_categories=8", "--model.num_latents=4"], "reinmax"),
