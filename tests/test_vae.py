@@ -295,18 +295,26 @@ RECIPES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
         ("structured_prediction_mnist.yaml", ["reinforce.yaml"], ["--model.num_categories=10"], "reinforce"),
         ("vae_mnist.yaml", ["reinmax.yaml"], ["--model.num_categories=8", "--model.num_latents=4"], "reinmax"),
         ("vae_mnist.yaml", ["gumbel_rao.yaml"], [], "gumbel_rao"),
+        ("structured_prediction_mnist.yaml", ["decoupled_st.yaml", "anneal_tau_b.yaml"],
+         ["--model.tau_f=1.0", "--model.tau_b=1.0"], "decoupled_st"),
     ],
 )
 def test_recipe_fits_and_tests_the_bound(recipe, overrides, extra, estimator, mnist_dir, fast_args, tmp_path):
     configs = ["--config", os.path.join(RECIPES, recipe)]
-    for o in overrides:
-        configs += ["--config", os.path.join(RECIPES, "estimators", o), "--config", os.path.join(RECIPES, "constant_temperature.yaml")]
+    for o in overrides:  # an estimator file, then constant_temperature.yaml or anneal_tau_b.yaml
+        configs += ["--config", os.path.join(RECIPES, "estimators", o) if o.replace(".yaml", "") in LF.ESTIMATORS
+                    else os.path.join(RECIPES, o)]
+    if len(overrides) == 1:
+        configs += ["--config", os.path.join(RECIPES, "constant_temperature.yaml")]
     args = configs + fast_args(mnist_dir, str(tmp_path)) + extra
     cli = cli_main(["fit", *args])
     assert cli.trainer.global_step == 3 and cli.model.hparams.estimator == estimator
     assert torch.isfinite(cli.trainer.callback_metrics["val/loss"])
-    schedulers = [c for c in cli.trainer.callbacks if isinstance(c, TemperatureScheduler)]
-    assert len(schedulers) == (0 if overrides else 1)  # the annealing unless constant_temperature.yaml
+    # the recipe anneals tau; constant_temperature.yaml drops it; anneal_tau_b.yaml anneals tau_b only
+    scheduled = [sorted(c.temperatures_at(0, 1)) for c in cli.trainer.callbacks if isinstance(c, TemperatureScheduler)]
+    assert scheduled == ([["tau"]] if not overrides else [] if len(overrides) == 1 else [["tau_b"]])
+    if "anneal_tau_b.yaml" in overrides:
+        assert all(m.temperatures()[0] == 1.0 for m in cli.model.discrete_modules())  # exact forward samples
     assert cli.datamodule.binarization == "fixed"
     cli = cli_main(["test", *args, "--trainer.limit_test_batches=1", "--model.test_num_samples=20"])
     metrics = cli.trainer.callback_metrics
