@@ -45,7 +45,7 @@ PAPER_TABLE1: Dict[str, Dict[str, float]] = {
 }
 SIZES = {"8x4": "8 x 4", "10x30": "10 x 30"}
 BENCH_ESTIMATORS = {
-    "st": "ST (softmax ST)",
+    "st": "ST (exact sample, softmax backward at tau_b)",
     "st_gs": "ST Gumbel-Softmax",
     "gumbel_rao": "Gumbel-Rao",
     "reinmax": "ReinMax",
