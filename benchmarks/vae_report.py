@@ -37,12 +37,9 @@ TABLE1_ESTIMATORS = {
 # Table 1 of the Gumbel-Softmax paper (test loss, nats) as transcribed for this report; its
 # score-function column ("SF") is the closest to our REINFORCE with a leave-one-out baseline.
 # Check these against the paper before quoting them.
-PAPER_TABLE1: Dict[str, Dict[str, float]] = {
-    "sbn_bern": {"reinforce": 72.0, "st": 58.9, "annealed_st": 58.7, "gs": 58.5, "st_gs": 59.3},
-    "sbn_cat": {"reinforce": 73.1, "st": 61.8, "annealed_st": 61.1, "gs": 59.0, "st_gs": 59.7},
-    "vae_bern": {"reinforce": 112.2, "st": 116.0, "annealed_st": 111.5, "gs": 105.0, "st_gs": 111.5},
-    "vae_cat": {"reinforce": 110.6, "st": 110.9, "annealed_st": 107.8, "gs": 101.5, "st_gs": 107.8},
-}
+# The paper's Table 1 values go here, copied from the paper (not from memory) when the comparison
+# runs land; until then the report's paper column reads "-".
+PAPER_TABLE1: Dict[str, Dict[str, float]] = {}
 SIZES = {"8x4": "8 x 4", "10x30": "10 x 30"}
 BENCH_ESTIMATORS = {
     "st": "ST (exact sample, softmax backward at tau_b)",
@@ -111,8 +108,8 @@ class Report:
                "Test loss in nats per image, mean ± sd over seeds (the finals' seeds; fewer are marked n=). "
                "`test/nll` is the importance-weighted bound with m = 1000 samples per test image (for the SBN the "
                "paper's measure); `test/loss` is the negative ELBO with one sample (VAE) or the m = 1 objective "
-               "(SBN). Paper: Table 1 as transcribed in `benchmarks/vae_report.py` (its SF column for REINFORCE), "
-               "to be checked against the paper before quoting. Learning rate chosen on the validation set.", "",
+               "(SBN). Paper column: empty until the values are copied from the paper's Table 1 into "
+               "`benchmarks/vae_report.py` (its SF column for REINFORCE). Learning rate chosen on the validation set.", "",
                "| task | estimator | lr | test/nll (m=1000) | test/loss | paper |",
                "|---|---|---|---|---|---|")
         for task, task_label in TASKS.items():
