@@ -344,6 +344,26 @@ def cmd_status(plan: dict, args) -> None:
     print(f"CPU time of the stored runs: {total_s / 3600:.2f} h")
 
 
+def lock(plan: dict):
+    """An exclusive lock on the plan's results folder: two runners on one plan would run the
+    same runs twice (and share the cores). Held until the process ends."""
+    import fcntl
+
+    folder = ROOT / plan["results"]
+    folder.mkdir(parents=True, exist_ok=True)
+    fh = open(folder / ".runplan.lock", "a+")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        raise SystemExit(f"another runner (pid {fh.read().strip() or '?'}) is executing this plan; stop it first")
+    fh.seek(0)
+    fh.truncate()
+    fh.write(str(os.getpid()))
+    fh.flush()
+    return fh
+
+
 def cmd_run(plan: dict, args) -> None:
     groups = args.groups or list(plan["groups"])
     unknown = [g for g in groups if g not in plan["groups"]]
@@ -355,6 +375,7 @@ def cmd_run(plan: dict, args) -> None:
         for name, rid, cell, seed in pending(plan, groups, results):
             print(" ".join(command(plan, name, cell, seed, rid)[1:]))
         return
+    held = lock(plan)  # noqa: F841  (kept open for the whole run)
     running: Dict[object, Tuple[str, str]] = {}
     skipped = set()
     with ThreadPoolExecutor(args.workers) as pool:
