@@ -380,6 +380,7 @@ def cmd_run(plan: dict, args) -> None:
     skipped = set()
     with ThreadPoolExecutor(args.workers) as pool:
         while True:
+            results.update(stored(plan))  # runs stored since the start (by hand, or an earlier runner)
             active = {rid for _, rid in running.values()}
             todo = [p for p in pending(plan, groups, results) if p[1] not in active and p[1] not in skipped]
             while todo and len(running) < args.workers:
