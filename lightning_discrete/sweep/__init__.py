@@ -36,12 +36,13 @@ Example::
 from .cli import main
 from .config import DEFAULT_TAUS, PROTOCOLS, SweepConfig, SweepError
 from .plots import heatmap_figure, write_heatmap
-from .results import COLUMNS, aggregate, choose, trial_rows, write_csv
-from .runner import MetricTracker, check_config, run_sweep, run_trial, trial_args
+from .results import COLUMNS, LOST_WORKER, aggregate, choose, trial_rows, write_csv
+from .runner import MetricTracker, check_config, open_storage, public_url, run_sweep, run_trial, trial_args
 
 __all__ = [
     "COLUMNS",
     "DEFAULT_TAUS",
+    "LOST_WORKER",
     "PROTOCOLS",
     "MetricTracker",
     "SweepConfig",
@@ -51,6 +52,8 @@ __all__ = [
     "choose",
     "heatmap_figure",
     "main",
+    "open_storage",
+    "public_url",
     "run_sweep",
     "run_trial",
     "trial_args",
