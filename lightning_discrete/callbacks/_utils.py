@@ -34,10 +34,16 @@ def recording_paused(module: nn.Module) -> Iterator[None]:
 
 
 def log_value(pl_module: Any, name: str, value: Any, on_step: bool) -> None:
-    """``pl_module.log`` a value that is already identical on every rank (no sync)."""
+    """``pl_module.log`` a value that is already identical on every rank (reduced across ranks).
+
+    A step value is logged as it is. An epoch value is logged with ``sync_dist=True``: Lightning
+    then averages it over the ranks at the end of the epoch (identical values: the value
+    itself, two scalar all-reduces per name and epoch) instead of warning on every rank that
+    an epoch-level value is not synchronised (``docs/design.md``, "Distributed rules").
+    """
     if isinstance(value, torch.Tensor):
         value = value.detach().to(torch.float32)
-    pl_module.log(name, value, on_step=on_step, on_epoch=not on_step, sync_dist=False, batch_size=1)
+    pl_module.log(name, value, on_step=on_step, on_epoch=not on_step, sync_dist=not on_step, batch_size=1)
 
 
 def global_states(metric: Metric) -> Dict[str, Tensor]:

@@ -267,7 +267,10 @@ class DiscreteModule(LightningModule):
         if values[-1] <= 0:
             return
         for name, total in zip(names, values[:-1]):
-            self.log(f"{stage}/{name}", total / values[-1], prog_bar=name in ("loss", "acc"), batch_size=1)
+            # sync_dist: Lightning's mean over ranks of identical values is the value; without
+            # it Lightning warns that an epoch-level value is not synchronised
+            self.log(f"{stage}/{name}", total / values[-1], prog_bar=name in ("loss", "acc"), batch_size=1,
+                     sync_dist=True)
 
     @override
     def on_train_epoch_end(self) -> None:
