@@ -110,6 +110,40 @@ def test_sequential_sweep_from_the_command_line(overrides, tmp_path, capsys):
     assert os.path.isfile(out_dir / "heatmap.png")
 
 
+def test_a_cell_queued_again_after_it_completed_is_not_run_twice(overrides, tmp_path, caplog):
+    import optuna
+
+    out_dir = tmp_path / "twice"
+    args = ["--config", BINARY, "--tau_f", "0.1", "--tau_b", "0.5", "1.0", "--output_dir", str(out_dir)] + overrides
+    main(args)
+    # e.g. two workers that both queued the cell: the copy is claimed, found complete, not run
+    storage = f"sqlite:///{out_dir / 'sweep.db'}"
+    optuna.load_study(study_name="binary_fashion_mnist-grid/grid", storage=storage).enqueue_trial(
+        {"tau_b": 0.5, "tau_f": 0.1})
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="lightning_discrete.sweep"):
+        out = main(args)
+    assert not [r for r in caplog.records if " done " in r.getMessage()]
+    rows = _read(out["csv"])
+    assert sorted((float(r["tau_f"]), float(r["tau_b"])) for r in rows if r["state"] == "COMPLETE") == [
+        (0.1, 0.5), (0.1, 1.0)]
+    (dup,) = [r for r in rows if r["state"] == "PRUNED"]
+    (first,) = [r for r in rows if r["state"] == "COMPLETE" and float(r["tau_b"]) == 0.5]
+    assert dup["error"] == f"duplicate of trial {first['number']}, not run"
+
+
+def test_a_postgres_url_without_its_driver_names_the_extra(monkeypatch, tmp_path):
+    import sys
+
+    from lightning_discrete.sweep import SweepError, open_storage
+
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # `import psycopg` now fails
+    cfg = SweepConfig(configs=[BINARY], storage="postgresql://me:secret@127.0.0.1:1/sweeps", output_dir=str(tmp_path))
+    with pytest.raises(SweepError, match=r"lightning_discrete\[sweep-postgres\]") as err:
+        open_storage(cfg)
+    assert "secret" not in str(err.value) and "me:***@127.0.0.1" in str(err.value)
+
+
 def test_sweep_stops_before_any_trial_on_missing_data(fast_args, tmp_path, capsys):
     args = [a for a in fast_args(str(tmp_path / "nothing"), str(tmp_path)) if "default_root_dir" not in a]
     with pytest.raises(SystemExit) as e:

@@ -267,10 +267,10 @@ class DiscreteModule(LightningModule):
         if values[-1] <= 0:
             return
         for name, total in zip(names, values[:-1]):
-            # sync_dist: Lightning's mean over ranks of identical values is the value; without
-            # it Lightning warns that an epoch-level value is not synchronised
+            # identical on every rank: declared synchronised (no sync_dist warning) and not reduced
+            # again (rank_zero_only skips Lightning's all-reduce; see callbacks._utils.log_value)
             self.log(f"{stage}/{name}", total / values[-1], prog_bar=name in ("loss", "acc"), batch_size=1,
-                     sync_dist=True)
+                     sync_dist=True, rank_zero_only=True)
 
     @override
     def on_train_epoch_end(self) -> None:
