@@ -341,10 +341,17 @@ def postgres_url(tmp_path_factory):
         pytest.skip("the PostgreSQL server binaries (initdb, pg_ctl) are not on PATH")
     pytest.importorskip("psycopg", reason="the sweep-postgres extra (psycopg 3) is not installed")
     prefix = []
-    base = tempfile.mkdtemp(prefix="ld-postgres-")
-    if os.geteuid() == 0:  # initdb refuses to run as root
+    user = None
+    if os.geteuid() == 0:  # initdb refuses to run as root: run the server as `postgres`
+        try:
+            user = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no `postgres` user to run the PostgreSQL server as")
+        if not shutil.which("runuser"):
+            pytest.skip("running as root and `runuser` (util-linux) is missing to run the server as `postgres`")
         prefix = ["runuser", "-u", "postgres", "--"]
-        user = pwd.getpwnam("postgres")
+    base = tempfile.mkdtemp(prefix="ld-postgres-")
+    if user is not None:
         os.chown(base, user.pw_uid, user.pw_gid)
     data, logfile = os.path.join(base, "data"), os.path.join(base, "server.log")
     with socket.socket() as s:

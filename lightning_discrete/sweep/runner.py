@@ -9,6 +9,7 @@ configures ``logging`` as it likes.
 from __future__ import annotations
 
 import contextlib
+import copy
 import itertools
 import json
 import logging
@@ -327,8 +328,9 @@ def _cell(params: Dict[str, Any], keys: List[str]) -> Optional[Tuple[Any, ...]]:
 
 
 def _trial_cell(t: Any, keys: List[str]) -> Optional[Tuple[Any, ...]]:
-    """The grid cell of a trial: its parameters, or those it was queued with."""
-    return _cell(t.params or t.system_attrs.get("fixed_params", {}), keys)
+    """The grid cell of a trial: the values it was queued with and those it has set (a running
+    trial may have set some of them only)."""
+    return _cell({**t.system_attrs.get("fixed_params", {}), **t.params}, keys)
 
 
 class _Study:
@@ -393,6 +395,27 @@ class _Study:
             return trial_id
         return None
 
+    @property
+    def grace_period(self) -> int:
+        """Seconds without heartbeat after which a RUNNING trial counts as dead."""
+        return self.cfg.grace_period or 2 * self.cfg.heartbeat_interval
+
+    def unsettled(self) -> Tuple[List[Any], List[Any]]:
+        """The WAITING and RUNNING trials of the grid, and its orphans: trials failed for lack of
+        heartbeat (no error recorded) whose retry is due (``max_retry``) but not queued, in cells
+        without a complete trial. A cell is settled when it has neither."""
+        trials = self.trials()
+        retried = {t.system_attrs["retry_history"][-1] for t in trials if t.system_attrs.get("retry_history")}
+        complete = {_trial_cell(t, self.keys) for t in trials if t.state.name == "COMPLETE"}
+        live = [t for t in trials if t.state.name in ("WAITING", "RUNNING")]
+        orphans = [
+            t for t in trials
+            if t.state.name == "FAIL" and "error" not in t.user_attrs and t.number not in retried
+            and len(t.system_attrs.get("retry_history", [])) < self.cfg.max_retry
+            and _trial_cell(t, self.keys) not in complete
+        ]
+        return live, orphans
+
     def duplicate_of(self, number: int, cell: Tuple[Any, ...]) -> Optional[int]:
         """The number of another trial of ``cell`` that wins over trial ``number``, if any."""
         live = ("WAITING", "RUNNING")
@@ -456,17 +479,15 @@ def _run_claimed(grid: _Study, trial_id: int) -> None:
                 fh.write(traceback.format_exc())
             _finish(trial, {"error": f"{type(err).__name__}: {err}"}, state=optuna.trial.TrialState.FAIL)
             return
-        except BaseException:  # Ctrl-C, SIGTERM: the cell goes back to the queue
-            if _finish(trial, {"error": "interrupted"}, state=optuna.trial.TrialState.FAIL):
-                study.enqueue_trial(params)
-            raise
+        # Ctrl-C, SIGTERM: the trial stays RUNNING without heartbeat, like one of a dead worker,
+        # and is run again after the grace period
         if _finish(trial, {"last": last}, values=best):
             log.info("%s done (%.0fs): %s best %.5g, last %.5g; best trial so far %.5g",
                      name, time.time() - t0, cfg.metric, best, last, study.best_value)
 
 
 def _run_study(cfg: SweepConfig, storage: Any, phase: str, space: Dict[str, List[Any]]) -> Any:
-    """Work on one grid until no cell is waiting or running, then return its Optuna study.
+    """Work on one grid until every cell is settled, then return its Optuna study.
 
     Each pass fails the trials of workers that stopped sending heartbeats (their cells are
     queued again), claims a waiting trial and runs it; with nothing to claim, it waits for
@@ -474,28 +495,34 @@ def _run_study(cfg: SweepConfig, storage: Any, phase: str, space: Dict[str, List
     """
     optuna = _optuna()
     grid = _Study(cfg, storage, phase, _with_lr_and_seeds(cfg, space))
-    live = (optuna.trial.TrialState.WAITING, optuna.trial.TrialState.RUNNING)
     idle_since: Optional[float] = None
+    orphans_seen: Dict[int, float] = {}
     while True:
         with _no_experimental_warnings():
             optuna.storages.fail_stale_trials(grid.study)
-        if not grid.trials(*live):
+        live, orphans = grid.unsettled()
+        if not live and not orphans:
             return grid.study
         trial_id = grid.claim()
         if trial_id is not None:
             _run_claimed(grid, trial_id)
             idle_since = None
             continue
-        running = grid.trials(optuna.trial.TrialState.RUNNING)
+        # a trial failed for lack of heartbeat whose retry is not queued: the worker that failed
+        # it is queuing it now, or died in between; after a grace period, queue it here
+        for t in orphans:
+            if time.time() - orphans_seen.setdefault(t.number, time.time()) > grid.grace_period:
+                with _no_experimental_warnings():
+                    storage.get_heartbeat_stale_trial_callback()(grid.study, copy.deepcopy(t))
         if idle_since is None:
             idle_since = time.time()
-            log.info("waiting for %d trial(s) run by other workers ...", len(running))
+            log.info("waiting for %d trial(s) run by other workers ...", len(live))
         elif time.time() - idle_since > cfg.wait_timeout:
             raise SweepError(
-                f"{len(running)} trial(s) of study {grid.study.study_name!r} still RUNNING after "
+                f"{len(live)} trial(s) of study {grid.study.study_name!r} still RUNNING after "
                 f"{cfg.wait_timeout:.0f}s; a trial whose worker died is failed and queued again "
-                f"{cfg.grace_period or 2 * cfg.heartbeat_interval}s after its last heartbeat, so another "
-                f"worker is still running these: wait for it or raise `--wait_timeout`"
+                f"{grid.grace_period}s after its last heartbeat, so another worker is still running "
+                f"these: wait for it or raise `--wait_timeout`"
             )
         time.sleep(min(5.0, cfg.heartbeat_interval))
 
