@@ -17,7 +17,7 @@ pytest.importorskip("torchvision")
 pytest.importorskip("matplotlib")
 
 from lightning_discrete.cli import main as entry_point  # noqa: E402
-from lightning_discrete.sweep import SweepConfig, aggregate, choose, main, write_csv  # noqa: E402
+from lightning_discrete.sweep import LOST_WORKER, SweepConfig, aggregate, choose, main, write_csv  # noqa: E402
 from lightning_discrete.sweep.plots import heatmap_figure, write_heatmap  # noqa: E402
 from lightning_discrete.sweep.plots import BEST_LABEL, DIAGONAL_LABEL  # noqa: E402
 
@@ -97,7 +97,7 @@ def test_sequential_sweep_from_the_command_line(overrides, tmp_path, capsys):
     entry_point(["sweep", "--config", BINARY, "--protocol", "sequential", "--tau_f", "0.1", "1.0",
                  "--tau_b", "0.3", "1.0", "--fixed_tau_b", "1.0", "--output_dir", str(out_dir)] + overrides)
     progress = capsys.readouterr().err
-    assert "[sweep] tau_f trial 1/2" in progress and "phase 1 done" in progress and "[sweep] best:" in progress
+    assert "[sweep] tau_f trial #0 (0/2 cells done)" in progress and "phase 1 done" in progress and "[sweep] best:" in progress
     rows = _read(out_dir / "trials.csv")
     phase1 = [r for r in rows if r["phase"] == "tau_f"]
     phase2 = [r for r in rows if r["phase"] == "tau_b"]
@@ -108,6 +108,40 @@ def test_sequential_sweep_from_the_command_line(overrides, tmp_path, capsys):
     best = json.load(open(out_dir / "best.json"))["best"]
     assert (best["tau_f"], best["tau_b"]) == _best_by_mean(rows)
     assert os.path.isfile(out_dir / "heatmap.png")
+
+
+def test_a_cell_queued_again_after_it_completed_is_not_run_twice(overrides, tmp_path, caplog):
+    import optuna
+
+    out_dir = tmp_path / "twice"
+    args = ["--config", BINARY, "--tau_f", "0.1", "--tau_b", "0.5", "1.0", "--output_dir", str(out_dir)] + overrides
+    main(args)
+    # e.g. two workers that both queued the cell: the copy is claimed, found complete, not run
+    storage = f"sqlite:///{out_dir / 'sweep.db'}"
+    optuna.load_study(study_name="binary_fashion_mnist-grid/grid", storage=storage).enqueue_trial(
+        {"tau_b": 0.5, "tau_f": 0.1})
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="lightning_discrete.sweep"):
+        out = main(args)
+    assert not [r for r in caplog.records if " done " in r.getMessage()]
+    rows = _read(out["csv"])
+    assert sorted((float(r["tau_f"]), float(r["tau_b"])) for r in rows if r["state"] == "COMPLETE") == [
+        (0.1, 0.5), (0.1, 1.0)]
+    (dup,) = [r for r in rows if r["state"] == "PRUNED"]
+    (first,) = [r for r in rows if r["state"] == "COMPLETE" and float(r["tau_b"]) == 0.5]
+    assert dup["error"] == f"duplicate of trial {first['number']}, not run"
+
+
+def test_a_postgres_url_without_its_driver_names_the_extra(monkeypatch, tmp_path):
+    import sys
+
+    from lightning_discrete.sweep import SweepError, open_storage
+
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # `import psycopg` now fails
+    cfg = SweepConfig(configs=[BINARY], storage="postgresql://me:secret@127.0.0.1:1/sweeps", output_dir=str(tmp_path))
+    with pytest.raises(SweepError, match=r"lightning_discrete\[sweep-postgres\]") as err:
+        open_storage(cfg)
+    assert "secret" not in str(err.value) and "me:***@127.0.0.1" in str(err.value)
 
 
 def test_sweep_stops_before_any_trial_on_missing_data(fast_args, tmp_path, capsys):
@@ -241,7 +275,7 @@ def test_sweep_help_shows_the_config_defaults(capsys):
     out = " ".join(capsys.readouterr().out.split())
     defaults = SweepConfig(configs=["x.yaml"])
     for option in ("--tau_f", "--tau_b", "--tau", "--fixed_tau_b", "--lr", "--seeds", "--metric", "--storage",
-                   "--wait_timeout", "--quiet", "--config"):
+                   "--wait_timeout", "--heartbeat_interval", "--grace_period", "--max_retry", "--quiet", "--config"):
         assert option in out
     assert f"default: {defaults.metric}" in out and f"default: {defaults.fixed_tau_b}" in out
 
@@ -283,3 +317,182 @@ def test_check_config_warns_when_a_schedule_overrides_the_swept_temperature(tmp_
     with caplog.at_level(logging.WARNING, logger="lightning_discrete.sweep"):
         check_config(SweepConfig(configs=[quickstart], overrides=no_schedule, study_name="q", output_dir=str(tmp_path / "b")))
     assert not [r for r in caplog.records if "TemperatureScheduler" in r.getMessage()]
+
+
+# ------------------------------------------------------------------------------------- #
+# distributed sweeps: several `lightning-discrete sweep` workers on one PostgreSQL study
+# ------------------------------------------------------------------------------------- #
+GRID = {"tau_f": [0.1, 0.5, 1.0], "tau_b": [0.5, 1.0, 2.0]}
+CELLS = {(tf, tb) for tf in GRID["tau_f"] for tb in GRID["tau_b"]}
+
+
+@pytest.fixture(scope="module")
+def postgres_url(tmp_path_factory):
+    """A throw-away PostgreSQL server on loopback (initdb into a temp folder, pg_ctl on a free
+    port; as root, both run as the `postgres` user); its URL; stopped and deleted afterwards."""
+    import pwd
+    import shutil
+    import socket
+    import subprocess
+    import tempfile
+
+    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
+    if not (initdb and pg_ctl):
+        pytest.skip("the PostgreSQL server binaries (initdb, pg_ctl) are not on PATH")
+    pytest.importorskip("psycopg", reason="the sweep-postgres extra (psycopg 3) is not installed")
+    prefix = []
+    user = None
+    if os.geteuid() == 0:  # initdb refuses to run as root: run the server as `postgres`
+        try:
+            user = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no `postgres` user to run the PostgreSQL server as")
+        if not shutil.which("runuser"):
+            pytest.skip("running as root and `runuser` (util-linux) is missing to run the server as `postgres`")
+        prefix = ["runuser", "-u", "postgres", "--"]
+    base = tempfile.mkdtemp(prefix="ld-postgres-")
+    if user is not None:
+        os.chown(base, user.pw_uid, user.pw_gid)
+    data, logfile = os.path.join(base, "data"), os.path.join(base, "server.log")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    def run(*args):
+        subprocess.run(prefix + list(args), check=True, capture_output=True, timeout=120)
+
+    run(initdb, "-D", data, "-U", "sweep", "--auth=trust", "--no-sync", "-E", "UTF8")
+    run(pg_ctl, "-D", data, "-l", logfile, "-w", "-t", "60", "start",
+        "-o", f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off")
+    try:
+        yield f"postgresql://sweep@127.0.0.1:{port}/postgres"
+    finally:
+        run(pg_ctl, "-D", data, "-m", "immediate", "-w", "stop")
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _start_workers(n, args, folder):
+    """``n`` `lightning-discrete sweep` processes, each with its own output folder and log."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
+    workers = []
+    for i in range(n):
+        out = folder / f"worker{i}"
+        out.mkdir()
+        log = open(out / "worker.log", "w")
+        cmd = [sys.executable, "-m", "lightning_discrete", "sweep", *args, "--output_dir", str(out)]
+        workers.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), out))
+    return workers
+
+
+def _wait(workers, timeout=300):
+    codes = [p.wait(timeout=timeout) for p, _ in workers]
+    logs = "\n".join(f"--- {out.name} (exit {c}):\n{open(out / 'worker.log').read()[-3000:]}"
+                     for (_, out), c in zip(workers, codes))
+    return codes, logs
+
+
+def _grid_trials(url, study_name):
+    """The trials of the sweep's grid study (none before a worker created it)."""
+    import optuna
+
+    try:
+        return optuna.load_study(study_name=f"{study_name}/grid", storage=url).get_trials()
+    except KeyError:
+        return []
+
+
+def _pid(worker):
+    return int(worker.rsplit(":", 1)[1])
+
+
+def _same_outputs(folders):
+    """The outputs of every folder are the same (best.json but for its own paths); the rows of trials.csv."""
+    first, *rest = folders
+
+    def best(folder):
+        return {k: v for k, v in json.load(open(folder / "best.json")).items() if k not in ("csv", "heatmap")}
+
+    for other in rest:
+        for name in ("trials.csv", "heatmap.png"):
+            assert (other / name).read_bytes() == (first / name).read_bytes(), name
+        assert best(other) == best(first)
+    return _read(first / "trials.csv")
+
+
+def _sweep_args(url, study_name, overrides):
+    return ["--config", BINARY, "--protocol", "grid", "--tau_f", *map(str, GRID["tau_f"]), "--tau_b",
+            *map(str, GRID["tau_b"]), "--storage", url, "--study_name", study_name, "--heartbeat_interval", "1",
+            "--grace_period", "5", *overrides]
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(400)
+def test_three_workers_share_a_grid_on_postgres(postgres_url, overrides, tmp_path):
+    import numpy as np
+
+    workers = _start_workers(3, _sweep_args(postgres_url, "shared", overrides), tmp_path)
+    codes, logs = _wait(workers)
+    assert codes == [0, 0, 0], logs
+    trials = _grid_trials(postgres_url, "shared")
+    # every cell ran exactly once: no duplicate trial in any state
+    assert len(trials) == 9 and all(t.state.name == "COMPLETE" for t in trials), logs
+    assert {(t.params["tau_f"], t.params["tau_b"]) for t in trials} == CELLS
+    # every worker took part
+    assert {_pid(t.user_attrs["worker"]) for t in trials} == {p.pid for p, _ in workers}, logs
+    # what each worker wrote covers the whole grid, and they all agree
+    rows = _same_outputs([out for _, out in workers])
+    assert {(float(r["tau_f"]), float(r["tau_b"])) for r in rows} == CELLS
+    assert sorted(float(r["value"]) for r in rows) == pytest.approx(sorted(t.value for t in trials))
+    best = json.load(open(workers[0][1] / "best.json"))["best"]
+    assert (best["tau_f"], best["tau_b"]) == _best_by_mean(rows)
+    assert np.ma.count_masked(heatmap_figure(rows).axes[0].images[0].get_array()) == 0
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(400)
+def test_a_killed_worker_s_cell_is_run_again(postgres_url, overrides, tmp_path, caplog):
+    import signal
+    import time
+
+    args = _sweep_args(postgres_url, "killed", overrides)
+    workers = _start_workers(3, args, tmp_path)
+    pids = {p.pid: p for p, _ in workers}
+    # SIGKILL a worker in the middle of a trial: its run has started (config saved), not finished
+    victim = None
+    deadline = time.time() + 240
+    while victim is None and time.time() < deadline:
+        time.sleep(0.2)
+        for t in _grid_trials(postgres_url, "killed"):
+            pid = _pid(t.user_attrs["worker"]) if "worker" in t.user_attrs else None
+            if t.state.name == "RUNNING" and pid in pids and os.path.isfile(os.path.join(t.user_attrs["dir"], "config.yaml")):
+                os.kill(pid, signal.SIGKILL)
+                victim = (pid, t.number, (t.params["tau_f"], t.params["tau_b"]))
+                break
+    assert victim is not None, "no worker was seen running a trial"
+    codes, logs = _wait(workers)
+    survivors = [out for p, out in workers if p.pid != victim[0]]
+    assert sorted(codes) == [-signal.SIGKILL, 0, 0], logs
+    trials = _grid_trials(postgres_url, "killed")
+    complete = [t for t in trials if t.state.name == "COMPLETE"]
+    # the grid completed, every cell once, each result from a run that finished
+    assert sorted((t.params["tau_f"], t.params["tau_b"]) for t in complete) == sorted(CELLS), logs
+    assert all(_pid(t.user_attrs["worker"]) != victim[0] for t in complete)
+    killed = [t for t in trials if t.number == victim[1]]
+    assert [t.state.name for t in killed] == ["FAIL"] and len(trials) == 10
+    rows = _same_outputs(survivors)
+    (retry,) = [r for r in rows if r["retry_of"] == str(victim[1])]
+    assert retry["state"] == "COMPLETE" and (float(retry["tau_f"]), float(retry["tau_b"])) == victim[2]
+    assert [r["error"] for r in rows if r["state"] == "FAIL"] == [LOST_WORKER]
+    # re-running the finished sweep runs nothing and rewrites the same outputs
+    before = {name: (survivors[0] / name).read_bytes() for name in ("trials.csv", "best.json")}
+    for name in before:
+        (survivors[0] / name).unlink()
+    with caplog.at_level(logging.INFO, logger="lightning_discrete.sweep"):
+        main(args + ["--output_dir", str(survivors[0])])
+    assert not [r for r in caplog.records if " done " in r.getMessage()]
+    assert len(_grid_trials(postgres_url, "killed")) == 10
+    assert {name: (survivors[0] / name).read_bytes() for name in before} == before
+

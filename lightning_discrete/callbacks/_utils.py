@@ -34,10 +34,20 @@ def recording_paused(module: nn.Module) -> Iterator[None]:
 
 
 def log_value(pl_module: Any, name: str, value: Any, on_step: bool) -> None:
-    """``pl_module.log`` a value that is already identical on every rank (no sync)."""
+    """``pl_module.log`` a value that is already identical on every rank (reduced across ranks).
+
+    Called on every rank. An epoch value is declared synchronised (``sync_dist=True``: no
+    "It is recommended to use ``sync_dist=True``" warning) and Lightning is told not to
+    reduce it again (``rank_zero_only=True``, whose only effect in Lightning 2.x is to skip the
+    all-reduce): an all-reduce here would be wasted on identical values, and it would hang the
+    run when only rank zero reads the epoch metrics (the progress bar does, in the callbacks'
+    ``on_train_epoch_end``). See ``docs/design.md``, "Distributed rules".
+    """
     if isinstance(value, torch.Tensor):
         value = value.detach().to(torch.float32)
-    pl_module.log(name, value, on_step=on_step, on_epoch=not on_step, sync_dist=False, batch_size=1)
+    reduced = not on_step
+    pl_module.log(name, value, on_step=on_step, on_epoch=not on_step, sync_dist=reduced, rank_zero_only=reduced,
+                  batch_size=1)
 
 
 def global_states(metric: Metric) -> Dict[str, Tensor]:

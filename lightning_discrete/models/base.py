@@ -267,7 +267,10 @@ class DiscreteModule(LightningModule):
         if values[-1] <= 0:
             return
         for name, total in zip(names, values[:-1]):
-            self.log(f"{stage}/{name}", total / values[-1], prog_bar=name in ("loss", "acc"), batch_size=1)
+            # identical on every rank: declared synchronised (no sync_dist warning) and not reduced
+            # again (rank_zero_only skips Lightning's all-reduce; see callbacks._utils.log_value)
+            self.log(f"{stage}/{name}", total / values[-1], prog_bar=name in ("loss", "acc"), batch_size=1,
+                     sync_dist=True, rank_zero_only=True)
 
     @override
     def on_train_epoch_end(self) -> None:

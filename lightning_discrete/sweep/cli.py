@@ -28,13 +28,14 @@ __all__ = ["build_parser", "main", "split_arguments"]
 _TRIAL_PREFIXES = ("--trainer.", "--model.", "--data.", "--seed_everything")
 _NOT_ON_COMMAND_LINE = {"configs", "overrides"}  # --config (repeatable) and the trial arguments
 _DESCRIPTION = (
-    "Temperature sweeps of the Decoupled ST paper, built on Optuna's GridSampler: grid (every (tau_f, tau_b) "
+    "Temperature sweeps of the Decoupled ST paper, built on Optuna: grid (every (tau_f, tau_b) "
     "pair), sequential (tau_f at tau_b = --fixed_tau_b, then tau_b at the best tau_f) or single (one "
     "temperature tau, for baselines), each point crossed with --lr and --seeds. Every trial runs the "
     "LightningCLI fit config of the --config files in its own folder OUTPUT_DIR/trials/<phase>-NNNN; a trial's "
     "score is its lowest --metric, a configuration's the mean over seeds. Outputs: trials.csv, heatmap.png, "
     "best.json. Re-running a command resumes its study; one --storage URL shared by several machines spreads "
-    "the sweep over them. Lists: --tau_f 0.1 0.5 1 or --tau_f=[0.1,0.5,1]. Any --trainer.*, --model.*, "
+    "the sweep over them (postgresql:// URLs: pip install lightning_discrete[sweep-postgres]); a cell whose worker "
+    "died is run again by another after --grace_period seconds without heartbeat. Lists: --tau_f 0.1 0.5 1 or --tau_f=[0.1,0.5,1]. Any --trainer.*, --model.*, "
     "--data.* or --seed_everything argument is passed to every trial (e.g. --trainer.max_epochs=10)."
 )
 

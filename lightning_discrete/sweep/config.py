@@ -63,8 +63,13 @@ class SweepConfig:
         study_name: Optuna study name (None: <config file stems>-<protocol>).
         overrides: extra LightningCLI arguments of every trial (``--trainer.*``,
             ``--model.*``, ``--data.*``, ``--seed_everything``).
-        wait_timeout: seconds to wait for trials other workers still run (distributed
-            sweeps).
+        wait_timeout: seconds a worker with nothing left to claim waits for the trials other
+            workers still run (distributed sweeps) before it gives up.
+        heartbeat_interval: seconds between two heartbeats of a running trial in the storage.
+        grace_period: seconds without a heartbeat after which a RUNNING trial counts as
+            dead (its worker was killed or lost): it is marked FAIL and its cell queued
+            again (None: twice ``heartbeat_interval``; must exceed it).
+        max_retry: how many times a cell whose worker died is queued again.
 
     Examples:
         >>> cfg = SweepConfig(configs=["recipes/quickstart.yaml"], tau_f=[1.0, 0.1, 0.1], output_dir="sw")
@@ -90,6 +95,9 @@ class SweepConfig:
     study_name: Optional[str] = None
     overrides: List[str] = field(default_factory=list)
     wait_timeout: float = 24 * 3600.0
+    heartbeat_interval: int = 60
+    grace_period: Optional[int] = None
+    max_retry: int = 3
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
@@ -115,6 +123,13 @@ class SweepConfig:
             raise ValueError("`--seeds` needs at least one value (leave it out to use the config's seed)")
         if self.wait_timeout < 0:
             raise ValueError(f"`--wait_timeout` must be >= 0 seconds, got {self.wait_timeout}")
+        if self.heartbeat_interval < 1:
+            raise ValueError(f"`--heartbeat_interval` must be >= 1 second, got {self.heartbeat_interval}")
+        if self.grace_period is not None and self.grace_period <= self.heartbeat_interval:
+            raise ValueError(f"`--grace_period` must exceed `--heartbeat_interval` ({self.heartbeat_interval}), "
+                             f"got {self.grace_period}")
+        if self.max_retry < 0:
+            raise ValueError(f"`--max_retry` must be >= 0, got {self.max_retry}")
         if self.study_name is None:
             stem = "+".join(os.path.splitext(os.path.basename(c))[0] for c in self.configs)
             self.study_name = f"{stem}-{self.protocol}"

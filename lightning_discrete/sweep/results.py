@@ -11,14 +11,18 @@ import csv
 import statistics
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
-__all__ = ["COLUMNS", "aggregate", "all_failed_message", "choose", "trial_rows", "write_csv"]
+__all__ = ["COLUMNS", "LOST_WORKER", "aggregate", "all_failed_message", "choose", "trial_rows", "write_csv"]
 
 COLUMNS = ["phase", "number", "state", "tau_f", "tau_b", "tau", "lr", "seed", "value", "last", "duration_s",
-           "dir", "error"]
+           "dir", "worker", "retry_of", "error"]
 """The columns of ``trials.csv``: the phase (``grid``, ``single``, ``tau_f``, ``tau_b``), the
 Optuna trial number and state, the parameters (a single-temperature trial has
 ``tau_f = tau_b = tau``), the score (``value``: lowest metric of the run) and the last
-metric value, the duration, the trial's run folder and its error if it failed."""
+metric value, the duration, the trial's run folder, the worker that ran it (``host:pid``),
+the number of the trial it repeats (its worker died) and its error if it failed."""
+
+LOST_WORKER = "its worker stopped sending heartbeats (killed or lost); the cell was queued again"
+"""The ``error`` of a trial failed because its worker died (no heartbeat within the grace period)."""
 
 Row = Dict[str, Any]
 
@@ -47,7 +51,10 @@ def trial_rows(studies: Iterable[Any]) -> List[Row]:
     rows = []
     for study in studies:
         phase = study.study_name.rsplit("/", 1)[-1].split("@")[0]
-        for t in study.get_trials(deepcopy=False):
+        trials = study.get_trials(deepcopy=False)
+        # a retry copies its trial's attributes: the last number of its history is the trial it repeats
+        retried = {t.number: t.system_attrs["retry_history"][-1] for t in trials if t.system_attrs.get("retry_history")}
+        for t in trials:
             done = t.datetime_complete is not None and t.datetime_start is not None
             rows.append({
                 "phase": phase,
@@ -62,7 +69,9 @@ def trial_rows(studies: Iterable[Any]) -> List[Row]:
                 "last": t.user_attrs.get("last", ""),
                 "duration_s": f"{(t.datetime_complete - t.datetime_start).total_seconds():.1f}" if done else "",
                 "dir": t.user_attrs.get("dir", ""),
-                "error": t.user_attrs.get("error", ""),
+                "worker": t.user_attrs.get("worker", ""),
+                "retry_of": retried.get(t.number, ""),
+                "error": t.user_attrs.get("error", LOST_WORKER if t.state.name == "FAIL" else ""),
             })
     return rows
 

@@ -8,13 +8,20 @@ configures ``logging`` as it likes.
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import itertools
 import json
 import logging
 import math
 import os
+import random
+import socket
+import threading
 import time
 import traceback
-from typing import Any, Dict, List, Optional, Tuple
+import warnings
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 from typing_extensions import override
@@ -25,7 +32,7 @@ from .config import SweepConfig, SweepError
 from .plots import require_matplotlib, write_heatmap
 from .results import all_failed_message, choose, trial_rows, write_csv
 
-__all__ = ["MetricTracker", "check_config", "run_sweep", "run_trial", "trial_args"]
+__all__ = ["MetricTracker", "check_config", "open_storage", "public_url", "run_sweep", "run_trial", "trial_args"]
 
 log = logging.getLogger(__name__)
 
@@ -204,102 +211,351 @@ def _with_lr_and_seeds(cfg: SweepConfig, space: Dict[str, List[Any]]) -> Dict[st
     return space
 
 
-def _missing(study: Any, space: Dict[str, List[Any]]) -> int:
-    """Grid points of ``space`` the study has no complete trial for."""
+@contextlib.contextmanager
+def _no_experimental_warnings() -> Iterator[None]:
+    """Hide Optuna's ``ExperimentalWarning`` (its heartbeats are marked experimental)."""
     optuna = _optuna()
-    keys = sorted(space)
-    done = set()
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-        if all(k in t.params and t.params[k] in space[k] for k in keys):
-            done.add(tuple(t.params[k] for k in keys))
-    return math.prod(len(v) for v in space.values()) - len(done)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
 
 
-def _run_study(cfg: SweepConfig, phase: str, space: Dict[str, List[Any]], counter: Dict[str, int]) -> Any:
+def open_storage(cfg: SweepConfig) -> Any:
+    """The sweep's Optuna ``RDBStorage``: heartbeats on, a trial whose worker died retried.
+
+    A worker records a heartbeat of its running trial every ``cfg.heartbeat_interval``
+    seconds; a RUNNING trial without one for ``cfg.grace_period`` seconds is marked FAIL
+    by whichever worker looks next, and queued again (at most ``cfg.max_retry`` times).
+
+    Args:
+        cfg: the sweep (``storage``, ``heartbeat_interval``, ``grace_period``, ``max_retry``).
+
+    Returns:
+        the storage.
+
+    Raises:
+        SweepError: the URL's database driver is not installed, or the database cannot be
+            reached; the message names the URL (without its password) and what to do.
+
+    Examples:
+        >>> import tempfile
+        >>> storage = open_storage(SweepConfig(configs=["a.yaml"], output_dir=tempfile.mkdtemp()))
+        >>> storage.get_heartbeat_interval()
+        60
+    """
     optuna = _optuna()
-    space = _with_lr_and_seeds(cfg, space)
-    label = phase.split("@")[0]
-    study = optuna.create_study(
-        study_name=f"{cfg.study_name}/{phase}",
-        storage=cfg.storage,
-        sampler=optuna.samplers.GridSampler(space, seed=0),
-        direction="minimize",
-        load_if_exists=True,
-    )
-    missing = _missing(study, space)
-    if missing:
-        counter["total"] += missing
+    url = public_url(cfg.storage)
+    for attempt in itertools.count(1):
+        try:
+            with _no_experimental_warnings():
+                return optuna.storages.RDBStorage(
+                    cfg.storage,
+                    heartbeat_interval=cfg.heartbeat_interval,
+                    grace_period=cfg.grace_period,
+                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                        max_retry=cfg.max_retry
+                    ),
+                )
+        except ImportError as err:
+            raise SweepError(
+                f"the storage {url} needs a database driver that is not installed ({err}); for postgresql:// "
+                f"URLs: `pip install lightning_discrete[sweep-postgres]` (SQLAlchemy 2 with psycopg 3)"
+            ) from err
+        except Exception as err:  # sqlalchemy errors: bad URL, server down, wrong password
+            # workers that start together on a new database race to create Optuna's tables; the
+            # losers find them made on the next attempt
+            if attempt < _OPEN_ATTEMPTS and type(err).__name__ in ("IntegrityError", "ProgrammingError"):
+                time.sleep(0.5 + random.random())
+                continue
+            raise SweepError(f"cannot open the sweep storage {url}: {type(err).__name__}: {err}") from err
 
-        def objective(trial: Any) -> float:
-            params = {k: trial.suggest_categorical(k, v) for k, v in space.items()}
-            trial_dir = os.path.join(cfg.output_dir, "trials", f"{label}-{trial.number:04d}")
-            trial.set_user_attr("dir", trial_dir)
-            trial.set_user_attr("phase", label)
-            counter["started"] += 1
-            name = f"{label} trial {counter['started']}/{counter['total']}"
-            desc = " ".join(f"{k}={v}" for k, v in params.items())
-            log.info("%s: %s", name, desc)
+
+_OPEN_ATTEMPTS = 5
+
+
+def public_url(url: str) -> str:
+    """A storage URL with its password masked, for logs and ``best.json``.
+
+    Args:
+        url: an SQLAlchemy database URL.
+
+    Returns:
+        the URL, ``***`` in place of a password.
+
+    Examples:
+        >>> public_url("postgresql://me:secret@db.example:5432/sweeps")
+        'postgresql://me:***@db.example:5432/sweeps'
+        >>> public_url("sqlite:///sweeps/sweep.db")
+        'sqlite:///sweeps/sweep.db'
+    """
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not an SQLAlchemy URL: shown as given
+        return url
+
+
+class _Heartbeat:
+    """Records a heartbeat of one trial now and then every ``interval`` seconds, in a thread."""
+
+    def __init__(self, storage: Any, trial_id: int, interval: float) -> None:
+        self.storage, self.trial_id, self.interval = storage, trial_id, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"sweep-heartbeat-{trial_id}", daemon=True)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.storage.record_heartbeat(self.trial_id)
+            except Exception as err:  # a lost connection: the next beat tries again
+                log.warning("could not record the heartbeat of trial id %d: %s", self.trial_id, err)
+
+    def __enter__(self) -> "_Heartbeat":
+        self.storage.record_heartbeat(self.trial_id)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _cell(params: Dict[str, Any], keys: List[str]) -> Optional[Tuple[Any, ...]]:
+    if not all(k in params for k in keys):
+        return None
+    return tuple(params[k] for k in keys)
+
+
+def _trial_cell(t: Any, keys: List[str]) -> Optional[Tuple[Any, ...]]:
+    """The grid cell of a trial: the values it was queued with and those it has set (a running
+    trial may have set some of them only)."""
+    return _cell({**t.system_attrs.get("fixed_params", {}), **t.params}, keys)
+
+
+class _Study:
+    """One grid of a sweep in the storage: cells queued once, claimed one at a time by the workers.
+
+    The grid is queued as WAITING trials (Optuna's ``enqueue_trial``) by the worker that
+    creates the study; every worker then claims WAITING trials through the storage's atomic
+    WAITING -> RUNNING change, so no two workers run the same trial. A claimed trial that
+    finds its cell already complete or claimed under a smaller number (two workers queued
+    the same new cell at once) is PRUNED without running.
+    """
+
+    def __init__(self, cfg: SweepConfig, storage: Any, phase: str, space: Dict[str, List[Any]]) -> None:
+        optuna = _optuna()
+        self.cfg, self.storage, self.space = cfg, storage, space
+        self.keys = sorted(space)
+        self.label = phase.split("@")[0]
+        self.cells = [dict(zip(self.keys, values)) for values in itertools.product(*(space[k] for k in self.keys))]
+        name = f"{cfg.study_name}/{phase}"
+        sampler = optuna.samplers.RandomSampler(seed=0)  # never samples: every trial is queued with its values
+        try:
+            self.study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, direction="minimize")
+            created = True
+        except optuna.exceptions.DuplicatedStudyError:
+            self.study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
+            created = False
+        self.study_id = storage.get_study_id_from_name(name)
+        self._queue(created)
+
+    def trials(self, *states: Any) -> List[Any]:
+        """The study's trials of the grid's cells (in the given states; all without)."""
+        found = self.study.get_trials(deepcopy=False, states=states or None)
+        cells = {_cell(c, self.keys) for c in self.cells}
+        return [t for t in found if _trial_cell(t, self.keys) in cells]
+
+    def _queue(self, created: bool) -> None:
+        """Queue the cells that have no trial yet. The creator queues the whole grid and marks it
+        queued; the others wait for that mark, then queue only cells added since (a larger grid)."""
+        if not created:
             t0 = time.time()
+            while "queued" not in self.study.user_attrs and time.time() - t0 < _QUEUE_WAIT_S:
+                if any(t.state.name != "WAITING" for t in self.study.get_trials(deepcopy=False)):
+                    break  # a study of an older version (no mark): queue what is missing
+                time.sleep(0.2)
+        have = {_trial_cell(t, self.keys) for t in self.study.get_trials(deepcopy=False)}
+        for c in self.cells:
+            if _cell(c, self.keys) not in have:
+                self.study.enqueue_trial(c)
+        if "queued" not in self.study.user_attrs:
+            self.study.set_user_attr("queued", len(self.cells))
+
+    def claim(self) -> Optional[Any]:
+        """Take a WAITING trial of the grid (RUNNING from now on, ours), or None when there is none."""
+        optuna = _optuna()
+        for t in self.trials(optuna.trial.TrialState.WAITING):
+            trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, t.number)
             try:
-                best, last = run_trial(cfg, params, trial_dir)
-            except Exception as err:
-                log.warning("%s failed after %.0fs: %s: %s", name, time.time() - t0, type(err).__name__, err)
-                trial.set_user_attr("error", f"{type(err).__name__}: {err}")
-                with open(os.path.join(trial_dir, "error.txt"), "w") as fh:
-                    fh.write(traceback.format_exc())
-                raise
-            trial.set_user_attr("last", last)
-            try:
-                so_far = min(study.best_value, best)
-            except ValueError:  # no complete trial yet
-                so_far = best
-            log.info("%s done (%.0fs): %s best %.5g, last %.5g; best trial so far %.5g",
-                     name, time.time() - t0, cfg.metric, best, last, so_far)
+                if not self.storage.set_trial_state_values(trial_id, state=optuna.trial.TrialState.RUNNING):
+                    continue  # another worker took it
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue
+            return trial_id
+        return None
+
+    @property
+    def grace_period(self) -> int:
+        """Seconds without heartbeat after which a RUNNING trial counts as dead."""
+        return self.cfg.grace_period or 2 * self.cfg.heartbeat_interval
+
+    def unsettled(self) -> Tuple[List[Any], List[Any]]:
+        """The WAITING and RUNNING trials of the grid, and its orphans: trials failed for lack of
+        heartbeat (no error recorded) whose retry is due (``max_retry``) but not queued, in cells
+        without a complete trial. A cell is settled when it has neither."""
+        trials = self.trials()
+        retried = {t.system_attrs["retry_history"][-1] for t in trials if t.system_attrs.get("retry_history")}
+        complete = {_trial_cell(t, self.keys) for t in trials if t.state.name == "COMPLETE"}
+        live = [t for t in trials if t.state.name in ("WAITING", "RUNNING")]
+        orphans = [
+            t for t in trials
+            if t.state.name == "FAIL" and "error" not in t.user_attrs and t.number not in retried
+            and len(t.system_attrs.get("retry_history", [])) < self.cfg.max_retry
+            and _trial_cell(t, self.keys) not in complete
+        ]
+        return live, orphans
+
+    def duplicate_of(self, number: int, cell: Tuple[Any, ...]) -> Optional[int]:
+        """The number of another trial of ``cell`` that wins over trial ``number``, if any."""
+        live = ("WAITING", "RUNNING")
+        for t in self.trials():
+            if t.number != number and _trial_cell(t, self.keys) == cell:
+                if t.state.name == "COMPLETE" or (t.state.name in live and t.number < number):
+                    return t.number
+        return None
+
+
+_QUEUE_WAIT_S = 30.0  # how long a worker waits for the study's creator to queue the grid
+
+
+def _worker() -> str:
+    """This worker's name in the storage and in ``trials.csv``: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _finish(trial: Any, attrs: Dict[str, Any], **tell: Any) -> bool:
+    """Set the trial's user attributes and tell its result; False when another worker had
+    already failed it (no heartbeat within the grace period: its cell was queued again)."""
+    optuna = _optuna()
+    try:
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+        told = trial.study.tell(trial, skip_if_finished=True, **tell)
+        if told.state == tell.get("state", optuna.trial.TrialState.COMPLETE):
+            return True
+    except optuna.exceptions.UpdateFinishedTrialError:
+        pass
+    log.warning("trial #%d was marked failed by another worker while it ran (no heartbeat for the grace period: "
+                "raise `--grace_period`); its result is dropped and its cell queued again", trial.number)
+    return False
+
+
+def _run_claimed(grid: _Study, trial_id: int) -> None:
+    """Run one claimed trial under a heartbeat and tell the storage its result."""
+    optuna = _optuna()
+    cfg, study = grid.cfg, grid.study
+    with _Heartbeat(grid.storage, trial_id, cfg.heartbeat_interval):
+        trial = optuna.trial.Trial(study, trial_id)
+        params = {k: trial.suggest_categorical(k, grid.space[k]) for k in grid.keys}
+        other = grid.duplicate_of(trial.number, _cell(params, grid.keys))
+        if other is not None:
+            _finish(trial, {"error": f"duplicate of trial {other}, not run"}, state=optuna.trial.TrialState.PRUNED)
+            return
+        trial_dir = os.path.join(cfg.output_dir, "trials", f"{grid.label}-{trial.number:04d}")
+        for key, value in (("dir", trial_dir), ("phase", grid.label), ("worker", _worker())):
+            trial.set_user_attr(key, value)
+        name = f"{grid.label} trial #{trial.number}"
+        log.info("%s (%d/%d cells done): %s", name, len(grid.trials(optuna.trial.TrialState.COMPLETE)),
+                 len(grid.cells), " ".join(f"{k}={v}" for k, v in params.items()))
+        t0 = time.time()
+        try:
+            best, last = run_trial(cfg, params, trial_dir)
             if math.isnan(best) or math.isinf(best):
                 raise FloatingPointError(f"{cfg.metric} was {best}")
-            return best
-
-        study.optimize(objective, n_trials=None, catch=(Exception,), gc_after_trial=True)
-    _wait_for(study, cfg)
-    return study
-
-
-def _wait_for(study: Any, cfg: SweepConfig) -> None:
-    """Wait for trials other workers still run (a distributed sweep), up to ``wait_timeout``."""
-    optuna = _optuna()
-    t0 = time.time()
-    announced = False
-    while True:
-        running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-        if not running:
+        except Exception as err:
+            log.warning("%s failed after %.0fs: %s: %s", name, time.time() - t0, type(err).__name__, err)
+            with open(os.path.join(trial_dir, "error.txt"), "w") as fh:
+                fh.write(traceback.format_exc())
+            _finish(trial, {"error": f"{type(err).__name__}: {err}"}, state=optuna.trial.TrialState.FAIL)
             return
-        if time.time() - t0 > cfg.wait_timeout:
+        # Ctrl-C, SIGTERM: the trial stays RUNNING without heartbeat, like one of a dead worker,
+        # and is run again after the grace period
+        if _finish(trial, {"last": last}, values=best):
+            log.info("%s done (%.0fs): %s best %.5g, last %.5g; best trial so far %.5g",
+                     name, time.time() - t0, cfg.metric, best, last, study.best_value)
+
+
+def _run_study(cfg: SweepConfig, storage: Any, phase: str, space: Dict[str, List[Any]]) -> Any:
+    """Work on one grid until every cell is settled, then return its Optuna study.
+
+    Each pass fails the trials of workers that stopped sending heartbeats (their cells are
+    queued again), claims a waiting trial and runs it; with nothing to claim, it waits for
+    the trials other workers run, up to ``cfg.wait_timeout`` seconds without progress.
+    """
+    optuna = _optuna()
+    grid = _Study(cfg, storage, phase, _with_lr_and_seeds(cfg, space))
+    idle_since: Optional[float] = None
+    orphans_seen: Dict[int, float] = {}
+    while True:
+        with _no_experimental_warnings():
+            optuna.storages.fail_stale_trials(grid.study)
+        live, orphans = grid.unsettled()
+        if not live and not orphans:
+            return grid.study
+        trial_id = grid.claim()
+        if trial_id is not None:
+            _run_claimed(grid, trial_id)
+            idle_since = None
+            continue
+        # a trial failed for lack of heartbeat whose retry is not queued: the worker that failed
+        # it is queuing it now, or died in between; after a grace period, queue it here
+        for t in orphans:
+            if time.time() - orphans_seen.setdefault(t.number, time.time()) > grid.grace_period:
+                with _no_experimental_warnings():
+                    storage.get_heartbeat_stale_trial_callback()(grid.study, copy.deepcopy(t))
+        if idle_since is None:
+            idle_since = time.time()
+            log.info("waiting for %d trial(s) run by other workers ...", len(live))
+        elif time.time() - idle_since > cfg.wait_timeout:
             raise SweepError(
-                f"{len(running)} trial(s) of study {study.study_name!r} still RUNNING after "
-                f"{cfg.wait_timeout:.0f}s; if their worker died, mark them failed or delete the study "
-                f"(`optuna delete-study`), then re-run the sweep"
+                f"{len(live)} trial(s) of study {grid.study.study_name!r} still RUNNING after "
+                f"{cfg.wait_timeout:.0f}s; a trial whose worker died is failed and queued again "
+                f"{grid.grace_period}s after its last heartbeat, so another worker is still running "
+                f"these: wait for it or raise `--wait_timeout`"
             )
-        if not announced:
-            log.info("waiting for %d trial(s) run by other workers ...", len(running))
-            announced = True
-        time.sleep(5.0)
+        time.sleep(min(5.0, cfg.heartbeat_interval))
+
+
+def _replace(path: str, write: Any) -> str:
+    """``write(tmp)`` then rename onto ``path``: workers sharing an output folder never see half a file."""
+    stem, ext = os.path.splitext(path)
+    tmp = f"{stem}.{_worker().replace(':', '-')}.tmp{ext}"
+    write(tmp)
+    os.replace(tmp, path)
+    return path
 
 
 def _write_outputs(cfg: SweepConfig, studies: List[Any]) -> Dict[str, Any]:
     rows = trial_rows(studies)
     out: Dict[str, Any] = {
-        "csv": write_csv(rows, os.path.join(cfg.output_dir, "trials.csv")),
+        "csv": _replace(os.path.join(cfg.output_dir, "trials.csv"), lambda p: write_csv(rows, p)),
         "best": choose(rows),
         "protocol": cfg.protocol,
         "metric": cfg.metric,
         "study_name": cfg.study_name,
-        "storage": cfg.storage,
+        "storage": public_url(cfg.storage),
     }
     if rows:
-        out["heatmap"] = write_heatmap(rows, os.path.join(cfg.output_dir, "heatmap.png"),
-                                       title=f"{cfg.study_name}: {cfg.metric}", metric=cfg.metric)
-    with open(os.path.join(cfg.output_dir, "best.json"), "w") as fh:
-        json.dump(out, fh, indent=2)
+        title = f"{cfg.study_name}: {cfg.metric}"
+        out["heatmap"] = _replace(os.path.join(cfg.output_dir, "heatmap.png"),
+                                  lambda p: write_heatmap(rows, p, title=title, metric=cfg.metric))
+
+    def dump(p: str) -> None:
+        with open(p, "w") as fh:
+            json.dump(out, fh, indent=2)
+
+    _replace(os.path.join(cfg.output_dir, "best.json"), dump)
     return out
 
 
@@ -343,15 +599,16 @@ def run_sweep(cfg: SweepConfig, check: bool = True) -> Dict[str, Any]:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     if check:
         check_config(cfg)
-    counter = {"started": 0, "total": 0}
-    log.info("study %r in %s; outputs in %s", cfg.study_name, cfg.storage, cfg.output_dir)
+    storage = open_storage(cfg)
+    log.info("study %r in %s; outputs in %s; worker %s", cfg.study_name, public_url(cfg.storage), cfg.output_dir,
+             _worker())
     studies = []
     if cfg.protocol == "grid":
-        studies.append(_run_study(cfg, "grid", {"tau_f": list(cfg.tau_f), "tau_b": list(cfg.tau_b)}, counter))
+        studies.append(_run_study(cfg, storage, "grid", {"tau_f": list(cfg.tau_f), "tau_b": list(cfg.tau_b)}))
     elif cfg.protocol == "single":
-        studies.append(_run_study(cfg, "single", {"tau": list(cfg.tau)}, counter))
+        studies.append(_run_study(cfg, storage, "single", {"tau": list(cfg.tau)}))
     else:
-        first_phase = _run_study(cfg, "tau_f", {"tau_f": list(cfg.tau_f), "tau_b": [float(cfg.fixed_tau_b)]}, counter)
+        first_phase = _run_study(cfg, storage, "tau_f", {"tau_f": list(cfg.tau_f), "tau_b": [float(cfg.fixed_tau_b)]})
         studies.append(first_phase)
         first = choose(trial_rows([first_phase]))
         if first is None:
@@ -360,7 +617,7 @@ def run_sweep(cfg: SweepConfig, check: bool = True) -> Dict[str, Any]:
         log.info("phase 1 done: best tau_f=%g at tau_b=%g; now sweeping tau_b", tf, cfg.fixed_tau_b)
         rest = [v for v in cfg.tau_b if not math.isclose(v, cfg.fixed_tau_b)]
         if rest:
-            studies.append(_run_study(cfg, f"tau_b@tau_f={tf:g}", {"tau_f": [tf], "tau_b": rest}, counter))
+            studies.append(_run_study(cfg, storage, f"tau_b@tau_f={tf:g}", {"tau_f": [tf], "tau_b": rest}))
     out = _write_outputs(cfg, studies)
     best = out["best"]
     if best is None:
