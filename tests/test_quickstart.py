@@ -443,3 +443,24 @@ def test_readme_set_up_and_ci_run_the_quick_start():
     test_extra = cfg[cfg.index("\ntest =") : cfg.index("\ndev =")]
     cli_extra = cfg[cfg.index("\ncli =") : cfg.index("\nvision =")]
     assert "scikit-learn" in test_extra and "scikit-learn" in cli_extra
+
+
+@pytest.mark.timeout(240)
+def test_quickstart_under_ddp_prints_one_summary(tmp_path, free_master_port):
+    """``trainer.log_dir`` is a collective under DDP: the summary must read it on every rank
+    (it used to read it on rank zero only, and the run failed at the end of fit)."""
+    import subprocess
+    import sys
+
+    if not torch.distributed.is_available():
+        pytest.skip("torch.distributed unavailable")
+    cmd = [sys.executable, "-m", "lightning_discrete", "fit", "--config", QUICKSTART, "--data.dataset=digits",
+           "--trainer.devices=2", "--trainer.strategy=ddp", "--trainer.max_epochs=1",
+           "--trainer.limit_train_batches=3", "--trainer.limit_val_batches=2", "--trainer.enable_progress_bar=false",
+           f"--trainer.default_root_dir={tmp_path}"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=200, env=env, cwd=str(tmp_path))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert out.count("\nSummary\n") == 1  # rank zero only
+    assert "Logs: " in out and "curves.png" in out

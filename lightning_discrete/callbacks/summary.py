@@ -175,12 +175,14 @@ class TrainingSummary(Callback):
         return out
 
     # -- the summary ------------------------------------------------------------------- #
-    def summary_text(self, trainer: Trainer, pl_module: LightningModule) -> str:
+    def summary_text(self, trainer: Trainer, pl_module: LightningModule, log_dir: Optional[str] = None) -> str:
         """The summary of the run as it stands (what :meth:`on_fit_end` prints).
 
         Args:
             trainer: the Trainer of the run (logged values, log and checkpoint paths).
             pl_module: the trained module (its bottlenecks' estimator and temperatures).
+            log_dir: the run's log folder; by default ``trainer.log_dir``, which is a
+                collective under DDP (call this on every rank, or pass the folder).
 
         Returns:
             The text, one sentence per line.
@@ -225,15 +227,16 @@ class TrainingSummary(Callback):
             tau_f, tau_b = bottlenecks[0][1].temperatures()
             temps = f"tau_f = {tau_f:.3g}, tau_b = {tau_b:.3g}" if spec.decoupled_temperatures else f"tau = {tau_f:.3g}"
             lines.append(f"Temperature(s) at the end: {temps}.")
-        lines.extend(self._where(trainer))
+        if log_dir is None and trainer.loggers:
+            log_dir = trainer.log_dir
+        lines.extend(self._where(trainer, log_dir))
         if self.next_steps:
             lines.append("Try next:")
             lines.extend(f"  - {s}" for s in self.next_steps)
         return "\n".join(lines)
 
-    def _where(self, trainer: Trainer) -> List[str]:
+    def _where(self, trainer: Trainer, log_dir: Optional[str]) -> List[str]:
         out = []
-        log_dir = trainer.log_dir if trainer.loggers else None
         if log_dir:
             files = sorted(f for f in os.listdir(log_dir) if f.endswith((".csv", ".yaml", ".png"))) if os.path.isdir(log_dir) else []
             listed = f" ({', '.join(files)})" if files else ""
@@ -262,16 +265,18 @@ class TrainingSummary(Callback):
         return path
 
     @rank_zero_only
-    def _report(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if self.figure and trainer.loggers and trainer.log_dir and self.history:
-            self.figure_path = self._draw(os.path.join(trainer.log_dir, self.filename))
-        self.text = self.summary_text(trainer, pl_module)
+    def _report(self, trainer: Trainer, pl_module: LightningModule, log_dir: Optional[str]) -> None:
+        if self.figure and log_dir and self.history:
+            self.figure_path = self._draw(os.path.join(log_dir, self.filename))
+        self.text = self.summary_text(trainer, pl_module, log_dir)
         bar = "-" * 72
         print(f"\n{bar}\nSummary\n{bar}\n{self.text}\n{bar}", flush=True)
 
     @override
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._report(trainer, pl_module)
+        # ``trainer.log_dir`` broadcasts from rank zero: read it on every rank, report on rank zero
+        log_dir = trainer.log_dir if trainer.loggers else None
+        self._report(trainer, pl_module, log_dir)
 
     # -- checkpoints ----------------------------------------------------------------- #
     @override
