@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lightning_discrete import functional as LF
+from lightning_discrete.models.autoencoder import _mlp as mlp  # the recipe model's MLP
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("baseline", "small_init", "layernorm", "layernorm_affine", "centered")
@@ -35,15 +36,6 @@ def load(data_dir: Path):
     x = torch.tensor(np.frombuffer(raw[16:], dtype=np.uint8).reshape(-1, 784).astype(np.float32) / 255.0)
     perm = torch.randperm(60000, generator=torch.Generator().manual_seed(42))
     return x[perm[:55000]], x[perm[55000:]]
-
-
-def mlp(sizes):
-    layers = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(nn.Linear(a, b))
-        if i < len(sizes) - 2:
-            layers.append(nn.ReLU())
-    return nn.Sequential(*layers)
 
 
 def run(train, val, variant, lr, seed, epochs, tau_f=2.0, tau_b=0.5):
