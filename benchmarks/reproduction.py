@@ -125,7 +125,9 @@ class Report:
         dates = sorted(r["finished"][:10] for r in self.results.values())
         self.w("", f"CPU time of the stored runs: **{cpu / 3600:.2f} h** (one torch thread per run, two runs at "
                f"a time) on {', '.join(sorted(hosts)) or '-'}, {dates[0] if dates else '-'} to "
-               f"{dates[-1] if dates else '-'}. Runs of the same group are identical but for their cell and seed.", "")
+               f"{dates[-1] if dates else '-'}. Runs of the same group are identical but for their cell and seed. "
+               "Wall times come from a shared machine (tests and other jobs ran beside many runs): read "
+               "them as upper bounds, not as speed figures.", "")
 
     def binary_grid(self) -> Optional[dict]:
         recs = self.runs("binary_grid")
