@@ -142,9 +142,9 @@ def group_runs(plan: dict, name: str, results: Dict[str, dict]) -> Tuple[List[Tu
     waiting = None
     for sel in g.get("select", []):
         src = sel["from"]
-        src_ids = [rid for rid, _, _ in group_runs(plan, src, results)[0]]
+        src_runs, upstream = group_runs(plan, src, results)
+        src_ids = [rid for rid, _, _ in src_runs]
         missing = [rid for rid in src_ids if rid not in results]
-        upstream = group_runs(plan, src, results)[1]
         if missing or upstream:
             waiting = f"waits for {len(missing)} run(s) of {src}" if missing else f"waits for {src}, which {upstream}"
             continue

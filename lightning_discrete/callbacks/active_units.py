@@ -182,20 +182,17 @@ class ActiveUnitMonitor(Callback):
         states = [global_states(self._neurons[n]) for n in names]  # collectives on every rank
         for metric in self._neurons.values():
             metric.reset()
-        out: Dict[str, Tensor] = {}
         thresholds = self.neuron_thresholds or ()
-        for name, st in zip(names, states):
-            if int(st["examples"]) > 0:
-                for t, v in zip(thresholds, _inactive_neurons_compute(st["sum_abs"], st["examples"], thresholds)):
-                    out[f"{self.neuron_prefix}/{name}@{t:g}"] = v
-        if names:
-            # every unit of every bottleneck: the per-unit means side by side
-            means = [st["sum_abs"] / st["examples"].clamp_min(1) for st in states if int(st["examples"]) > 0]
-            if means:
-                flat = torch.cat(means)
-                for t, v in zip(thresholds, _inactive_neurons_compute(flat, torch.ones((), dtype=torch.long), thresholds)):
-                    out[f"{self.neuron_prefix}/all@{t:g}"] = v
-        return out
+        one = torch.ones((), dtype=torch.long)
+        # per-unit mean |g| of each bottleneck that saw gradients; "all" puts them side by side
+        means = {n: st["sum_abs"] / st["examples"] for n, st in zip(names, states) if int(st["examples"]) > 0}
+        if means:
+            means["all"] = torch.cat(list(means.values()))
+        return {
+            f"{self.neuron_prefix}/{name}@{t:g}": v
+            for name, mean in means.items()
+            for t, v in zip(thresholds, _inactive_neurons_compute(mean, one, thresholds))
+        }
 
     @override
     def state_dict(self) -> Dict[str, Any]:
