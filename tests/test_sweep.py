@@ -440,8 +440,10 @@ def test_three_workers_share_a_grid_on_postgres(postgres_url, overrides, tmp_pat
     # every cell ran exactly once: no duplicate trial in any state
     assert len(trials) == 9 and all(t.state.name == "COMPLETE" for t in trials), logs
     assert {(t.params["tau_f"], t.params["tau_b"]) for t in trials} == CELLS
-    # every worker took part
-    assert {_pid(t.user_attrs["worker"]) for t in trials} == {p.pid for p, _ in workers}, logs
+    # the cells were shared: trials came from more than one worker, and only from these workers. (Not
+    # necessarily all three: a worker that starts late may find every cell already claimed.)
+    takers = {_pid(t.user_attrs["worker"]) for t in trials}
+    assert len(takers) >= 2 and takers <= {p.pid for p, _ in workers}, logs
     # what each worker wrote covers the whole grid, and they all agree
     rows = _same_outputs([out for _, out in workers])
     assert {(float(r["tau_f"]), float(r["tau_b"])) for r in rows} == CELLS
