@@ -21,6 +21,7 @@ RECIPES = os.path.join(ROOT, "recipes")
 BINARY = os.path.join(RECIPES, "binary_fashion_mnist.yaml")
 AUTOENCODER = os.path.join(RECIPES, "autoencoder_mnist.yaml")
 LOGIC = os.path.join(RECIPES, "logic_gates_cifar10.yaml")
+LOGIC_FMNIST = os.path.join(RECIPES, "logic_gates_fashion_mnist.yaml")
 QUICKSTART = os.path.join(RECIPES, "quickstart.yaml")  # its tests: test_quickstart.py
 ESTIMATORS = [None, "identity_st", "softmax_st", "gumbel_softmax_st", "decoupled_st"]  # recipes/estimators/<name>.yaml
 
@@ -50,6 +51,8 @@ RECIPE_CASES = [
     pytest.param(BINARY, [], id="binary"),
     pytest.param(AUTOENCODER, [], id="autoencoder"),
     pytest.param(LOGIC, ["--model.num_neurons=40", "--model.group_sum_tau=4"], id="logic", marks=needs_lgn),
+    # 2352 = 3 thresholds x 784 pixels: the recipe's in_features must match its data
+    pytest.param(LOGIC_FMNIST, ["--model.num_neurons=40", "--model.group_sum_tau=4"], id="logic-fmnist", marks=needs_lgn),
 ]
 
 
@@ -88,6 +91,10 @@ def test_recipe_temperatures_are_the_papers():
     assert (b["estimator"], b["tau_f"], b["tau_b"], b["hidden_dims"]) == ("decoupled_st", 0.1, 0.7, [200, 200])
     assert (a["tau_f"], a["tau_b"], a["num_latents"], a["num_categories"]) == (2.0, 0.5, 4, 8)
     assert (g["tau_f"], g["tau_b"], g["num_neurons"], g["num_layers"]) == (0.1, 2.0, 12000, 4)
+    # the Fashion-MNIST logic-gate recipe is the CIFAR-10 one on other data
+    f = model_args(LOGIC_FMNIST)
+    assert {k: v for k, v in f.items() if k != "in_features"} == {k: v for k, v in g.items() if k != "in_features"}
+    assert f["in_features"] == 3 * 28 * 28
     batch = {p: yaml.safe_load(open(p))["data"]["init_args"]["batch_size"] for p in (BINARY, AUTOENCODER, LOGIC)}
     assert batch == {BINARY: 128, AUTOENCODER: 200, LOGIC: 100}
     epochs = {p: yaml.safe_load(open(p))["trainer"].get("max_epochs") for p in (BINARY, AUTOENCODER)}
@@ -222,7 +229,7 @@ def test_validate_and_test_subcommands(data_dir, fast_args, tmp_path):
 
 def test_every_recipe_file_is_covered():
     found = {os.path.relpath(p, RECIPES) for p in glob.glob(os.path.join(RECIPES, "**", "*.yaml"), recursive=True)}
-    covered = {os.path.relpath(p, RECIPES) for p in (BINARY, AUTOENCODER, LOGIC, QUICKSTART)} | {
+    covered = {os.path.relpath(p, RECIPES) for p in (BINARY, AUTOENCODER, LOGIC, LOGIC_FMNIST, QUICKSTART)} | {
         os.path.join("estimators", f"{e}.yaml") for e in ESTIMATORS if e
     }
     # run by tests/test_vae.py::test_recipe_fits_and_tests_the_bound
