@@ -1,0 +1,85 @@
+"""benchmarks/runplan.py: the resumable executor of the reproduction and benchmark plans.
+
+Each test runs real (tiny) trainings of the quick-start recipe on the bundled digits data.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUNPLAN = os.path.join(ROOT, "benchmarks", "runplan.py")
+FAST = ["--data.dataset=digits", "--trainer.max_epochs=1", "--trainer.limit_train_batches=3",
+        "--trainer.limit_val_batches=2", "--trainer.enable_model_summary=false"]
+
+
+def _plan(tmp_path, groups):
+    plan = {"results": str(tmp_path / "results"), "scratch": str(tmp_path / "scratch"), "data_dir": str(tmp_path / "data"),
+            "groups": groups}
+    path = tmp_path / "plan.yaml"
+    path.write_text(yaml.safe_dump(plan))
+    return path
+
+
+def _runplan(*args):
+    proc = subprocess.run([sys.executable, RUNPLAN, *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+GRID = {"configs": ["recipes/quickstart.yaml"], "args": FAST,
+        "grid": {"model.init_args.tau_b": [0.5, 2.0]}, "seeds": [0], "minutes": 1}
+
+
+FINAL = {"configs": ["recipes/quickstart.yaml"], "args": FAST, "test": True, "seeds": [3], "minutes": 1,
+         "select": [{"from": "grid", "metric": "val/loss", "mode": "min", "top": 1, "keys": ["model.init_args.tau_b"]}]}
+
+
+@pytest.mark.timeout(900)
+def test_runs_are_stored_once_resumed_and_selected_from(tmp_path):
+    # one test, so that the five short trainings it needs are started once
+    plan = _plan(tmp_path, {"grid": GRID, "final": FINAL})
+    assert "waits for 2 run(s) of grid" in _runplan("status", plan)
+    out = _runplan("run", plan, "--workers", "2", "--groups", "grid")
+    results = tmp_path / "results"
+    files = sorted(p.name for p in results.glob("*.json"))
+    assert files == ["grid__tau_b=0.5__seed=0.json", "grid__tau_b=2__seed=0.json"], out
+    rec = json.loads((results / files[0]).read_text())
+    # the record: cell, seed, the command that reproduces it, versions, and the logged metrics
+    assert rec["cell"] == {"model.init_args.tau_b": 0.5} and rec["seed"] == 0
+    assert "--model.init_args.tau_b=0.5" in rec["command"] and "--seed_everything=0" in rec["command"]
+    assert set(rec["versions"]) >= {"torch", "lightning", "lightning_discrete"}
+    assert rec["metrics"]["val/loss"] and all(len(row) == 3 for row in rec["metrics"]["val/loss"])
+    mtimes = {p.name: p.stat().st_mtime_ns for p in results.glob("*.json")}
+    # a second run starts nothing
+    assert "start " not in _runplan("run", plan, "--groups", "grid")
+    assert {p.name: p.stat().st_mtime_ns for p in results.glob("*.json")} == mtimes
+    # a run whose record is gone is run again, and only that one
+    (results / files[1]).unlink()
+    again = _runplan("run", plan, "--workers", "1", "--groups", "grid")
+    assert [line for line in again.splitlines() if line.startswith("start ")] == [f"start {files[1][:-5]}"]
+    assert (results / files[1]).exists() and (results / files[0]).stat().st_mtime_ns == mtimes[files[0]]
+    # the select group now expands to the grid's best cell
+    recs = [json.loads((results / f).read_text()) for f in files]
+    best = min(recs, key=lambda r: min(v for _, _, v in r["metrics"]["val/loss"]))
+    _runplan("run", plan, "--workers", "1", "--groups", "final")
+    finals = [json.loads(p.read_text()) for p in results.glob("final__*.json")]
+    assert len(finals) == 1 and finals[0]["cell"] == best["cell"] and finals[0]["seed"] == 3
+    # test: true -> the best checkpoint was tested and its test metrics joined the record
+    assert "test/loss" in finals[0]["metrics"] and "--ckpt_path=" in finals[0]["test_command"]
+
+
+def test_a_second_runner_on_the_same_plan_is_refused(tmp_path):
+    import fcntl
+
+    plan = _plan(tmp_path, {"grid": GRID})
+    (tmp_path / "results").mkdir()
+    with open(tmp_path / "results" / ".runplan.lock", "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        proc = subprocess.run([sys.executable, RUNPLAN, "run", str(plan)], cwd=ROOT, capture_output=True, text=True,
+                              timeout=120)
+    assert proc.returncode != 0 and "another runner" in proc.stderr
+    assert not list((tmp_path / "results").glob("*.json"))
