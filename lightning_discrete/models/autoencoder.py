@@ -87,8 +87,48 @@ class CategoricalAutoencoder(DiscreteModule):
         Args:
             x: ``(B, *)`` inputs in ``[0, 1]``.
         """
-        z = self.bottleneck(self.encode(x))
-        return self.decoder(z.flatten(1))
+        return self.decode(self.bottleneck(self.encode(x)))
+
+    def decode(self, z: Tensor) -> Tensor:
+        """``(*, num_latents, num_categories) -> (*, input_dim)`` reconstruction logits of codes.
+
+        Args:
+            z: ``(*, num_latents, num_categories)`` one-hot (or relaxed) codes; any leading
+                dimensions (several codes per example, as in ``analysis.temperature_landscape``).
+
+        Examples:
+            >>> import torch
+            >>> from lightning_discrete.models import CategoricalAutoencoder
+            >>> ae = CategoricalAutoencoder(16, num_latents=2, num_categories=4, hidden_dims=[8])
+            >>> ae.decode(torch.eye(4)[torch.zeros(5, 3, 2, dtype=torch.long)]).shape
+            torch.Size([5, 3, 16])
+        """
+        return self.decoder(z.flatten(-2))
+
+    def code_loss(self, z: Tensor, x: Tensor) -> Tensor:
+        """Reconstruction loss ``L(z) = BCE(decode(z), x)`` summed over pixels: the loss of a
+        code, the function of the discrete state that the estimators differentiate.
+
+        Args:
+            z: ``(*, B, num_latents, num_categories)`` codes, ``z[..., b, :, :]`` a code of
+                example ``b``.
+            x: ``(B, *)`` inputs in ``[0, 1]``.
+
+        Returns:
+            ``(*, B)`` per-example losses.
+
+        Examples:
+            >>> import torch
+            >>> from lightning_discrete.models import CategoricalAutoencoder
+            >>> ae = CategoricalAutoencoder(16, num_latents=2, num_categories=4, hidden_dims=[8])
+            >>> codes = torch.eye(4)[torch.randint(4, (7, 3, 2))]  # 7 codes for each of 3 examples
+            >>> ae.code_loss(codes, torch.rand(3, 16)).shape
+            torch.Size([7, 3])
+        """
+        target = x.flatten(1).to(torch.get_default_dtype())
+        return F.binary_cross_entropy_with_logits(
+            self.decode(z), target.expand(z.shape[:-2] + target.shape[-1:]), reduction="none"
+        ).sum(-1)
 
     @override
     def step(self, batch: Any) -> Tuple[Tensor, Dict[str, Tensor]]:
@@ -99,7 +139,4 @@ class CategoricalAutoencoder(DiscreteModule):
             batch: ``x`` or ``(x, y)`` (labels ignored), ``x`` ``(B, *)`` in ``[0, 1]``.
         """
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
-        target = x.flatten(1).to(torch.get_default_dtype())
-        recon = self(x)
-        losses = F.binary_cross_entropy_with_logits(recon, target, reduction="none").sum(-1)
-        return losses, {}
+        return self.code_loss(self.bottleneck(self.encode(x)), x), {}

@@ -100,17 +100,69 @@ class StochasticBinaryNetwork(DiscreteModule):
         Args:
             x: ``(B, *)`` inputs, flattened to ``(B, input_dim)``.
         """
+        return self._built()(self._run(x.flatten(1), 0, None))
+
+    def _built(self) -> nn.Linear:
         if self.head is None:
             raise RuntimeError(
                 "the layers are not built yet: `input_dim` is None, so they are built from the datamodule's "
                 "`input_dim` when a Trainer starts; pass `input_dim` to use the model without one"
             )
-        h = x.flatten(1)
-        for layer in self.hidden:
+        return self.head
+
+    def _run(self, h: Tensor, start: int, stop: Optional[int]) -> Tensor:
+        for layer in self.hidden[start:stop]:
             h = layer(h)
-            if isinstance(layer, BinaryBottleneck) and self.center and not layer.estimator_spec.signed:
-                h = 2 * h - 1
-        return self.head(h)
+            if isinstance(layer, BinaryBottleneck):
+                h = self._centre(layer, h)
+        return h
+
+    def _centre(self, layer: BinaryBottleneck, z: Tensor) -> Tensor:
+        return 2 * z - 1 if self.center and not layer.estimator_spec.signed else z
+
+    def _bottleneck_position(self, layer: int) -> int:
+        positions = [i for i, m in enumerate(self.hidden) if isinstance(m, BinaryBottleneck)]
+        if not -len(positions) <= layer < len(positions):
+            raise ValueError(f"`layer` must index one of the {len(positions)} binary layers, got {layer}")
+        return positions[layer]
+
+    def binary_layer_logits(self, x: Tensor, layer: int = -1) -> Tensor:
+        """Logits ``(B, units)`` of binary layer ``layer`` (``0`` the first, ``-1`` the last):
+        the network up to that layer's bottleneck, earlier binary layers as in
+        :meth:`forward` (sampled in training mode).
+
+        Args:
+            x: ``(B, *)`` inputs, flattened to ``(B, input_dim)``.
+            layer: which binary layer, counted over the binary layers only.
+
+        Examples:
+            >>> import torch
+            >>> from lightning_discrete.models import StochasticBinaryNetwork
+            >>> StochasticBinaryNetwork(16, [8, 5], 3).binary_layer_logits(torch.rand(4, 16)).shape
+            torch.Size([4, 5])
+        """
+        self._built()
+        return self._run(x.flatten(1), 0, self._bottleneck_position(layer))
+
+    def forward_from(self, z: Tensor, layer: int = -1) -> Tensor:
+        """Class logits ``(*, num_classes)`` given the state ``z`` of binary layer ``layer``:
+        the rest of the network run on ``z`` (centred as in :meth:`forward`), so that
+        ``forward_from(bottleneck(binary_layer_logits(x, i)), i)`` is :meth:`forward`.
+
+        Args:
+            z: ``(*, units)`` states of the layer in ``{0, 1}`` (any leading dimensions).
+            layer: which binary layer, counted over the binary layers only.
+
+        Examples:
+            >>> import torch
+            >>> from lightning_discrete.models import StochasticBinaryNetwork
+            >>> model = StochasticBinaryNetwork(16, [6], 3)
+            >>> model.forward_from(torch.randint(2, (7, 4, 6)).float()).shape  # 7 states of 4 examples
+            torch.Size([7, 4, 3])
+        """
+        head = self._built()
+        position = self._bottleneck_position(layer)
+        return head(self._run(self._centre(self.hidden[position], z), position + 1, None))
 
     @override
     def step(self, batch: Any) -> Tuple[Tensor, Dict[str, Tensor]]:
