@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_discrete import functional as LF
 from lightning_discrete.models import CategoricalAutoencoder, DiscreteModule, StochasticBinaryNetwork
-from lightning_discrete.nn import BinaryBottleneck, CategoricalBottleneck
+from lightning_discrete.nn import BinaryBottleneck, CategoricalBottleneck, DiscreteBottleneck
 from lightning_discrete.nn.logic import GroupSum, LogicGateLayer
 
 
@@ -389,6 +389,30 @@ class _TemperatureRecorder(Callback):
 def temperature_recorder() -> Callable[[], Callback]:
     """``temperature_recorder()``: a callback whose ``rows`` are ``(global_step, tau_f, tau_b)`` per batch."""
     return _TemperatureRecorder
+
+
+class _RankTemperatures(Callback):
+    """At the end of a fit, writes ``{bottleneck: [tau_f, tau_b]}`` of this rank's model to
+    ``<folder>/rank<global rank>.json`` (picklable: ``ddp_spawn`` children run it)."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        import json
+        import os
+
+        temps = {name: list(m.temperatures()) for name, m in pl_module.named_modules()
+                 if isinstance(m, DiscreteBottleneck)}
+        with open(os.path.join(self.folder, f"rank{trainer.global_rank}.json"), "w") as fh:
+            json.dump(temps, fh)
+
+
+@pytest.fixture
+def rank_temperatures() -> Callable[[str], Callback]:
+    """``rank_temperatures(folder)``: a callback that writes each rank's final bottleneck
+    temperatures to ``<folder>/rank<r>.json`` (``{name: [tau_f, tau_b]}``)."""
+    return _RankTemperatures
 
 
 @pytest.fixture

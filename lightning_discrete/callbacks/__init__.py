@@ -6,6 +6,7 @@ gradients are read where Lightning has already averaged, unscaled and accumulate
 """
 
 from .active_units import ActiveUnitMonitor
+from .adaptive import AdaptiveTemperature, adapt_temperature
 from .gate_usage import GateUsageMonitor, gate_histogram, gate_usage_figure
 from .saturation import SaturationMonitor
 from .gradient_snr import GradientSNRMonitor, snr_statistics
@@ -19,6 +20,8 @@ __all__ = [
     "Schedule",
     "schedule_value",
     "SCHEDULE_KINDS",
+    "AdaptiveTemperature",
+    "adapt_temperature",
     "LatentUtilizationMonitor",
     "GradientSNRMonitor",
     "snr_statistics",
