@@ -235,6 +235,8 @@ def test_every_recipe_file_is_covered():
     # run by tests/test_vae.py::test_recipe_fits_and_tests_the_bound
     covered |= {"vae_mnist.yaml", "vae_mnist_bernoulli.yaml", "structured_prediction_mnist.yaml", "constant_temperature.yaml",
                 "anneal_tau_b.yaml"}
+    # run by tests/test_adaptive.py::test_adaptive_recipes_build_and_run
+    covered |= {"binary_fashion_mnist_adaptive.yaml", "autoencoder_mnist_adaptive.yaml"}
     covered |= {os.path.join("estimators", f"{e}.yaml") for e in ("gumbel_softmax", "reinforce", "reinmax", "gumbel_rao")}
     assert found == covered
 
