@@ -4,6 +4,8 @@
     python benchmarks/runplan.py run docs/reproduction/plan.yaml --groups binary_grid \
         --workers 2 --budget-minutes 150 --commit
     python benchmarks/runplan.py run PLAN --dry-run          # print the commands, run nothing
+    python benchmarks/runplan.py run PLAN --groups ae_final_dst ae_final_identity --by-seed
+                                                             # seed 0 of every group, then seed 1, ...
 
 A plan (YAML) names where results go and lists groups of runs::
 
@@ -317,12 +319,21 @@ def store(plan: dict, rec: dict, commit: bool) -> None:
 # --------------------------------------------------------------------------- #
 
 
-def pending(plan: dict, groups: Iterable[str], results: Dict[str, dict]):
+def pending(plan: dict, groups: Iterable[str], results: Dict[str, dict], by_seed: bool = False):
+    """The runs not stored yet, group by group in plan order (each group cell by cell), or, with
+    ``by_seed``, every group's first seed before any group's second (the first seeds of every
+    final land before the later ones)."""
+    todo = []
     for name in groups:
         runs, _ = group_runs(plan, name, results)
+        seeds = plan["groups"][name]["seeds"]
         for rid, cell, seed in runs:
             if rid not in results:
-                yield name, rid, cell, seed
+                todo.append((name, rid, cell, seed, seeds.index(seed)))
+    if by_seed:
+        todo.sort(key=lambda t: t[4])  # stable: plan order within a seed position
+    for name, rid, cell, seed, _ in todo:
+        yield name, rid, cell, seed
 
 
 def estimate_s(plan: dict, name: str, results: Dict[str, dict]) -> float:
@@ -372,7 +383,7 @@ def cmd_run(plan: dict, args) -> None:
     deadline = time.monotonic() + 60.0 * args.budget_minutes if args.budget_minutes else math.inf
     results = stored(plan)
     if args.dry_run:
-        for name, rid, cell, seed in pending(plan, groups, results):
+        for name, rid, cell, seed in pending(plan, groups, results, args.by_seed):
             print(" ".join(command(plan, name, cell, seed, rid)[1:]))
         return
     held = lock(plan)  # noqa: F841  (kept open for the whole run)
@@ -382,7 +393,7 @@ def cmd_run(plan: dict, args) -> None:
         while True:
             results.update(stored(plan))  # runs stored since the start (by hand, or an earlier runner)
             active = {rid for _, rid in running.values()}
-            todo = [p for p in pending(plan, groups, results) if p[1] not in active and p[1] not in skipped]
+            todo = [p for p in pending(plan, groups, results, args.by_seed) if p[1] not in active and p[1] not in skipped]
             while todo and len(running) < args.workers:
                 name, rid, cell, seed = todo.pop(0)
                 if time.monotonic() + estimate_s(plan, name, results) > deadline:
@@ -417,6 +428,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--budget-minutes", type=float, default=None,
                    help="start no run that would end after this many minutes")
     p.add_argument("--commit", action="store_true", help="git-commit each stored result")
+    p.add_argument("--by-seed", action="store_true",
+                   help="run every selected group's first seed before any group's second, and so on")
     p.add_argument("--dry-run", action="store_true", help="print the pending commands only")
     args = p.parse_args(argv)
     plan = load_plan(args.plan)

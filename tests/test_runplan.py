@@ -83,3 +83,21 @@ def test_a_second_runner_on_the_same_plan_is_refused(tmp_path):
                               timeout=120)
     assert proc.returncode != 0 and "another runner" in proc.stderr
     assert not list((tmp_path / "results").glob("*.json"))
+
+
+def test_by_seed_runs_every_group_s_first_seed_first(tmp_path):
+    groups = {name: {"configs": ["recipes/quickstart.yaml"], "grid": {"model.init_args.tau_b": [0.5, 2.0]},
+                     "seeds": [7, 3]} for name in ("a", "b")}
+    plan = _plan(tmp_path, groups)
+
+    def order(*flags):
+        lines = _runplan("run", plan, "--dry-run", *flags).splitlines()
+        return [(line.split("--trainer.default_root_dir=")[1].split()[0].rsplit("/", 1)[1]) for line in lines]
+
+    # plan order: group by group, cell by cell, every seed of a cell
+    assert order() == ["a__tau_b=0.5__seed=7", "a__tau_b=0.5__seed=3", "a__tau_b=2__seed=7", "a__tau_b=2__seed=3",
+                       "b__tau_b=0.5__seed=7", "b__tau_b=0.5__seed=3", "b__tau_b=2__seed=7", "b__tau_b=2__seed=3"]
+    # --by-seed: the first listed seed (7) of every group and cell before the second (3)
+    assert order("--by-seed") == ["a__tau_b=0.5__seed=7", "a__tau_b=2__seed=7", "b__tau_b=0.5__seed=7",
+                                  "b__tau_b=2__seed=7", "a__tau_b=0.5__seed=3", "a__tau_b=2__seed=3",
+                                  "b__tau_b=0.5__seed=3", "b__tau_b=2__seed=3"]
