@@ -338,6 +338,10 @@ class Report(reproduction.Report):
                "layer's tau_f and tau_b during one run; the grid needs a search (tens of runs) before its final.", "",
                "* **Metric:** the test value of each run's best-validation checkpoint (`test: true` in both plans), "
                "mean ± std over seeds.",
+               "* **Budgets:** every row trains for the paper's budget (binary network 100 epochs, autoencoder 160). "
+               "The adaptive runs use the recipes' learning rates (binary 1e-3; autoencoder 3e-4) and start from the "
+               "recipes' temperatures; the grid rows use the learning rate their search chose, so on the "
+               "autoencoder the like-for-like fixed-temperature row is the paper's cell at lr 3e-4.",
                "* **Best grid cell:** among the Decoupled ST finals whose cell the reproduction's search selected "
                "(off the diagonal), the one with the lowest mean best `val/loss` over its seeds (the search's own "
                "score); Welch's t compares every row with it.",
