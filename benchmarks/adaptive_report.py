@@ -355,10 +355,67 @@ class Report(reproduction.Report):
                f"validation perplexity >= {reproduction.CONVERGED_PERPLEXITY:g} of 8 and best val/loss <= "
                f"{reproduction.CONVERGED_LOSS:g} nats.", "")
 
+    # ------------------------------------------------------------------- interim, short budgets
+    def best_cell(self, recs: List[dict], label: str) -> Optional[Final]:
+        """The cell of ``recs`` with the lowest mean best val/loss over its seeds."""
+        by_cell: Dict[str, List[dict]] = {}
+        for rec in recs:
+            by_cell.setdefault(cell_label(rec["cell"]), []).append(rec)
+        if not by_cell:
+            return None
+        cell, runs = min(by_cell.items(), key=lambda kv: statistics.fmean(best_value(r, "val/loss", "min") for r in kv[1]))
+        return Final(label, cell, runs)
+
+    def interim(self) -> None:
+        """Adaptive runs at the reproduction's tuning budgets against the stored tuning runs of the
+        same budget (validation values: the tuning runs are not tested)."""
+        lr = "model.init_args.optimizer.init_args.lr"
+        grid = self.grid.runs("binary_grid")
+        c3 = self.grid.runs("c3_binary_tau_b") if "c3_binary_tau_b" in self.grid.plan["groups"] else []
+        paper = [r for r in grid if matches(r, {TAU_F: 0.1, TAU_B: 0.7})] + [r for r in c3 if matches(r, {TAU_B: 0.7})]
+        binary = [("adaptive", Final("Adaptive", "from tau_f=0.1, tau_b=0.7", self.runs("adaptive_binary_short")), "1 per seed"),
+                  ("paper's cell", Final("Decoupled ST", "tau_f=0.1, tau_b=0.7", paper), "chosen by the paper's grid"),
+                  ("best grid cell so far", self.best_cell([r for r in grid if not diagonal(r["cell"])], "Decoupled ST"),
+                   f"{len(grid)} grid runs stored"),
+                  ("best diagonal so far (Softmax ST)", self.best_cell([r for r in grid if diagonal(r["cell"])], "Softmax ST"),
+                   f"{sum(diagonal(r['cell']) for r in grid)} diagonal runs")]
+        dst = self.grid.runs("ae_dst_tau_f") + self.grid.runs("ae_dst_tau_b")
+        ae = [("adaptive (lr 3e-4)", Final("Adaptive", "from tau_f=2, tau_b=0.5", self.runs("adaptive_autoencoder_short")),
+               "1 per seed"),
+              ("paper's cell, lr 3e-4", Final("Decoupled ST", "tau_f=2, tau_b=0.5, lr=0.0003",
+                                              [r for r in self.grid.runs("ae_recipe_lr") if r["cell"].get(lr) == 0.0003]),
+               "chosen by the paper's grid"),
+              ("best tuned cell at lr 3e-4", self.best_cell([r for r in dst if r["cell"].get(lr) == 0.0003], "Decoupled ST"),
+               f"{len(dst)} sequential-search runs stored"),
+              ("best tuned cell, any lr", self.best_cell(dst, "Decoupled ST"), f"{len(dst)} sequential-search runs stored"),
+              ("best diagonal (Softmax ST), any lr", self.best_cell(self.grid.runs("ae_softmax_tune"), "Softmax ST"),
+               f"{len(self.grid.runs('ae_softmax_tune'))} runs")]
+        self.w("## Interim: the reproduction's tuning budgets", "",
+               "While the full-budget finals are pending: the adaptive runs at the budgets the reproduction searched "
+               "with (binary network 10 epochs, autoencoder 20 epochs at lr 3e-4; `*_short` groups of the adaptive "
+               "plan), against the stored search runs of the same budget. Validation values (search runs are not "
+               "tested); grid cells of the binary network have one seed (seed 0) except the paper's cell "
+               "(seeds 1 and 2 from `c3_binary_tau_b`).", "")
+        for title, rows, digits, extra in (
+                ("Binary network, 10 epochs", binary, 4, ("best val/acc", lambda rs: fmt([best_value(r, "val/acc", "max") for r in rs], 4))),
+                ("Autoencoder, 20 epochs", ae, 1, ("final val perplexity (of 8) | converged",
+                                                lambda rs: f"{fmt([reproduction.mean_prefixed(r, 'val/perplexity/') for r in rs], 2)} | "
+                                                           f"{sum(converged(r) for r in rs)} / {len(rs)}"))):
+            self.w(f"### {title}", "", f"| approach | cell | seeds | best val/loss | {extra[0]} | runs |",
+                   "|---|---|---:|---:|---:|" + ("---:|" if "converged" in extra[0] else "") + "---|")
+            for label, fin, runs in rows:
+                if fin is None or not fin.recs:
+                    self.w(f"| {label} | pending | 0 | - | - |" + (" - |" if "converged" in extra[0] else "") + f" {runs} |")
+                    continue
+                self.w(f"| {label} | {fin.cell} | {len(fin.recs)} | "
+                       f"{fmt([best_value(r, 'val/loss', 'min') for r in fin.recs], digits)} | {extra[1](fin.recs)} | {runs} |")
+            self.w("")
+
     def write(self) -> None:
         self.header()
         drawn = [(task, *self.task(task)) for task in TASKS]
         self.temperatures(drawn)
+        self.interim()
         self.plans()
         self.out.parent.mkdir(parents=True, exist_ok=True)
         self.out.write_text("\n".join(self.lines).rstrip() + "\n")
