@@ -370,26 +370,30 @@ class Report(reproduction.Report):
         """Adaptive runs at the reproduction's tuning budgets against the stored tuning runs of the
         same budget (validation values: the tuning runs are not tested)."""
         lr = "model.init_args.optimizer.init_args.lr"
-        grid = self.grid.runs("binary_grid")
-        c3 = self.grid.runs("c3_binary_tau_b") if "c3_binary_tau_b" in self.grid.plan["groups"] else []
+
+        def runs(report: reproduction.Report, group: str) -> List[dict]:  # a plan without the group: none
+            return report.runs(group) if group in report.plan["groups"] else []
+
+        grid = runs(self.grid, "binary_grid")
+        c3 = runs(self.grid, "c3_binary_tau_b")
         paper = [r for r in grid if matches(r, {TAU_F: 0.1, TAU_B: 0.7})] + [r for r in c3 if matches(r, {TAU_B: 0.7})]
-        binary = [("adaptive", Final("Adaptive", "from tau_f=0.1, tau_b=0.7", self.runs("adaptive_binary_short")), "1 per seed"),
+        binary = [("adaptive", Final("Adaptive", "from tau_f=0.1, tau_b=0.7", runs(self, "adaptive_binary_short")), "1 per seed"),
                   ("paper's cell", Final("Decoupled ST", "tau_f=0.1, tau_b=0.7", paper), "chosen by the paper's grid"),
                   ("best grid cell so far", self.best_cell([r for r in grid if not diagonal(r["cell"])], "Decoupled ST"),
                    f"{len(grid)} grid runs stored"),
                   ("best diagonal so far (Softmax ST)", self.best_cell([r for r in grid if diagonal(r["cell"])], "Softmax ST"),
                    f"{sum(diagonal(r['cell']) for r in grid)} diagonal runs")]
-        dst = self.grid.runs("ae_dst_tau_f") + self.grid.runs("ae_dst_tau_b")
-        ae = [("adaptive (lr 3e-4)", Final("Adaptive", "from tau_f=2, tau_b=0.5", self.runs("adaptive_autoencoder_short")),
+        dst = runs(self.grid, "ae_dst_tau_f") + runs(self.grid, "ae_dst_tau_b")
+        ae = [("adaptive (lr 3e-4)", Final("Adaptive", "from tau_f=2, tau_b=0.5", runs(self, "adaptive_autoencoder_short")),
                "1 per seed"),
               ("paper's cell, lr 3e-4", Final("Decoupled ST", "tau_f=2, tau_b=0.5, lr=0.0003",
-                                              [r for r in self.grid.runs("ae_recipe_lr") if r["cell"].get(lr) == 0.0003]),
+                                              [r for r in runs(self.grid, "ae_recipe_lr") if r["cell"].get(lr) == 0.0003]),
                "chosen by the paper's grid"),
               ("best tuned cell at lr 3e-4", self.best_cell([r for r in dst if r["cell"].get(lr) == 0.0003], "Decoupled ST"),
                f"{len(dst)} sequential-search runs stored"),
               ("best tuned cell, any lr", self.best_cell(dst, "Decoupled ST"), f"{len(dst)} sequential-search runs stored"),
-              ("best diagonal (Softmax ST), any lr", self.best_cell(self.grid.runs("ae_softmax_tune"), "Softmax ST"),
-               f"{len(self.grid.runs('ae_softmax_tune'))} runs")]
+              ("best diagonal (Softmax ST), any lr", self.best_cell(runs(self.grid, "ae_softmax_tune"), "Softmax ST"),
+               f"{len(runs(self.grid, 'ae_softmax_tune'))} runs")]
         self.w("## Interim: the reproduction's tuning budgets", "",
                "While the full-budget finals are pending: the adaptive runs at the budgets the reproduction searched "
                "with (binary network 10 epochs, autoencoder 20 epochs at lr 3e-4; `*_short` groups of the adaptive "
