@@ -414,6 +414,22 @@ class Report(reproduction.Report):
                 self.w(f"| {label} | {fin.cell} | {len(fin.recs)} | "
                        f"{fmt([best_value(r, 'val/loss', 'min') for r in fin.recs], digits)} | {extra[1](fin.recs)} | {runs} |")
             self.w("")
+            ada = rows[0][1]
+            if ada is not None and len(ada.recs) >= 2:
+                self.w(*(self.interim_line(ada, label, fin, digits) for label, fin, _ in rows[1:] if fin is not None and fin.recs), "")
+
+    @staticmethod
+    def interim_line(ada: Final, label: str, ref: Final, digits: int) -> str:
+        """Adaptive against one reference row, by the mean best val/loss: the difference and whether it
+        is within one standard deviation (the reference's over its seeds; the adaptive runs' when the
+        reference has one seed)."""
+        a = [best_value(r, "val/loss", "min") for r in ada.recs]
+        b = [best_value(r, "val/loss", "min") for r in ref.recs]
+        diff = statistics.fmean(a) - statistics.fmean(b)
+        sd, whose = (statistics.stdev(b), "its") if len(b) >= 2 else (statistics.stdev(a), "the adaptive runs'")
+        return (f"* against the {label} ({ref.cell}): best val/loss {diff:+.{digits}f} "
+                f"({'lower: better' if diff < 0 else 'higher: worse'}), {abs(diff) / sd:.2f} of {whose} standard deviations "
+                f"({sd:.{digits}f}): **{'within' if abs(diff) <= sd else 'not within'} one standard deviation**.")
 
     def write(self) -> None:
         self.header()
