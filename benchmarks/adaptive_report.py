@@ -31,7 +31,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import reproduction  # noqa: E402
-from reproduction import Final, cell_label, converged, final, fmt, report_main, series, welch  # noqa: E402
+from reproduction import Final, cell_label, converged, final, fmt, mean_best, report_main, series, welch  # noqa: E402
 from runplan import ROOT, best_value, group_runs, select_cells, short  # noqa: E402
 
 TAU_F, TAU_B = "model.init_args.tau_f", "model.init_args.tau_b"
@@ -178,18 +178,22 @@ class Report(reproduction.Report):
                 by_cell.setdefault(cell_label(rec["cell"]), []).append(rec)
         if not by_cell:
             return None, f"pending: no final of a selected cell stored in `{task.dst_final}`"
-        cell, recs = min(by_cell.items(), key=lambda kv: statistics.fmean(
-            v for v in (best_value(r, "val/loss", "min") for r in kv[1]) if v is not None))
+        cell, recs = min(by_cell.items(), key=lambda kv: mean_best(kv[1]))
         return Row(Final("Decoupled ST", cell, recs), self.planned_seeds(self.grid, task.dst_final),
                    self.tuning_runs(task.dst_tuning, False)), ""
 
     def diag_best(self, task: Task) -> Tuple[Optional[Row], str]:
-        """The best diagonal (Softmax ST) final, or a reason it is pending."""
-        recs = [r for r in self.grid.runs(task.diag_final) if diagonal(r["cell"])]
+        """The diagonal (Softmax ST) final with the lowest mean best val/loss (the group can hold
+        several: a top-k selection may keep diagonal cells too), or a reason it is pending."""
+        by_cell: Dict[str, List[dict]] = {}
+        for rec in self.grid.runs(task.diag_final):
+            if diagonal(rec["cell"]):
+                by_cell.setdefault(cell_label(rec["cell"]), []).append(rec)
         _, waiting = group_runs(self.grid.plan, task.diag_final, self.grid.results)
-        if not recs:
+        if not by_cell:
             return None, f"pending (`{task.diag_final}` {waiting or 'has no run stored yet'})"
-        return Row(Final("Softmax ST", cell_label(recs[0]["cell"]), recs), self.planned_seeds(self.grid, task.diag_final),
+        cell, recs = min(by_cell.items(), key=lambda kv: mean_best(kv[1]))
+        return Row(Final("Softmax ST", cell, recs), self.planned_seeds(self.grid, task.diag_final),
                    self.tuning_runs(task.diag_tuning, task.diag_only)), ""
 
     def paper_rows(self, task: Task) -> List[Tuple[str, Optional[Row]]]:
@@ -363,7 +367,7 @@ class Report(reproduction.Report):
             by_cell.setdefault(cell_label(rec["cell"]), []).append(rec)
         if not by_cell:
             return None
-        cell, runs = min(by_cell.items(), key=lambda kv: statistics.fmean(best_value(r, "val/loss", "min") for r in kv[1]))
+        cell, runs = min(by_cell.items(), key=lambda kv: mean_best(kv[1]))
         return Final(label, cell, runs)
 
     def interim(self) -> None:
@@ -423,12 +427,15 @@ class Report(reproduction.Report):
         """Adaptive against one reference row, by the mean best val/loss: the difference and whether it
         is within one standard deviation (the reference's over its seeds; the adaptive runs' when the
         reference has one seed)."""
-        a = [best_value(r, "val/loss", "min") for r in ada.recs]
-        b = [best_value(r, "val/loss", "min") for r in ref.recs]
+        a = [v for v in (best_value(r, "val/loss", "min") for r in ada.recs) if v is not None]
+        b = [v for v in (best_value(r, "val/loss", "min") for r in ref.recs) if v is not None]
+        if len(a) < 2 or not b:
+            return f"* against the {label} ({ref.cell}): pending (too few runs with a finite val/loss)."
         diff = statistics.fmean(a) - statistics.fmean(b)
         sd, whose = (statistics.stdev(b), "its") if len(b) >= 2 else (statistics.stdev(a), "the adaptive runs'")
+        ratio = abs(diff) / sd if sd else (0.0 if diff == 0 else float("inf"))
         return (f"* against the {label} ({ref.cell}): best val/loss {diff:+.{digits}f} "
-                f"({'lower: better' if diff < 0 else 'higher: worse'}), {abs(diff) / sd:.2f} of {whose} standard deviations "
+                f"({'lower: better' if diff < 0 else 'higher: worse'}), {ratio:.2f} of {whose} standard deviations "
                 f"({sd:.{digits}f}): **{'within' if abs(diff) <= sd else 'not within'} one standard deviation**.")
 
     def write(self) -> None:

@@ -62,6 +62,15 @@ def mean_prefixed(rec: dict, prefix: str, how=final) -> Optional[float]:
     return statistics.fmean(vals) if vals else None
 
 
+def mean_best(recs: Sequence[dict], metric: str = "val/loss", mode: str = "min") -> float:
+    """Mean over ``recs`` of each run's best ``metric``, the ranking score of a cell; a run
+    without a finite value (diverged) counts as the worst possible (``inf`` for ``min``,
+    ``-inf`` for ``max``), as ``runplan.select_cells`` ranks it."""
+    worst = math.inf if mode == "min" else -math.inf
+    vals = [best_value(r, metric, mode) for r in recs]
+    return statistics.fmean(worst if v is None else v for v in vals) if vals else worst
+
+
 def converged(rec: dict) -> bool:
     perp = mean_prefixed(rec, "val/perplexity/")
     loss = best_value(rec, "val/loss", "min")
@@ -159,11 +168,12 @@ class Report:
             self.w("No run stored yet.", "")
             return None
         rows = [{"state": "COMPLETE", "tau_f": r["cell"]["model.init_args.tau_f"], "tau_b": r["cell"]["model.init_args.tau_b"],
-                 "lr": "", "value": best_value(r, "val/loss", "min")} for r in recs]
+                 "lr": "", "value": mean_best([r])} for r in recs]  # inf: no finite val/loss (diverged)
         total = len(group_runs(self.plan, "binary_grid", self.results)[0])
         from lightning_discrete.sweep import heatmap_figure
 
-        fig = heatmap_figure(rows, "best val/loss (10 epochs)",
+        fig = heatmap_figure([dict(r, value=r["value"] if math.isfinite(r["value"]) else math.nan) for r in rows],
+                             "best val/loss (10 epochs)",
                              f"Binary network, Fashion-MNIST: {len(rows)} of {total} cells")
         self.fig_dir.mkdir(parents=True, exist_ok=True)
         fig.savefig(self.fig_dir / "binary_grid.png", dpi=110, bbox_inches="tight")
@@ -177,12 +187,12 @@ class Report:
                "![binary grid](reproduction/binary_grid.png)", "",
                "| rank | tau_f | tau_b | best val/loss | best val/acc |", "|---:|---:|---:|---:|---:|")
         for i, r in enumerate(ranked[:8], 1):
-            self.w(f"| {i} | {r['tau_f']:g} | {r['tau_b']:g} | {r['value']:.4f} | {acc[(r['tau_f'], r['tau_b'])]:.4f} |")
+            self.w(f"| {i} | {r['tau_f']:g} | {r['tau_b']:g} | {fmt([r['value']], 4)} | {fmt([acc[(r['tau_f'], r['tau_b'])]], 4)} |")
         self.w("")
         out = {"best": best, "diag": diag[0] if diag else None, "paper": paper, "n": len(rows), "total": total}
         if paper:
             rank = ranked.index(paper) + 1
-            self.w(f"The paper's (0.1, 0.7): best val/loss {paper['value']:.4f}, rank {rank} of {len(rows)}.")
+            self.w(f"The paper's (0.1, 0.7): best val/loss {fmt([paper['value']], 4)}, rank {rank} of {len(rows)}.")
         if diag:
             d = diag[0]
             self.w(f"Best diagonal cell (softmax ST at tau = {d['tau_f']:g}): {d['value']:.4f}, "
@@ -198,14 +208,14 @@ class Report:
         best: Dict[str, Tuple[str, float]] = {}
         for group, label in groups:
             cells = self.by_cell(group)
-            ranked = sorted(cells.items(), key=lambda kv: statistics.fmean(best_value(r, "val/loss", "min") for r in kv[1]))
+            ranked = sorted(cells.items(), key=lambda kv: mean_best(kv[1]))
             for cell, recs in ranked:
                 losses = [best_value(r, "val/loss", "min") for r in recs]
                 perps = [mean_prefixed(r, "val/perplexity/") for r in recs]
                 conv = sum(converged(r) for r in recs)
                 self.w(f"| {label} | {cell} | {len(recs)} | {fmt(losses, 1)} | {fmt(perps, 2)} | {conv} / {len(recs)} |")
             if ranked:
-                best[label] = (ranked[0][0], statistics.fmean(best_value(r, "val/loss", "min") for r in ranked[0][1]))
+                best[label] = (ranked[0][0], mean_best(ranked[0][1]))
             if not cells:
                 self.w(f"| {label} | (no run stored yet) | 0 | - | - | - |")
         self.w("")
@@ -302,13 +312,13 @@ class Report:
         tuned: Dict[str, Tuple[str, float]] = {}
         for group, label in (("lg_dst_tau_f", "Decoupled ST, tau_b = 1"), ("lg_dst_tau_b", "Decoupled ST"),
                              ("lg_softmax_tune", "Softmax ST"), ("lg_stgs_tune", "ST Gumbel-Softmax")):
-            cells = sorted(self.by_cell(group).items(), key=lambda kv: best_value(kv[1][0], "val/loss", "min"))
+            cells = sorted(self.by_cell(group).items(), key=lambda kv: mean_best(kv[1]))
             for cell, recs in cells:
                 self.w(f"| {label} | {cell} | {fmt([best_value(r, 'val/loss', 'min') for r in recs], 4)} | "
                        f"{fmt([best_value(r, 'val/acc', 'max') for r in recs], 4)} | "
                        f"{fmt([final(r, 'gates/perplexity') for r in recs], 2)} |")
             if cells:
-                tuned[label] = (cells[0][0], best_value(cells[0][1][0], "val/loss", "min"))
+                tuned[label] = (cells[0][0], mean_best(cells[0][1]))
             else:
                 self.w(f"| {label} | (no run stored yet) | - | - | - |")
         self.w("")
@@ -452,8 +462,8 @@ class Report:
         body_start = len(self.lines)
         grid = self.binary_grid()
         self.w("### ST Gumbel-Softmax on its own line (10 epochs, seed 0)", "")
-        stgs = sorted(((r["cell"]["model.init_args.tau"], best_value(r, "val/loss", "min")) for r in self.runs("binary_stgs_grid")))
-        self.w("| tau | best val/loss |", "|---:|---:|", *[f"| {t:g} | {v:.4f} |" for t, v in stgs] or ["| - | - |"], "")
+        stgs = sorted((r["cell"]["model.init_args.tau"], mean_best([r])) for r in self.runs("binary_stgs_grid"))
+        self.w("| tau | best val/loss |", "|---:|---:|", *[f"| {t:g} | {fmt([v], 4)} |" for t, v in stgs] or ["| - | - |"], "")
         inactive = ("inactive neurons % (t = 1e-4 / 1e-3 / 1e-2)",
                     lambda recs: " / ".join(fmt([final(r, f"inactive_neurons/all@{float(t):g}") for r in recs], 1)
                                             for t in NEURON_THRESHOLDS))
@@ -484,9 +494,13 @@ class Report:
         body = self.lines[body_start:]
         self.lines = self.lines[:body_start]
         self.header()
-        self.claims(grid, tuned, {"binary network": (binary, "test/acc", "max"), "autoencoder": (ae, "test/loss", "min"),
-                                  "logic-gate network (Fashion-MNIST)": (logic["Fashion-MNIST"], "test/acc", "max"),
-                                  "logic-gate network (MNIST)": (logic["MNIST"], "test/acc", "max")},
+        done = {prefix: all(self.complete(g) for g in self.plan["groups"] if g.startswith(prefix))
+                for prefix in ("binary_final", "ae_final_", "lg_final_", "lg_mnist_final_")}
+        self.claims(grid, tuned, {"binary network": (binary, "test/acc", "max", done["binary_final"]),
+                                  "autoencoder": (ae, "test/loss", "min", done["ae_final_"]),
+                                  "logic-gate network (Fashion-MNIST)": (logic["Fashion-MNIST"], "test/acc", "max",
+                                                                         done["lg_final_"]),
+                                  "logic-gate network (MNIST)": (logic["MNIST"], "test/acc", "max", done["lg_mnist_final_"])},
                     logic["tuned"], effects)
         self.deviations()
         self.status()
@@ -504,7 +518,7 @@ class Report:
                "[reproduction_reduced_budget.md](reproduction_reduced_budget.md).", "")
 
     def claims(self, grid: Optional[dict], tuned: Dict[str, Tuple[str, float]],
-               finals: Dict[str, Tuple[List[Final], str, str]], logic_tuned: Dict[str, Tuple[str, float]],
+               finals: Dict[str, Tuple[List[Final], str, str, bool]], logic_tuned: Dict[str, Tuple[str, float]],
                effects: Dict[str, Optional[Dict[str, Tuple[float, float]]]]) -> None:
         self.w("## Claims", "", "| claim | paper | ours | verdict |", "|---|---|---|---|")
         if grid:
@@ -512,7 +526,7 @@ class Report:
             ours = (f"grid best ({b['tau_f']:g}, {b['tau_b']:g}) val/loss {b['value']:.4f}; best diagonal "
                     f"tau = {d['tau_f']:g}: {d['value']:.4f} ({grid['n']} of {grid['total']} cells, 10 epochs, 1 seed)"
                     if d else f"{grid['n']} of {grid['total']} cells")
-            off = d is not None and b["tau_f"] != b["tau_b"]
+            off = b["tau_f"] != b["tau_b"]  # whether or not a diagonal cell is stored yet
             if not self.complete("binary_grid"):
                 verdict = "pending: the grid is not complete (so far the best cell is " + \
                           ("off" if off else "on") + " the diagonal)"
@@ -536,14 +550,14 @@ class Report:
             else:
                 verdict = "confirmed (by tuning score; the finals test it)" if diag and dst[1] < diag[1] else "not confirmed"
             self.w(f"| C1 {task}: the optimum is off the diagonal | {paper} | {ours} (mean best val/loss, tuning budget) | {verdict} |")
-        for task, (rows, metric, mode) in finals.items():
+        for task, (rows, metric, mode, complete) in finals.items():
             self.w(f"| C2 {task}: Decoupled ST beats Identity, Softmax and ST-GS (final performance) | yes | "
-                   f"{self.c2(rows, metric, mode)} |")
+                   f"{self.c2(rows, metric, mode, complete)} |")
         for key, task, quantity in (("ae", "tau_f: exploration vs variance (autoencoder)", "tau_f up: perplexity up, SNR down"),
                                     ("binary", "tau_b: magnitude vs dispersion (binary network)", "tau_b up: gradient norm down, active units up")):
             rho = effects.get(key)
-            if not rho:
-                self.w(f"| C3 {task} | Figure 6: {quantity} | no run stored yet | pending |")
+            if not rho:  # no run, or fewer than 4 runs with a value: no correlation yet
+                self.w(f"| C3 {task} | Figure 6: {quantity} | fewer than 4 runs stored | pending |")
                 continue
             txt = "; ".join(f"{k}: Spearman rho {v[0]:+.2f} (p {v[1]:.2g})" for k, v in rho.items())
             signs = {"ae": {"mean probe SNR": -1, "final val perplexity (of 8)": +1},
@@ -570,18 +584,29 @@ class Report:
         ae_rows = finals["autoencoder"][0]
         dst_ae = next((r for r in ae_rows if r.estimator == "Decoupled ST"), None)
         if dst_ae:
-            perps = [mean_prefixed(r, "val/perplexity/") for r in dst_ae.recs]
+            perps = [p for p in (mean_prefixed(r, "val/perplexity/") for r in dst_ae.recs) if p is not None]
             conv = sum(converged(r) for r in dst_ae.recs)
+            ok = conv == len(dst_ae.recs) and bool(perps) and statistics.fmean(perps) >= 7.5
+            verdict = "confirmed" if ok else "not confirmed"
+            if not finals["autoencoder"][3]:
+                verdict = f"pending: not every final is stored (so far {verdict})"
             self.w(f"| autoencoder perplexity ~7.9 of 8, every seed converges | quoted | Decoupled ST ({dst_ae.cell}): "
-                   f"perplexity {fmt(perps, 2)}, {conv} of {len(dst_ae.recs)} seeds converge | "
-                   f"{'confirmed' if conv == len(dst_ae.recs) and statistics.fmean(p for p in perps if p) >= 7.5 else 'not confirmed'} |")
+                   f"perplexity {fmt(perps, 2)}, {conv} of {len(dst_ae.recs)} seeds converge | {verdict} |")
         else:
             self.w("| autoencoder perplexity ~7.9 of 8, every seed converges | quoted | finals not stored yet (tuning: see its table) | pending |")
         self.w("")
 
     @staticmethod
-    def c2(rows: List[Final], metric: str, mode: str) -> str:
-        """``"ours | verdict"`` of C2 from final rows: Decoupled ST's test value against each baseline's."""
+    def c2(rows: List[Final], metric: str, mode: str, complete: bool = True) -> str:
+        """``"ours | verdict"`` of C2 from final rows: Decoupled ST's test value against each baseline's.
+
+        Args:
+            rows: the final rows of one task (:meth:`finals`); the first Decoupled ST row is compared.
+            metric: the test metric (``test/acc``, ``test/loss``).
+            mode: ``"max"`` or ``"min"``: which direction is better.
+            complete: whether every final run of the task is stored; if not, the verdict is
+                "pending" (with the verdict so far).
+        """
         dst = next((r for r in rows if r.estimator == "Decoupled ST"), None)
         baselines = [r for r in rows if r.estimator in ("Identity ST", "Softmax ST", "ST Gumbel-Softmax")]
         if dst is None or not baselines:
@@ -599,6 +624,8 @@ class Report:
         verdict = ("confirmed" if beaten == 3 else "partly" if beaten else "not confirmed") + \
                   f": significantly better than {beaten} of {len(baselines)} baselines, worse than {worse}" + \
                   ("" if len(baselines) == 3 else " (not every baseline's finals are stored)")
+        if not complete:
+            verdict = f"pending: not every final is stored (so far {verdict})"
         return f"{metric}: " + "; ".join(parts) + f" | {verdict}"
 
     def deviations(self) -> None:

@@ -171,6 +171,13 @@ def test_bad_arguments():
         AdaptiveTemperature(target_utilization=None, target_active=None)
     with pytest.raises(ValueError, match="start"):
         AdaptiveTemperature().step(0, {"z": {"utilization": 0.5}})
+    # a NaN measurement or target must not become the temperature
+    with pytest.raises(ValueError, match="finite"):
+        adapt_temperature(1.0, measured=float("nan"), target=0.8)
+    with pytest.raises(ValueError, match="finite"):
+        adapt_temperature(1.0, measured=0.5, target=float("nan"))
+    with pytest.raises(ValueError, match="gain"):
+        AdaptiveTemperature(gain=float("nan"))
 
 
 # --------------------------------------------------------------------------- in a Trainer

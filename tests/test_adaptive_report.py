@@ -171,3 +171,21 @@ def test_numbers_verdicts_and_run_counts(tmp_path, plans):
     assert "| Stochastic binary network | hidden.1 | 0.300 ± 0.100 | 0.500 ± 0.000 | tau_f=0.1, tau_b=0.5 |" in text
     assert "| Categorical autoencoder | bottleneck | 4.000 ± 1.000 | 1.000 ± 0.000 | tau_f=2, tau_b=1.5, lr=0.001 |" in text
     assert (tmp_path / "docs" / "adaptive" / "temperatures.png").stat().st_size > 0
+
+
+def test_best_diagonal_is_one_cell_when_the_selection_keeps_several(tmp_path):
+    # a 2 x 2 grid whose top 3 holds both diagonal cells: the diagonal row is the better of the two
+    # finals (by mean best val/loss), with its own seeds only
+    groups = json.loads(json.dumps(REPRODUCTION))
+    groups["binary_grid"]["grid"] = {TF: [0.3, 0.5], TB: [0.3, 0.5]}
+    _plan(tmp_path / "reproduction.yaml", tmp_path / "repro_runs", groups)
+    _plan(tmp_path / "adaptive.yaml", tmp_path / "adaptive_runs", json.loads(json.dumps(ADAPTIVE)))
+    repro = tmp_path / "repro_runs"
+    for (tf, tb), v in {(0.3, 0.3): 0.30, (0.5, 0.5): 0.31, (0.3, 0.5): 0.32, (0.5, 0.3): 0.40}.items():
+        _store(repro, "binary_grid", {TF: tf, TB: tb}, 0, val__loss=[v])
+    for (tf, tb), (val, accs) in {(0.3, 0.3): (0.29, [0.85, 0.86, 0.87]), (0.5, 0.5): (0.27, [0.80, 0.81, 0.82]),
+                                  (0.3, 0.5): (0.28, [0.88, 0.88, 0.88])}.items():
+        for seed, acc in zip(SEEDS, accs):
+            _store(repro, "binary_final", {TF: tf, TB: tb}, seed, val__loss=[val], test__acc=[acc])
+    diag = _row(_report(tmp_path), "Stochastic binary network", "best diagonal (Softmax ST)")
+    assert "tau_f=0.5, tau_b=0.5" in diag and "| 3 / 3 |" in diag and "0.8100 ± 0.0100" in diag
