@@ -28,20 +28,20 @@ Checkpoints used for the docs:
 
     # autoencoder (recipe, 8 epochs, one checkpoint per epoch)
     python -m lightning_discrete fit --config recipes/autoencoder_mnist.yaml \\
-        --data.init_args.data_dir=/work/main/data --trainer.max_epochs=8 \\
-        --trainer.default_root_dir=/work/scratch/landscape/ae \\
+        --data.init_args.data_dir=data --trainer.max_epochs=8 \\
+        --trainer.default_root_dir=runs/landscape/ae \\
         --trainer.callbacks+='{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
           "init_args": {"every_n_epochs": 1, "save_top_k": -1, "filename": "epoch{epoch:02d}",
           "auto_insert_metric_name": false}}'
-    python benchmarks/temperature_landscape.py --data_dir /work/main/data \\
-        --checkpoint early=/work/scratch/landscape/ae/lightning_logs/version_0/checkpoints/epoch00.ckpt \\
-        --checkpoint late=/work/scratch/landscape/ae/lightning_logs/version_0/checkpoints/epoch07.ckpt
+    python benchmarks/temperature_landscape.py --data_dir data \\
+        --checkpoint early=runs/landscape/ae/lightning_logs/version_0/checkpoints/epoch00.ckpt \\
+        --checkpoint late=runs/landscape/ae/lightning_logs/version_0/checkpoints/epoch07.ckpt
     # binary network (recipe, 3 epochs)
     python -m lightning_discrete fit --config recipes/binary_fashion_mnist.yaml \\
-        --data.init_args.data_dir=/work/main/data --trainer.max_epochs=3 \\
-        --trainer.default_root_dir=/work/scratch/landscape/binary
-    python benchmarks/temperature_landscape.py --model binary --data_dir /work/main/data \\
-        --checkpoint trained=/work/scratch/landscape/binary/lightning_logs/version_0/checkpoints/best.ckpt
+        --data.init_args.data_dir=data --trainer.max_epochs=3 \\
+        --trainer.default_root_dir=runs/landscape/binary
+    python benchmarks/temperature_landscape.py --model binary --data_dir data \\
+        --checkpoint trained=runs/landscape/binary/lightning_logs/version_0/checkpoints/best.ckpt
 """
 
 from __future__ import annotations
