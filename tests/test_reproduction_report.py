@@ -6,7 +6,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-from reproduction import Final, Report, mean_best  # noqa: E402
+from reproduction import Final, Report, c1_verdict, mean_best  # noqa: E402
 
 pytest.importorskip("scipy")
 
@@ -47,3 +47,13 @@ def test_mean_best_ranks_a_diverged_run_last():
     assert mean_best([diverged]) == float("inf") and mean_best([diverged], mode="max") == float("-inf")
     assert mean_best([ok, diverged]) == float("inf")  # a cell with a diverged seed ranks behind every finite one
     assert mean_best([ok, _rec(2, val__loss=[4.0])]) == 3.0
+
+
+def test_c1_needs_a_significant_difference_from_the_best_diagonal_cell():
+    # best val/loss per seed (lower is better): clearly apart, p < 0.05
+    assert c1_verdict([130.0, 130.5, 131.0], [135.0, 135.5, 136.0]).startswith("confirmed")
+    # lower on average but within the seed spread: off the diagonal, not significantly better
+    assert c1_verdict([131.6, 130.6], [134.8, 131.5]).startswith("partly")
+    # the diagonal cell does as well: not confirmed, whatever the spread
+    assert c1_verdict([135.0, 135.5], [130.0, 130.5]).startswith("not confirmed")
+    assert c1_verdict([130.0], []).startswith("pending")
