@@ -389,22 +389,26 @@ class Report:
                "Gradient SNR (mean over parameter elements of |mean| / std) from 1,024 forward-backward passes on "
                "a fixed batch every 2 epochs (`GradientSNRMonitor(mode=\"probe\", num_samples=1024)`), averaged "
                "over the probes of a run; perplexity of the codes on the validation set at the end.", "")
-        if ae:
-            out["ae"] = self.effect_table(ae, "model.init_args.tau_f", "tau_f",
-                                          [("grad_snr/mean", "mean probe SNR", "mean"),
-                                           ("val/perplexity/", "final val perplexity (of 8)", "prefixed"),
-                                           ("val/loss", "best val/loss", "best")], "c3_autoencoder")
-        else:
-            self.w("No run stored yet.", "")
         tuning = [r for r in self.runs("ae_dst_tau_f") if r["cell"].get("model.init_args.optimizer.init_args.lr") == 0.0003]
-        if tuning:
-            self.w("The same reading from the tuning runs at lr 3e-4 (`ae_dst_tau_f`, 2 seeds), with the recipe's "
-                   "cheaper window SNR (50 optimizer-step gradients, one every 5 steps; the parameters move within "
-                   "a window) instead of probes:", "")
-            self.effect_table(tuning, "model.init_args.tau_f", "tau_f",
-                              [("grad_snr_window/mean", "mean window SNR", "mean"),
-                               ("val/perplexity/", "final val perplexity (of 8)", "prefixed"),
-                               ("val/loss", "best val/loss", "best")], "c3_autoencoder_window")
+        # the probe runs decide C3; the tuning runs at lr 3e-4 give the same reading with the window SNR
+        for recs, snr, figure, intro in (
+                (ae, "grad_snr/mean", "c3_autoencoder", None),
+                (tuning, "grad_snr_window/mean", "c3_autoencoder_window",
+                 "The same reading from the tuning runs at lr 3e-4 (`ae_dst_tau_f`, 2 seeds), with the recipe's "
+                 "cheaper window SNR (50 optimizer-step gradients, one every 5 steps; the parameters move within "
+                 "a window) instead of probes:")):
+            if not recs:
+                if intro is None:
+                    self.w("No run stored yet.", "")
+                continue
+            if intro:
+                self.w(intro, "")
+            rho = self.effect_table(recs, "model.init_args.tau_f", "tau_f",
+                                    [(snr, f"mean {'probe' if intro is None else 'window'} SNR", "mean"),
+                                     ("val/perplexity/", "final val perplexity (of 8)", "prefixed"),
+                                     ("val/loss", "best val/loss", "best")], figure)
+            if intro is None:
+                out["ae"] = rho
         self.w("### Binary network: tau_b at tau_f = 0.1 (10 epochs)", "",
                "Seed 0 is the grid's row tau_f = 0.1, seeds 1 and 2 the `c3_binary_tau_b` group. Gradient norm: the "
                "norm of the mean optimizer-step gradient over windows of 50 sampled steps, averaged over the run; "
