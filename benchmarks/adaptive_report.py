@@ -390,6 +390,9 @@ class Report(reproduction.Report):
         dst = runs(self.grid, "ae_dst_tau_f") + runs(self.grid, "ae_dst_tau_b")
         ae = [("adaptive (lr 3e-4)", Final("Adaptive", "from tau_f=2, tau_b=0.5", runs(self, "adaptive_autoencoder_short")),
                "1 per seed"),
+              ("adaptive (lr 7e-4, the search's)", Final("Adaptive", "from tau_f=2, tau_b=0.5, lr=0.0007",
+                                                          runs(self, "adaptive_autoencoder_short_lr7")),
+               "1 per seed (the lr borrowed from the search)"),
               ("paper's cell, lr 3e-4", Final("Decoupled ST", "tau_f=2, tau_b=0.5, lr=0.0003",
                                               [r for r in runs(self.grid, "ae_recipe_lr") if r["cell"].get(lr) == 0.0003]),
                "chosen by the paper's grid"),
@@ -400,8 +403,8 @@ class Report(reproduction.Report):
                f"{len(runs(self.grid, 'ae_softmax_tune'))} runs")]
         self.w("## Interim: the reproduction's tuning budgets", "",
                "While the full-budget finals are pending: the adaptive runs at the budgets the reproduction searched "
-               "with (binary network 10 epochs, autoencoder 20 epochs at lr 3e-4; `*_short` groups of the adaptive "
-               "plan), against the stored search runs of the same budget. Validation values (search runs are not "
+               "with (binary network 10 epochs; autoencoder 20 epochs at lr 3e-4, and at 7e-4, the learning rate the "
+               "sequential search selected; `*_short*` groups of the adaptive plan), against the stored search runs of the same budget. Validation values (search runs are not "
                "tested); grid cells of the binary network have one seed (seed 0) except the paper's cell "
                "(seeds 1 and 2 from `c3_binary_tau_b`).", "")
         for title, rows, digits, extra in (
@@ -418,9 +421,10 @@ class Report(reproduction.Report):
                 self.w(f"| {label} | {fin.cell} | {len(fin.recs)} | "
                        f"{fmt([best_value(r, 'val/loss', 'min') for r in fin.recs], digits)} | {extra[1](fin.recs)} | {runs} |")
             self.w("")
-            ada = rows[0][1]
-            if ada is not None and len(ada.recs) >= 2:
-                self.w(*(self.interim_line(ada, label, fin, digits) for label, fin, _ in rows[1:] if fin is not None and fin.recs), "")
+            refs = [(label, fin) for label, fin, _ in rows if fin is not None and fin.recs and not label.startswith("adaptive")]
+            for label, ada, _ in rows:
+                if label.startswith("adaptive") and ada is not None and len(ada.recs) >= 2:
+                    self.w(f"{label}:", "", *(self.interim_line(ada, ref_label, ref, digits) for ref_label, ref in refs), "")
 
     @staticmethod
     def interim_line(ada: Final, label: str, ref: Final, digits: int) -> str:

@@ -18,12 +18,14 @@ are described in ``docs/design.md``.
 
 from __future__ import annotations
 
+import argparse
+import difflib
 import importlib
 import importlib.util
 import os
 import re
 import warnings
-from typing import Any, List, Optional, Sequence
+from typing import Any, Iterable, List, Optional, Sequence
 
 from lightning.pytorch import LightningDataModule, Trainer
 from lightning.pytorch.callbacks import ProgressBar, TQDMProgressBar
@@ -91,6 +93,80 @@ def _config_message(err: BaseException, cli: Optional["DiscreteCLI"] = None) -> 
         f"Invalid configuration: {msg}. To fix it, {fix}; `--print_config` shows the resolved configuration "
         f"and `--model.help CLASS` lists a model's arguments."
     )
+
+
+def _init_arguments(class_path: str) -> List[str]:
+    """The arguments ``class_path`` takes in a config, as the parser resolves them (the models'
+    ``**kwargs`` included); empty when the class cannot be imported or inspected."""
+    from jsonargparse import ArgumentParser
+
+    module, _, name = class_path.rpartition(".")
+    try:
+        parser = ArgumentParser(exit_on_error=False)
+        parser.add_class_arguments(getattr(importlib.import_module(module), name), fail_untyped=False)
+    except Exception:  # noqa: BLE001 -- only a hint is lost
+        return []
+    return [a.dest for a in parser._actions if a.dest != "help" and not a.dest.endswith(".help")]
+
+
+def _did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    """``"; did you mean `X`?"`` for the closest candidate (compared on the last dotted part,
+    among candidates with the same prefix), else ``"."``."""
+    prefix, _, tail = name.rpartition(".")
+    same = {c.rpartition(".")[2]: c for c in candidates if c.rpartition(".")[0] == prefix}
+    close = difflib.get_close_matches(tail, list(same), n=1, cutoff=0.7)
+    return f"; did you mean `{same[close[0]]}`?" if close else "."
+
+
+def _parse_error_message(msg: str, options: Sequence[str] = ()) -> str:
+    """One paragraph for a jsonargparse parse error, in place of its usage dump.
+
+    Args:
+        msg: the parser's error message (``argparse.ArgumentError``).
+        options: the command line options the parsers accept (for "did you mean").
+
+    Returns:
+        the message :class:`ConfigError` carries.
+
+    Examples:
+        >>> msg = _parse_error_message("unrecognized arguments: --trainer.max_epohcs=3",
+        ...                            ["--trainer.max_epochs", "--trainer.max_steps"])
+        >>> msg.split("? ")[0]
+        'Unknown command-line argument `--trainer.max_epohcs=3`; did you mean `--trainer.max_epochs`'
+    """
+    msg = str(msg).strip()
+    unrecognized = re.match(r"unrecognized arguments: (.*)", msg, re.S)
+    if unrecognized:
+        given = unrecognized.group(1).split()
+        hints = [f"`{g}`{_did_you_mean(g.split('=', 1)[0], options)}" for g in given]
+        return (f"Unknown command-line argument{'s' if len(given) > 1 else ''} {' '.join(hints)} "
+                "`lightning-discrete fit --help` lists the arguments.")
+    not_accepted = re.search(r"does not accept (?:option|key) '([\w.]+)'", msg)
+    if not_accepted:  # a YAML key the parser does not know
+        key = not_accepted.group(1)
+        return (f"Unknown configuration key `{key}`{_did_you_mean(key, [o[2:] for o in options])} "
+                "`lightning-discrete fit --help` lists the arguments.")
+    keys = re.findall(r'Parser key "(\w+)"', msg)
+    section = keys[0] if keys else None
+    classes = re.findall(r"class_path '([\w.]+)'", msg)
+    owner = classes[-1] if classes else None
+    short_owner = owner.rpartition(".")[2] if owner else None
+    where = f" of {short_owner} (`{section}: init_args:` in YAML, `--{section}.NAME` on the command line)" \
+        if owner and section else ""
+    unknown = re.search(r"(?:Option|Key) '([\w.]+)' is not (?:accepted|expected)", msg)
+    if unknown:
+        name = unknown.group(1)
+        helper = f" `--{section}.help {short_owner}` lists its arguments." if owner and section else ""
+        return f"Unknown argument `{name}`{where}" + _did_you_mean(name, _init_arguments(owner) if owner else []) + helper
+    leaf = keys[-1] if keys else None
+    inner = msg.rsplit(f'Parser key "{leaf}"', 1)[1] if leaf else msg
+    expected = [e for e in re.findall(r"Expected a <class '([\w.]+)'>", inner) if e != "NoneType"]
+    given = re.search(r"(?:Given|Got) value: (.*)", inner)
+    if leaf and leaf != section and expected and given:
+        kinds = " or ".join(dict.fromkeys(e.rpartition(".")[2] for e in expected))
+        return f"Invalid value for `{leaf}`{where}: expected {kinds}, got `{given.group(1).strip()}`."
+    reason = " ".join(line.strip() for line in inner.strip(": \n").splitlines())
+    return f"Invalid command line or configuration: {reason}" if not leaf else f"Invalid `{leaf}`: {reason}"
 
 
 def _root_cause(err: BaseException) -> BaseException:
@@ -188,6 +264,22 @@ class DiscreteCLI(LightningCLI):
             parser_kwargs=parser_kwargs,
             **kwargs,
         )
+
+    @override
+    def parse_arguments(self, parser: Any, args: Any) -> None:
+        """Parse the command line and configs; a mistake raises :class:`ConfigError` with one
+        paragraph (unknown argument, with the closest accepted name, or invalid value) instead
+        of the parser's usage dump. ``--help`` and ``--print_config`` exit as usual."""
+        parsers = [parser]
+        for p in parsers:  # the subcommand parsers too, as they are found
+            p.exit_on_error = False
+            sub = getattr(p, "_subcommands_action", None)
+            parsers += list(sub._name_parser_map.values()) if sub is not None else []
+        try:
+            super().parse_arguments(parser, args)
+        except argparse.ArgumentError as err:
+            options = [o for p in parsers for o in p._option_string_actions if o.startswith("--")]
+            raise ConfigError(_parse_error_message(str(err), options)) from None
 
     @override
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
