@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import functools
+import math
+import os
 import re
 import statistics
 import sys
@@ -29,6 +31,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import yaml
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import reproduction  # noqa: E402
 from reproduction import Final, cell_label, converged, final, fmt, mean_best, report_main, series, welch  # noqa: E402
@@ -36,6 +40,38 @@ from runplan import ROOT, best_value, group_runs, select_cells, short  # noqa: E
 
 TAU_F, TAU_B = "model.init_args.tau_f", "model.init_args.tau_b"
 TEMPERATURE = re.compile(r"^temperature/(.+)/(tau_[fb])$")
+
+
+def adaptive_bounds(configs: Sequence[str]) -> Dict[str, Tuple[float, float]]:
+    """``{"tau_f": (lo, hi), "tau_b": (lo, hi)}`` of the ``AdaptiveTemperature`` callback in the
+    stacked recipe files (the callback's defaults where a file leaves them out)."""
+    import inspect
+
+    from lightning_discrete.callbacks import AdaptiveTemperature
+
+    defaults = {k: v.default for k, v in inspect.signature(AdaptiveTemperature).parameters.items()}
+    found: Dict[str, object] = {}
+    for path in configs:
+        with open(os.path.join(ROOT, path)) as fh:
+            cfg = yaml.safe_load(fh) or {}
+        for cb in (cfg.get("trainer") or {}).get("callbacks") or []:
+            if isinstance(cb, dict) and str(cb.get("class_path", "")).endswith("AdaptiveTemperature"):
+                found = {**defaults, **(cb.get("init_args") or {})}
+    return {k: tuple(found[f"{k}_bounds"]) for k in ("tau_f", "tau_b")} if found else {}
+
+
+def best_epoch(rec: dict) -> Optional[float]:
+    """The epoch of the run's lowest finite val/loss (the checkpoint ``test: true`` evaluates)."""
+    s = [(e, v) for e, v in series(rec, "val/loss") if math.isfinite(v)]
+    return min(s, key=lambda ev: ev[1])[0] if s else None
+
+
+def mark_bound(values: Sequence[float], bounds: Optional[Tuple[float, float]]) -> str:
+    """``fmt(values, 3)``, with ``(bound)`` when their mean sits at a bound (relative 1e-6)."""
+    text = fmt(list(values), 3)
+    if values and bounds and any(math.isclose(statistics.fmean(values), b, rel_tol=1e-6) for b in bounds):
+        text += " (bound)"
+    return text
 
 
 @dataclass(frozen=True)
@@ -277,18 +313,25 @@ class Report(reproduction.Report):
         import numpy as np
 
         fig, axes = plt.subplots(1, len(drawn), figsize=(6.5 * len(drawn), 4.2), squeeze=False)
-        self.w("Final temperatures of the adaptive runs (mean ± std over seeds):", "",
-               "| task | layer | final tau_f | final tau_b | best grid cell |", "|---|---|---:|---:|---|")
+        self.w("Temperatures of the adaptive runs (mean ± std over seeds) at the epoch of the best val/loss (the "
+               "checkpoint that is tested; epochs counted from 1, as in the figure) and at the end; `(bound)` marks a mean at one of the callback's bounds "
+               "(the rule integrates its error, so a target it cannot reach drives the temperature to a bound).", "",
+               "| task | layer | best epoch | tau_f at best | tau_b at best | final tau_f | final tau_b | best grid cell |",
+               "|---|---|---:|---:|---:|---:|---:|---|")
         for ax, (task, ada, best) in zip(axes[0], drawn):
             names = sorted({m.group(1) for r in ada.final.recs for k in r["metrics"] if (m := TEMPERATURE.match(k))})
             if not names:
-                self.w(f"| {task.title.split(',')[0]} | - | no `temperature/...` metric logged | - | - |")
+                self.w(f"| {task.title.split(',')[0]} | - | - | no `temperature/...` metric logged | - | - | - | - |")
+            bounds = adaptive_bounds(self.plan["groups"][task.adaptive]["configs"])
+            best_epochs = [best_epoch(r) for r in ada.final.recs]
             for i, layer in enumerate(names):
-                finals = {}
+                finals, at_best = {}, {}
                 for which, style in (("tau_f", "-"), ("tau_b", "--")):
                     curves = [series(r, f"temperature/{layer}/{which}") for r in ada.final.recs]
+                    finals[which] = mark_bound([c[-1][1] for c in curves if c], bounds.get(which))
+                    at_best[which] = mark_bound([dict(c)[e] for c, e in zip(curves, best_epochs) if e in dict(c)],
+                                                bounds.get(which))
                     curves = [c for c in curves if c]
-                    finals[which] = [c[-1][1] for c in curves]
                     if not curves:
                         continue
                     n = min(len(c) for c in curves)
@@ -296,7 +339,8 @@ class Report(reproduction.Report):
                     x = np.array([e for e, _ in curves[0][:n]]) + 1
                     ax.plot(x, y.mean(0), style, color=f"C{i}", label=f"{layer} {which} ({len(curves)} seeds)")
                     ax.fill_between(x, y.min(0), y.max(0), color=f"C{i}", alpha=0.2)
-                self.w(f"| {task.title.split(',')[0]} | {layer} | {fmt(finals['tau_f'], 3)} | {fmt(finals['tau_b'], 3)} | "
+                self.w(f"| {task.title.split(',')[0]} | {layer} | {fmt([e + 1 for e in best_epochs if e is not None], 1)} | "
+                       f"{at_best['tau_f']} | {at_best['tau_b']} | {finals['tau_f']} | {finals['tau_b']} | "
                        f"{best.final.cell if best else 'pending'} |")
             if best:
                 cell = best.final.recs[0]["cell"]

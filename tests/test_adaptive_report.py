@@ -117,8 +117,16 @@ def test_numbers_verdicts_and_run_counts(tmp_path, plans):
             _store(repro, "binary_final", {TF: tf, TB: tb}, seed, val__loss=[val + 0.05, val], test__acc=[acc])
     tau_f = [0.2, 0.3, 0.4]
     for seed, acc, tf in zip(SEEDS, [0.881, 0.883, 0.885], tau_f):
-        _store(adaptive, "adaptive_binary", {}, seed, test__acc=[acc],
+        _store(adaptive, "adaptive_binary", {}, seed, test__acc=[acc], val__loss=[0.30, 0.35],  # best: epoch 1
                **{"temperature__hidden.1__tau_f": [0.1, tf], "temperature__hidden.1__tau_b": [0.7, 0.5]})
+    # the binary group's recipe bounds tau_b to [0.1, 0.5]: the final tau_b sits at the upper bound
+    recipe = tmp_path / "adaptive_recipe.yaml"
+    recipe.write_text(yaml.safe_dump({"trainer": {"callbacks": [
+        {"class_path": "ModelCheckpoint"},
+        {"class_path": "AdaptiveTemperature", "init_args": {"tau_b_bounds": [0.1, 0.5]}}]}}))
+    plan = yaml.safe_load((tmp_path / "adaptive.yaml").read_text())
+    plan["groups"]["adaptive_binary"]["configs"] = ["recipes/quickstart.yaml", str(recipe)]
+    (tmp_path / "adaptive.yaml").write_text(yaml.safe_dump(plan, sort_keys=False))
     # --- autoencoder. tau_f stage keeps tau_f = 2 (130 < 140), tau_b stage keeps tau_b = 1.5
     _store(repro, "ae_dst_tau_f", {TF: 1.0, TB: 1.0, LR: 0.001}, 0, val__loss=[140.0])
     _store(repro, "ae_dst_tau_f", {TF: 2.0, TB: 1.0, LR: 0.001}, 0, val__loss=[130.0])
@@ -167,9 +175,13 @@ def test_numbers_verdicts_and_run_counts(tmp_path, plans):
     assert "difference +9.00 (worse)" in verdict and "4.50 standard deviations" in verdict
     assert "pending" in _row(text, a, "paper's cell, lr 3e-4 (as the adaptive runs)")
 
-    # temperatures: final tau_f of hidden.1 over the 3 seeds, 0.3 ± 0.1; the binary task has a figure
-    assert "| Stochastic binary network | hidden.1 | 0.300 ± 0.100 | 0.500 ± 0.000 | tau_f=0.1, tau_b=0.5 |" in text
-    assert "| Categorical autoencoder | bottleneck | 4.000 ± 1.000 | 1.000 ± 0.000 | tau_f=2, tau_b=1.5, lr=0.001 |" in text
+    # temperatures at the best epoch (binary: epoch 1 of 2; autoencoder: epoch 2) and final: tau_f of
+    # hidden.1 over the 3 seeds 0.3 ± 0.1; tau_b 0.5 is the binary recipe's upper bound, and the
+    # autoencoder's recipe (quickstart) has no AdaptiveTemperature, so nothing is marked there
+    assert ("| Stochastic binary network | hidden.1 | 1.0 ± 0.0 | 0.100 ± 0.000 | 0.700 ± 0.000 | 0.300 ± 0.100 | "
+            "0.500 ± 0.000 (bound) | tau_f=0.1, tau_b=0.5 |") in text
+    assert ("| Categorical autoencoder | bottleneck | 2.0 ± 0.0 | 4.000 ± 1.000 | 1.000 ± 0.000 | 4.000 ± 1.000 | "
+            "1.000 ± 0.000 | tau_f=2, tau_b=1.5, lr=0.001 |") in text
     assert (tmp_path / "docs" / "adaptive" / "temperatures.png").stat().st_size > 0
 
 
