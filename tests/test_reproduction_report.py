@@ -6,7 +6,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-from reproduction import Final, Report, c1_verdict, mean_best  # noqa: E402
+from reproduction import Final, Report, c1_from_finals, c1_verdict, mean_best  # noqa: E402
 
 pytest.importorskip("scipy")
 
@@ -57,3 +57,24 @@ def test_c1_needs_a_significant_difference_from_the_best_diagonal_cell():
     # the diagonal cell does as well: not confirmed, whatever the spread
     assert c1_verdict([135.0, 135.5], [130.0, 130.5]).startswith("not confirmed")
     assert c1_verdict([130.0], []).startswith("pending")
+
+
+def _cell_runs(tau_f, tau_b, losses):
+    runs = [_rec(seed, val__loss=[v + 0.1, v]) for seed, v in enumerate(losses)]
+    for r in runs:
+        r["cell"] = {"model.init_args.tau_f": tau_f, "model.init_args.tau_b": tau_b}
+    return runs
+
+
+def test_c1_from_the_finals_compares_the_best_off_and_on_diagonal_cells():
+    finals = {"a": _cell_runs(0.1, 0.3, [0.300, 0.301, 0.302]),   # best off-diagonal
+              "b": _cell_runs(0.1, 0.7, [0.310, 0.311, 0.312]),
+              "c": _cell_runs(0.3, 0.3, [0.320, 0.321, 0.322]),   # best diagonal
+              "d": _cell_runs(0.5, 0.5, [0.330, 0.331, 0.332])}
+    ours, verdict = c1_from_finals(finals)
+    assert "best off-diagonal a 0.3010 ± 0.0010" in ours and "best diagonal c 0.3210 ± 0.0010" in ours
+    assert verdict.startswith("confirmed at the full budget") and "the finals test it" not in verdict
+    # the diagonal cell wins: not confirmed; no diagonal cell among the finals: no verdict
+    finals["c"] = _cell_runs(0.3, 0.3, [0.290, 0.291, 0.292])
+    assert c1_from_finals(finals)[1].startswith("not confirmed")
+    assert c1_from_finals({"a": finals["a"], "b": finals["b"]}) is None
