@@ -6,7 +6,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-from reproduction import Final, Report, c1_from_finals, c1_verdict, mean_best  # noqa: E402
+from reproduction import Final, Report, c1_from_finals, c1_verdict, inactive_verdict, mean_best  # noqa: E402
 
 pytest.importorskip("scipy")
 
@@ -78,3 +78,16 @@ def test_c1_from_the_finals_compares_the_best_off_and_on_diagonal_cells():
     finals["c"] = _cell_runs(0.3, 0.3, [0.290, 0.291, 0.292])
     assert c1_from_finals(finals)[1].startswith("not confirmed")
     assert c1_from_finals({"a": finals["a"], "b": finals["b"]}) is None
+
+
+def test_inactive_neurons_verdict_needs_both_baselines_significantly_higher():
+    dst = [10.0, 11.0, 12.0]
+    both = {"Decoupled ST": dst, "Softmax ST": [46.0, 47.0, 48.0], "ST Gumbel-Softmax": [59.0, 60.0, 61.0]}
+    assert inactive_verdict(both).startswith("confirmed: Decoupled ST has fewer inactive neurons than 2 of 2")
+    # Softmax ST as low as Decoupled ST (the difference within the seed spread): partly
+    close = {**both, "Softmax ST": [9.0, 12.0, 13.0]}
+    verdict = inactive_verdict(close)
+    assert verdict.startswith("partly") and "vs Softmax ST: -0.3 points" in verdict
+    # Decoupled ST has the most: not confirmed; without a baseline: pending
+    assert inactive_verdict({**both, "Decoupled ST": [70.0, 71.0, 72.0]}).startswith("not confirmed: ")
+    assert inactive_verdict({"Decoupled ST": dst}).startswith("pending")
