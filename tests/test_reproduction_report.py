@@ -91,3 +91,12 @@ def test_inactive_neurons_verdict_needs_both_baselines_significantly_higher():
     # Decoupled ST has the most: not confirmed; without a baseline: pending
     assert inactive_verdict({**both, "Decoupled ST": [70.0, 71.0, 72.0]}).startswith("not confirmed: ")
     assert inactive_verdict({"Decoupled ST": dst}).startswith("pending")
+
+
+def test_c2_compares_the_cells_the_validation_set_selects():
+    # two Decoupled ST cells: the second has the lower best val/loss, so it is compared, although the
+    # first is listed first and has the better test accuracy
+    first = Final("Decoupled ST", "first", [_rec(s, val__loss=[0.40], test__acc=[a]) for s, a in enumerate([0.99, 0.99, 0.99])])
+    second = Final("Decoupled ST", "second", [_rec(s, val__loss=[0.30], test__acc=[a]) for s, a in enumerate([0.90, 0.91, 0.92])])
+    ours, _ = Report.c2([first, second] + ROWS[1:], "test/acc", "max").split(" | ")
+    assert ours.startswith("test/acc: Decoupled ST 0.9100 ± 0.0100")
