@@ -384,7 +384,7 @@ class Report(reproduction.Report):
                f"(plan `{self.path_label(self.grid.plan_path)}`); nothing is re-run, and what is not stored yet says "
                "\"pending\". `AdaptiveTemperature` (`docs/design.md`, \"Adaptive temperatures\") steers each "
                "layer's tau_f and tau_b during one run; the grid needs a search (tens of runs) before its final.", "",
-               "* **Metric:** the test value of each run's best-validation checkpoint (`test: true` in both plans), "
+               "* **Metric:** the test value of each run's best-validation checkpoint (lowest val/loss; `test: true` in both plans), "
                "mean ± std over seeds.",
                "* **Budgets:** every row trains for the paper's budget (binary network 100 epochs, autoencoder 160). "
                "The adaptive runs use the recipes' learning rates (binary 1e-3; autoencoder 3e-4) and start from the "

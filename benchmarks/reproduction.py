@@ -301,7 +301,7 @@ class Report:
         test_metric = metric.replace("val/", "test/")
         ref = best_row(rows, "Decoupled ST")
         unit = "step" if by == "step" else "epoch"
-        self.w(f"Test values come from the checkpoint with the best {metric}; \"at 1/4\" is {metric} at the first "
+        self.w(f"Test values come from the checkpoint with the lowest val/loss (the recipes' `ModelCheckpoint`); \"at 1/4\" is {metric} at the first "
                f"validation at or after a quarter of the budget ({unit}s), a reading of convergence speed.", "",
                f"| estimator (cell) | seeds | {test_metric} | final {metric} | best {metric} | {metric} at 1/4 | "
                f"final perplexity | {extra[0]} | Welch t of {test_metric} vs Decoupled ST{f' ({ref.cell})' if ref else ''} (p) |",
