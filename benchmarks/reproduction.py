@@ -109,6 +109,34 @@ def best_row(rows: Sequence["Final"], estimator: str) -> Optional["Final"]:
     return min(mine, key=lambda r: mean_best(r.recs)) if mine else None
 
 
+def turning_point(name: str, label: str, pts: Sequence[Tuple[float, Optional[float]]]) -> Optional[str]:
+    """Where the per-temperature mean of a quantity turns: ``None`` when it is monotone (or there
+    are fewer than 4 temperatures), else a sentence naming the temperature of the interior extreme
+    and Spearman's rho on each side of it (that temperature included in both)."""
+    from scipy import stats
+
+    pts = [(t, v) for t, v in pts if v is not None and math.isfinite(v)]
+    temps = sorted({t for t, _ in pts})
+    if len(temps) < 4:
+        return None
+    means = [statistics.fmean(v for t, v in pts if t == x) for x in temps]
+    steps = [b - a for a, b in zip(means, means[1:])]
+    if all(d >= 0 for d in steps) or all(d <= 0 for d in steps):
+        return None
+    hi, lo = max(range(len(means)), key=means.__getitem__), min(range(len(means)), key=means.__getitem__)
+    turn = hi if 0 < hi < len(means) - 1 else lo if 0 < lo < len(means) - 1 else None
+    if turn is None:
+        return None
+    sides = []
+    for side, keep in (("up to", lambda t: t <= temps[turn]), ("from", lambda t: t >= temps[turn])):
+        part = [(t, v) for t, v in pts if keep(t)]
+        if len({t for t, _ in part}) >= 2 and len(part) >= 4:
+            res = stats.spearmanr([t for t, _ in part], [v for _, v in part])
+            sides.append(f"{side} {temps[turn]:g}: rho {float(res.statistic):+.2f} (p {float(res.pvalue):.2g})")
+    kind = "highest" if turn == hi else "lowest"
+    return f"{label} is {kind} at {name} = {temps[turn]:g} ({means[turn]:.3g}); " + ", ".join(sides) + "."
+
+
 def inactive_verdict(inactive: Dict[str, List[float]]) -> str:
     """The paper's reading of its 11 / 47 / 60 %: Decoupled ST leaves fewer neurons inactive than
     Softmax ST and ST-GS. ``inactive``: estimator -> per-seed % of inactive neurons at the end;
@@ -500,6 +528,12 @@ class Report:
                 rho[label] = (float(res.statistic), float(res.pvalue))
         self.w("", "Spearman's rank correlation with " + name + " over every run: " +
                "; ".join(f"{k}: rho = {v[0]:+.2f} (p = {v[1]:.2g})" for k, v in rho.items()) + ".", "")
+        shapes = [shape for m, label, h in quantities[:2]
+                  if (shape := turning_point(name, label, [(r["cell"][key], value(r, m, h)) for r in recs]))]
+        self.shapes[figure] = shapes
+        if shapes:
+            self.w("Shape (descriptive; the verdict uses the correlation over every run, fixed in advance): "
+                   + " ".join(shapes), "")
         fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
         for ax, (m, label, h) in zip(axes, quantities[:2]):
             for i, t in enumerate(temps):
@@ -526,6 +560,7 @@ class Report:
     # ------------------------------------------------------------------- the whole report
     def write(self) -> None:
         self.fig_dir.mkdir(parents=True, exist_ok=True)
+        self.shapes: Dict[str, List[str]] = {}  # figure -> turning points of its temperature effects
         body_start = len(self.lines)
         grid = self.binary_grid()
         self.w("### ST Gumbel-Softmax on its own line (10 epochs, seed 0)", "")
@@ -632,11 +667,15 @@ class Report:
                 self.w(f"| C3 {task} | Figure 6: {quantity} | fewer than 4 runs stored | pending |")
                 continue
             txt = "; ".join(f"{k}: Spearman rho {v[0]:+.2f} (p {v[1]:.2g})" for k, v in rho.items())
+            shapes = self.shapes.get({"ae": "c3_autoencoder", "binary": "c3_binary"}[key])
+            if shapes:
+                txt += ". Not monotone: " + " ".join(shapes)
             signs = {"ae": {"mean probe SNR": -1, "final val perplexity (of 8)": +1},
                      "binary": {"mean gradient norm": -1, "final active units %": +1}}[key]
             agree = [k for k, sgn in signs.items() if k in rho and rho[k][0] * sgn > 0 and rho[k][1] < 0.05]
             verdict = ("confirmed" if len(agree) == len(signs) else "partly" if agree else "not confirmed") + \
-                      f" ({len(agree)} of {len(signs)} directions significant)"
+                      f" ({len(agree)} of {len(signs)} directions significant" + \
+                      (" over the whole range; see where they turn" if shapes else "") + ")"
             if not self.complete({"ae": "c3_ae_tau_f", "binary": "c3_binary_tau_b"}[key]):
                 verdict = f"pending: not every run is stored (so far {verdict})"
             self.w(f"| C3 {task} | Figure 6: {quantity} | {txt} | {verdict} |")

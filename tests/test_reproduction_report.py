@@ -6,7 +6,8 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-from reproduction import Final, Report, c1_from_finals, c1_verdict, inactive_verdict, mean_best  # noqa: E402
+from reproduction import (Final, Report, c1_from_finals, c1_verdict, inactive_verdict, mean_best,  # noqa: E402
+                          turning_point)
 
 pytest.importorskip("scipy")
 
@@ -100,3 +101,15 @@ def test_c2_compares_the_cells_the_validation_set_selects():
     second = Final("Decoupled ST", "second", [_rec(s, val__loss=[0.30], test__acc=[a]) for s, a in enumerate([0.90, 0.91, 0.92])])
     ours, _ = Report.c2([first, second] + ROWS[1:], "test/acc", "max").split(" | ")
     assert ours.startswith("test/acc: Decoupled ST 0.9100 ± 0.0100")
+
+
+def test_turning_point_names_the_interior_extreme_and_each_sides_correlation():
+    # a tent: rises to tau 0.7, falls after (two seeds per temperature, slightly apart)
+    tent = {0.1: 1.0, 0.3: 2.0, 0.5: 3.0, 0.7: 4.0, 0.9: 3.5, 1.1: 3.0, 1.3: 2.5}
+    pts = [(t, v + d) for t, v in tent.items() for d in (0.0, 0.01)]
+    text = turning_point("tau_b", "active units %", pts)
+    assert text.startswith("active units % is highest at tau_b = 0.7 (4)")
+    assert "up to 0.7: rho +0.9" in text and "from 0.7: rho -0.9" in text
+    # monotone (or too few temperatures): nothing to say
+    assert turning_point("tau_b", "x", [(t, t) for t in (0.1, 0.3, 0.5, 0.7)]) is None
+    assert turning_point("tau_b", "x", [(0.1, 1.0), (0.3, 2.0), (0.5, 1.0)]) is None
