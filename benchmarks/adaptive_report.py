@@ -35,7 +35,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import reproduction  # noqa: E402
-from reproduction import Final, cell_label, converged, final, fmt, mean_best, report_main, series, welch  # noqa: E402
+from reproduction import Final, cell_label, converged, diagonal, final, fmt, mean_best, report_main, series, welch  # noqa: E402
 from runplan import ROOT, best_value, group_runs, select_cells, short  # noqa: E402
 
 TAU_F, TAU_B = "model.init_args.tau_f", "model.init_args.tau_b"
@@ -123,15 +123,6 @@ TASKS = (
          "ae_final_dst", ("ae_dst_tau_f", "ae_dst_tau_b"), "ae_final_softmax", ("ae_softmax_tune",),
          converged=True),
 )
-
-
-def diagonal(cell: dict) -> bool:
-    """A cell with ``tau_f == tau_b`` (or one ``tau``): Softmax ST.
-
-    Args:
-        cell: a run's cell, ``{config key: value}``.
-    """
-    return (TAU_F not in cell and "model.init_args.tau" in cell) or (TAU_F in cell and cell.get(TAU_F) == cell.get(TAU_B))
 
 
 def matches(rec: dict, cell: Dict[str, float]) -> bool:

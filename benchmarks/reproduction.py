@@ -84,15 +84,21 @@ def c1_verdict(dst: Sequence[float], diag: Sequence[float], stage: str = "tuning
     return f"not confirmed: the best diagonal cell scores as well or better ({p})"
 
 
+def diagonal(cell: dict) -> bool:
+    """A cell with ``tau_f == tau_b`` (or one ``tau``): Softmax ST.
+
+    Args:
+        cell: a run's cell, ``{config key: value}``.
+    """
+    tau_f, tau_b = "model.init_args.tau_f", "model.init_args.tau_b"
+    return ("model.init_args.tau" in cell) if tau_f not in cell else cell.get(tau_f) == cell.get(tau_b)
+
+
 def c1_from_finals(by_cell: Dict[str, List[dict]]) -> Optional[Tuple[str, str]]:
     """C1 from the finals of several cells (``cell label -> runs``): the off-diagonal and the
     diagonal cell with the lowest mean best val/loss, as ``(ours, verdict)``; None without both."""
-    def on_diagonal(recs: List[dict]) -> bool:
-        cell = recs[0]["cell"]
-        return cell.get("model.init_args.tau_f") == cell.get("model.init_args.tau_b")
-
-    off = {k: v for k, v in by_cell.items() if not on_diagonal(v)}
-    on = {k: v for k, v in by_cell.items() if on_diagonal(v)}
+    off = {k: v for k, v in by_cell.items() if not diagonal(v[0]["cell"])}
+    on = {k: v for k, v in by_cell.items() if diagonal(v[0]["cell"])}
     if not off or not on:
         return None
     bo, bd = min(off, key=lambda k: mean_best(off[k])), min(on, key=lambda k: mean_best(on[k]))
@@ -571,8 +577,7 @@ class Report:
                                             for t in NEURON_THRESHOLDS))
 
         def binary_label(cell: dict) -> str:
-            tf, tb = cell.get("model.init_args.tau_f"), cell.get("model.init_args.tau_b")
-            return "Softmax ST" if tf is not None and tf == tb else "Decoupled ST"
+            return "Softmax ST" if diagonal(cell) else "Decoupled ST"
 
         binary = self.finals([("binary_final", binary_label), ("binary_final_identity", "Identity ST"),
                               ("binary_final_stgs", "ST Gumbel-Softmax")], "val/acc", "max",
