@@ -35,10 +35,10 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import reproduction  # noqa: E402
-from reproduction import Final, cell_label, converged, diagonal, final, fmt, mean_best, report_main, series, welch  # noqa: E402
+from reproduction import (TAU_B, TAU_F, Final, cell_label, converged, diagonal, final, fmt, mean_best,  # noqa: E402
+                          report_main, series, welch)
 from runplan import ROOT, best_value, group_runs, select_cells, short  # noqa: E402
 
-TAU_F, TAU_B = "model.init_args.tau_f", "model.init_args.tau_b"
 TEMPERATURE = re.compile(r"^temperature/(.+)/(tau_[fb])$")
 
 

@@ -31,6 +31,9 @@ NEURON_THRESHOLDS = ("0.0001", "0.001", "0.01")
 
 
 # --------------------------------------------------------------------------- run values
+TAU_F, TAU_B = "model.init_args.tau_f", "model.init_args.tau_b"  # the config keys of a cell
+
+
 def series(rec: dict, metric: str, by: str = "epoch") -> List[Tuple[float, float]]:
     """``[(epoch, value)]`` of ``metric`` (one value per epoch: the last logged in it), or
     ``[(step, value)]`` with ``by="step"`` (runs validated every N steps)."""
@@ -90,8 +93,7 @@ def diagonal(cell: dict) -> bool:
     Args:
         cell: a run's cell, ``{config key: value}``.
     """
-    tau_f, tau_b = "model.init_args.tau_f", "model.init_args.tau_b"
-    return ("model.init_args.tau" in cell) if tau_f not in cell else cell.get(tau_f) == cell.get(tau_b)
+    return ("model.init_args.tau" in cell) if TAU_F not in cell else cell.get(TAU_F) == cell.get(TAU_B)
 
 
 def c1_from_finals(by_cell: Dict[str, List[dict]]) -> Optional[Tuple[str, str]]:
@@ -151,10 +153,12 @@ def inactive_verdict(inactive: Dict[str, List[float]]) -> str:
     others = [e for e in ("Softmax ST", "ST Gumbel-Softmax") if inactive.get(e)]
     if not dst or not others:
         return "pending: Decoupled ST and a baseline are needed"
-    fewer = [e for e in others if statistics.fmean(dst) < statistics.fmean(inactive[e])]
-    sig = [e for e in fewer if (t := welch(dst, inactive[e])) is not None and t[1] < 0.05]
-    tests = "; ".join(f"vs {e}: {statistics.fmean(dst) - statistics.fmean(inactive[e]):+.1f} points"
-                      + (f", Welch p {t[1]:.2g}" if (t := welch(dst, inactive[e])) else "") for e in others)
+    diff = {e: statistics.fmean(dst) - statistics.fmean(inactive[e]) for e in others}
+    test = {e: welch(dst, inactive[e]) for e in others}
+    fewer = [e for e in others if diff[e] < 0]
+    sig = [e for e in fewer if test[e] is not None and test[e][1] < 0.05]
+    tests = "; ".join(f"vs {e}: {diff[e]:+.1f} points" + (f", Welch p {test[e][1]:.2g}" if test[e] else "")
+                      for e in others)
     word = ("confirmed" if len(sig) == 2 else "partly" if fewer else "not confirmed")
     return f"{word}: Decoupled ST has fewer inactive neurons than {len(fewer)} of {len(others)} baselines ({tests})"
 
@@ -264,7 +268,7 @@ class Report:
         if not recs:
             self.w("No run stored yet.", "")
             return None
-        rows = [{"state": "COMPLETE", "tau_f": r["cell"]["model.init_args.tau_f"], "tau_b": r["cell"]["model.init_args.tau_b"],
+        rows = [{"state": "COMPLETE", "tau_f": r["cell"][TAU_F], "tau_b": r["cell"][TAU_B],
                  "lr": "", "value": mean_best([r])} for r in recs]  # inf: no finite val/loss (diverged)
         total = len(group_runs(self.plan, "binary_grid", self.results)[0])
         from lightning_discrete.sweep import heatmap_figure
@@ -277,7 +281,7 @@ class Report:
         ranked = sorted(rows, key=lambda r: r["value"])
         diag = [r for r in ranked if r["tau_f"] == r["tau_b"]]
         best, paper = ranked[0], next((r for r in rows if (r["tau_f"], r["tau_b"]) == (0.1, 0.7)), None)
-        acc = {(r["cell"]["model.init_args.tau_f"], r["cell"]["model.init_args.tau_b"]): best_value(r, "val/acc", "max")
+        acc = {(r["cell"][TAU_F], r["cell"][TAU_B]): best_value(r, "val/acc", "max")
                for r in recs}
         self.w(f"{len(rows)} of {total} cells stored (10 epochs, seed 0; the paper: 100 epochs). "
                "Score: best validation loss over the 10 epochs (lower is better).", "",
@@ -459,7 +463,7 @@ class Report:
         """The paper's Figure 6 along training; returns Spearman's rho and p per (task, quantity)."""
         self.w("## Temperature effects (the paper's Figure 6), measured along training", "")
         ae = self.runs("c3_ae_tau_f")
-        binary = [r for r in self.runs("binary_grid") if r["cell"].get("model.init_args.tau_f") == 0.1]
+        binary = [r for r in self.runs("binary_grid") if r["cell"].get(TAU_F) == 0.1]
         binary += self.runs("c3_binary_tau_b")
         out: Dict[str, Optional[Dict[str, Tuple[float, float]]]] = {"ae": None, "binary": None}
         self.w("### Autoencoder: tau_f at tau_b = 1.0 (lr 3e-4, 20 epochs)", "",
@@ -480,7 +484,7 @@ class Report:
                 continue
             if intro:
                 self.w(intro, "")
-            rho = self.effect_table(recs, "model.init_args.tau_f", "tau_f",
+            rho = self.effect_table(recs, TAU_F, "tau_f",
                                     [(snr, f"mean {'probe' if intro is None else 'window'} SNR", "mean"),
                                      ("val/perplexity/", "final val perplexity (of 8)", "prefixed"),
                                      ("val/loss", "best val/loss", "best")], figure)
@@ -491,7 +495,7 @@ class Report:
                "norm of the mean optimizer-step gradient over windows of 50 sampled steps, averaged over the run; "
                "active units: % of (example, unit) logit gradients above 1e-3 at the end.", "")
         if binary:
-            out["binary"] = self.effect_table(binary, "model.init_args.tau_b", "tau_b",
+            out["binary"] = self.effect_table(binary, TAU_B, "tau_b",
                                               [("grad_snr_window/grad_norm", "mean gradient norm", "mean"),
                                                ("active_units/all", "final active units %", "final"),
                                                ("val/acc", "best val/acc", "best_max")], "c3_binary")
