@@ -12,6 +12,8 @@ benchmark of the later estimator papers (8 x 4 and 10 x 30, categories x latents
 
 from __future__ import annotations
 
+import math
+import statistics
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,12 +36,19 @@ TABLE1_ESTIMATORS = {
     "st_gs": "ST Gumbel-Softmax",
     "reinforce": "REINFORCE (LOO baseline)",
 }
-# Table 1 of the Gumbel-Softmax paper (test loss, nats) as transcribed for this report; its
-# score-function column ("SF") is the closest to our REINFORCE with a leave-one-out baseline.
-# Check these against the paper before quoting them.
-# The paper's Table 1 values go here, copied from the paper (not from memory) when the comparison
-# runs land; until then the report's paper column reads "-".
-PAPER_TABLE1: Dict[str, Dict[str, float]] = {}
+# Table 1 of the Gumbel-Softmax paper (Jang, Gu and Poole, ICLR 2017), in nats, lower is better.
+# SBN rows: test negative log-likelihood of the lower half given the upper half (compare with our
+# `test/nll`); VAE rows: test negative variational lower bound (compare with our `test/loss`).
+# The paper's score-function column ("SF") is the closest to our REINFORCE with a leave-one-out
+# baseline. Its DARN and MuProp columns have no counterpart here.
+PAPER_TABLE1: Dict[str, Dict[str, float]] = {
+    "sbn_bern": {"reinforce": 72.0, "st": 58.9, "annealed_st": 58.7, "gs": 58.5, "st_gs": 59.3},
+    "sbn_cat": {"reinforce": 73.1, "st": 61.8, "annealed_st": 61.1, "gs": 59.0, "st_gs": 59.7},
+    "vae_bern": {"reinforce": 112.2, "st": 116.0, "annealed_st": 111.5, "gs": 105.0, "st_gs": 111.5},
+    "vae_cat": {"reinforce": 110.6, "st": 110.9, "annealed_st": 107.8, "gs": 101.5, "st_gs": 107.8},
+}
+# Which of our columns the paper's number measures, per task.
+PAPER_MEASURE = {"sbn_bern": "test/nll", "sbn_cat": "test/nll", "vae_bern": "test/loss", "vae_cat": "test/loss"}
 SIZES = {"8x4": "8 x 4", "10x30": "10 x 30"}
 BENCH_ESTIMATORS = {
     "st": "ST (exact sample, softmax backward at tau_b)",
@@ -48,6 +57,21 @@ BENCH_ESTIMATORS = {
     "reinmax": "ReinMax",
     "dst": "Decoupled ST",
 }
+
+
+def paper_gap(values: Sequence[Optional[float]], paper: Optional[float]) -> str:
+    """Ours minus the paper's number, in nats, and in units of our seed spread when there are >= 2 seeds.
+
+    Positive means our loss is higher (worse). ``-`` when either side is missing.
+    """
+    v = [x for x in values if x is not None and math.isfinite(x)]
+    if paper is None or not v:
+        return "-"
+    diff = statistics.fmean(v) - paper
+    if len(v) < 2:
+        return f"{diff:+.1f}"
+    sd = statistics.stdev(v)
+    return f"{diff:+.1f} ({diff / sd:+.1f} sd)" if sd > 0 else f"{diff:+.1f}"
 
 
 class Report:
@@ -108,15 +132,18 @@ class Report:
                "Test loss in nats per image, mean ± sd over seeds (the finals' seeds; fewer are marked n=). "
                "`test/nll` is the importance-weighted bound with m = 1000 samples per test image (for the SBN the "
                "paper's measure); `test/loss` is the negative ELBO with one sample (VAE) or the m = 1 objective "
-               "(SBN). Paper column: empty until the values are copied from the paper's Table 1 into "
-               "`benchmarks/vae_report.py` (its SF column for REINFORCE). Learning rate chosen on the validation set.", "",
-               "| task | estimator | lr | test/nll (m=1000) | test/loss | paper |",
-               "|---|---|---|---|---|---|")
+               "(SBN). Paper column: the paper's Table 1 (its SF column beside our REINFORCE); for the SBN rows it is "
+               "a negative log-likelihood (compare with `test/nll`), for the VAE rows a negative ELBO (compare with "
+               "`test/loss`). Learning rate chosen on the validation set.", "",
+               "| task | estimator | lr | test/nll (m=1000) | test/loss | paper | ours - paper |",
+               "|---|---|---|---|---|---|---|")
         for task, task_label in TASKS.items():
             for est, est_label in TABLE1_ESTIMATORS.items():
-                paper = PAPER_TABLE1.get(task, {}).get(est)
-                self.final_row(f"gs_{task}_{est}_final", [task_label, est_label], ["test/nll", "test/loss"],
-                               ["-" if paper is None else f"{paper:.1f}"])
+                group = f"gs_{task}_{est}_final"
+                paper = PAPER_TABLE1[task].get(est)
+                ours = self.values(self.final_cell(group)[1], PAPER_MEASURE[task])
+                self.final_row(group, [task_label, est_label], ["test/nll", "test/loss"],
+                               ["-" if paper is None else f"{paper:.1f}", paper_gap(ours, paper)])
         self.w("")
 
     def benchmark(self) -> None:

@@ -1,0 +1,27 @@
+"""benchmarks/vae_report.py: the paper-difference column, on numbers worked out by hand."""
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+from vae_report import PAPER_MEASURE, PAPER_TABLE1, TABLE1_ESTIMATORS, TASKS, paper_gap  # noqa: E402
+
+
+def test_paper_gap_in_nats_and_seed_spreads():
+    # mean 103, sd 2 (values 101, 103, 105): 103 - 101.5 = +1.5 nats = +0.75 sd
+    assert paper_gap([101.0, 103.0, 105.0], 101.5) == "+1.5 (+0.8 sd)"
+    # one seed: no spread to compare with
+    assert paper_gap([100.0], 101.5) == "-1.5"
+    # missing runs (None, NaN) are left out; nothing left or no paper value -> "-"
+    assert paper_gap([None, float("nan")], 101.5) == "-"
+    assert paper_gap([100.0, 102.0], None) == "-"
+    # zero spread: the nats only
+    assert paper_gap([100.0, 100.0], 101.5) == "-1.5"
+
+
+def test_every_task_has_a_paper_row_and_a_measure():
+    assert set(PAPER_TABLE1) == set(TASKS) == set(PAPER_MEASURE)
+    for task, row in PAPER_TABLE1.items():
+        assert set(row) <= set(TABLE1_ESTIMATORS)
+        # Gumbel-Softmax is the best of the paper's rows on every task (its Table 1's point)
+        assert min(row, key=row.get) == "gs"
