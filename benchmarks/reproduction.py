@@ -18,7 +18,7 @@ import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from runplan import ROOT, best_value, group_runs, load_plan, short, stored  # noqa: E402
@@ -65,9 +65,14 @@ def mean_prefixed(rec: dict, prefix: str, how=final) -> Optional[float]:
     return statistics.fmean(vals) if vals else None
 
 
+def finite(values: Iterable[Optional[float]]) -> List[float]:
+    """``values`` without the missing (None) and non-finite ones (a diverged run's NaN / inf)."""
+    return [v for v in values if v is not None and math.isfinite(v)]
+
+
 def best_values(recs: Sequence[dict]) -> List[float]:
     """The finite best val/loss of each run."""
-    return [v for v in (best_value(r, "val/loss", "min") for r in recs) if v is not None and math.isfinite(v)]
+    return finite(best_value(r, "val/loss", "min") for r in recs)
 
 
 def c1_verdict(dst: Sequence[float], diag: Sequence[float], stage: str = "tuning") -> str:
@@ -179,7 +184,7 @@ def converged(rec: dict) -> bool:
 
 
 def fmt(values: Sequence[Optional[float]], digits: int = 3) -> str:
-    v = [x for x in values if x is not None and math.isfinite(x)]
+    v = finite(values)
     if not v:
         return "-"
     if len(v) == 1:
@@ -694,8 +699,7 @@ class Report:
             for est in ("Decoupled ST", "Softmax ST", "ST Gumbel-Softmax", "Identity ST"):
                 row = best_row(binary_rows, est)
                 if row:
-                    inactive[est] = [v for v in (final(r, "inactive_neurons/all@0.001") for r in row.recs)
-                                     if v is not None and math.isfinite(v)]
+                    inactive[est] = finite(final(r, "inactive_neurons/all@0.001") for r in row.recs)
                     parts.append(f"{est} {fmt(inactive[est], 1)}")
             verdict = inactive_verdict(inactive)
             if not finals["binary network"][3]:

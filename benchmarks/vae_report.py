@@ -12,15 +12,14 @@ benchmark of the later estimator papers (8 x 4 and 10 x 30, categories x latents
 
 from __future__ import annotations
 
-import math
 import statistics
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reproduction import cell_label, final, fmt, report_main  # noqa: E402
+from reproduction import cell_label, final, finite, fmt, report_main  # noqa: E402
 from runplan import ROOT, best_value, group_runs, load_plan, stored  # noqa: E402
 
 TASKS = {
@@ -64,7 +63,7 @@ def paper_gap(values: Sequence[Optional[float]], paper: Optional[float]) -> str:
 
     Positive means our loss is higher (worse). ``-`` when either side is missing.
     """
-    v = [x for x in values if x is not None and math.isfinite(x)]
+    v = finite(values)
     if paper is None or not v:
         return "-"
     diff = statistics.fmean(v) - paper
@@ -119,12 +118,14 @@ class Report:
         n = f" (n={len(vals)})" if len(vals) < seeds else ""
         return fmt(vals, 1) + n
 
-    def final_row(self, group: str, labels: List[str], metrics: List[str], extra: Sequence[str] = ()) -> None:
-        """One table row: ``labels``, the selected cell of ``group``, each metric over its seeds, ``extra``."""
+    def final_row(self, group: str, labels: List[str], metrics: List[str],
+                  extra: Callable[[List[dict]], Sequence[str]] = lambda recs: ()) -> None:
+        """One table row: ``labels``, the selected cell of ``group``, each metric over its seeds, then
+        ``extra(stored runs)``."""
         seeds = len(self.plan["groups"].get(group, {}).get("seeds", []))
         cell, recs = self.final_cell(group)
         values = [self.cell(recs, m, seeds) for m in metrics]
-        self.w("| " + " | ".join([*labels, cell, *values, *extra]) + " |")
+        self.w("| " + " | ".join([*labels, cell, *values, *extra(recs)]) + " |")
 
     # ------------------------------------------------------------------------- sections
     def table1(self) -> None:
@@ -139,11 +140,11 @@ class Report:
                "|---|---|---|---|---|---|---|")
         for task, task_label in TASKS.items():
             for est, est_label in TABLE1_ESTIMATORS.items():
-                group = f"gs_{task}_{est}_final"
                 paper = PAPER_TABLE1[task].get(est)
-                ours = self.values(self.final_cell(group)[1], PAPER_MEASURE[task])
-                self.final_row(group, [task_label, est_label], ["test/nll", "test/loss"],
-                               ["-" if paper is None else f"{paper:.1f}", paper_gap(ours, paper)])
+                self.final_row(f"gs_{task}_{est}_final", [task_label, est_label], ["test/nll", "test/loss"],
+                               lambda recs: [
+                                   "-" if paper is None else f"{paper:.1f}",
+                                   paper_gap(self.values(recs, PAPER_MEASURE[task]), paper)])
         self.w("")
 
     def benchmark(self) -> None:

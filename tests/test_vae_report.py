@@ -25,3 +25,24 @@ def test_every_task_has_a_paper_row_and_a_measure():
         assert set(row) <= set(TABLE1_ESTIMATORS)
         # Gumbel-Softmax is the best of the paper's rows on every task (its Table 1's point)
         assert min(row, key=row.get) == "gs"
+
+
+def test_table1_row_compares_the_papers_measure(tmp_path):
+    """VAE rows compare the paper with test/loss (-ELBO), SBN rows with test/nll."""
+    from pathlib import Path
+
+    from vae_report import Report
+
+    runs = [{"metrics": {"test/loss": [[0, 0, 103.0]], "test/nll": [[0, 0, 99.0]]}},
+            {"metrics": {"test/loss": [[0, 0, 105.0]], "test/nll": [[0, 0, 100.0]]}}]
+    report = Report(Path(ROOT) / "docs" / "benchmarks_vae" / "plan.yaml", tmp_path / "r.md")
+    stored = {"gs_vae_cat_gs_final", "gs_sbn_cat_gs_final"}
+    report.final_cell = lambda group: ("lr=0.001", runs) if group in stored else ("-", [])
+    report.table1()
+    rows = {line.split(" | ")[0]: line for line in report.lines if "| Gumbel-Softmax |" in line}
+    # VAE: test/loss mean 104, sd sqrt(2): 104 - 101.5 = +2.5 nats = +1.8 sd
+    assert rows["| VAE, categorical (20 x 10)"].endswith("| 101.5 | +2.5 (+1.8 sd) |")
+    # SBN: test/nll mean 99.5, sd sqrt(0.5): 99.5 - 59.0 = +40.5 nats = +57.3 sd
+    assert rows["| SBN, categorical (392-(20x10)-(20x10)-392)"].endswith("| 59.0 | +40.5 (+57.3 sd) |")
+    # a row without stored runs has the paper's value and no difference
+    assert rows["| VAE, Bernoulli (200)"].endswith("| 105.0 | - |")
