@@ -281,11 +281,15 @@ class Report(reproduction.Report):
         partial = "" if len(a) == ada.planned and len(b) == best.planned else \
             f" (partial: {len(a)} of {ada.planned} adaptive and {len(b)} of {best.planned} grid seeds stored)"
         d = task.digits
+        conv = ""
+        if task.converged:  # a collapsed seed inflates the sd the verdict compares with: say so
+            ca, cb = (sum(converged(r) for r in row.final.recs) for row in (ada, best))
+            conv = f"; converged seeds: adaptive {ca} of {len(ada.final.recs)}, grid {cb} of {len(best.final.recs)}"
         return (f"**Verdict: {'within' if within else 'not within'} one standard deviation of the best grid cell.** "
                 f"Adaptive {statistics.fmean(a):.{d}f} vs {statistics.fmean(b):.{d}f} at {best.final.cell}: "
                 f"{task.metric} difference {diff:+.{d}f} ({'better' if better else 'worse' if diff else 'equal'}), "
                 f"{abs(diff) / sd if sd else float('inf'):.2f} standard deviations of the grid cell (sd {sd:.{d}f}); "
-                f"Welch t {test[0]:+.2f}, p {test[1]:.3g}; training runs: {ada.cost} against {best.cost}{partial}.")
+                f"Welch t {test[0]:+.2f}, p {test[1]:.3g}{conv}; training runs: {ada.cost} against {best.cost}{partial}.")
 
     def temperatures(self, tasks: Sequence[Tuple[Task, Optional[Row], Optional[Row]]]) -> None:
         """The adaptive runs' logged temperatures per epoch (mean, band over seeds), the grid-best cell's
@@ -389,7 +393,8 @@ class Report(reproduction.Report):
                "autoencoder: both stages of the sequential search, the Softmax ST search), then 1 final per seed; "
                "the paper's cell is 1 per seed, but it was chosen by the paper's own grid.",
                "* **Verdict:** \"within one standard deviation of the best grid cell\" when |adaptive mean - grid "
-               "mean| <= the grid cell's standard deviation over its seeds.",
+               "mean| <= the grid cell's standard deviation over its seeds; on the autoencoder it also gives the "
+               "converged seeds of both, since one collapsed seed inflates that standard deviation.",
                "* **Converged** (autoencoder): the reproduction's rule, fixed before any run was looked at: final "
                f"validation perplexity >= {reproduction.CONVERGED_PERPLEXITY:g} of 8 and best val/loss <= "
                f"{reproduction.CONVERGED_LOSS:g} nats.", "")

@@ -161,6 +161,7 @@ def test_numbers_verdicts_and_run_counts(tmp_path, plans):
     verdict = _verdict(text, b)
     assert "**Verdict: within one standard deviation of the best grid cell.**" in verdict
     assert "difference -0.0010 (worse)" in verdict and "0.25 standard deviations" in verdict
+    assert "converged" not in verdict  # the binary network has no convergence rule
 
     a = "Categorical autoencoder"
     best = _row(text, a, "best grid cell (Decoupled ST)")
@@ -173,6 +174,7 @@ def test_numbers_verdicts_and_run_counts(tmp_path, plans):
     # diff +9 nats (worse: lower is better), 9 / 2 = 4.5 standard deviations
     assert "**Verdict: not within one standard deviation of the best grid cell.**" in verdict
     assert "difference +9.00 (worse)" in verdict and "4.50 standard deviations" in verdict
+    assert "converged seeds: adaptive 2 of 3, grid 3 of 3" in verdict
     assert "pending" in _row(text, a, "paper's cell, lr 3e-4 (as the adaptive runs)")
 
     # temperatures at the best epoch (binary: epoch 1 of 2; autoencoder: epoch 2) and final: tau_f of
