@@ -157,6 +157,11 @@ class Row:
         return f"{self.tuning} tuning + 1 per seed ({self.tuning + n} in all)"
 
 
+def converged_seeds(row: "Row") -> Tuple[int, int]:
+    """(converged, stored) final runs of ``row`` by the reproduction's convergence rule."""
+    return sum(converged(r) for r in row.final.recs), len(row.final.recs)
+
+
 class Report(reproduction.Report):
     """The adaptive-vs-grid report: ``write()`` renders it to ``out``.
 
@@ -259,7 +264,7 @@ class Report(reproduction.Report):
                 continue
             test = None if best is None or row is best else welch(row.values(task.metric), best.values(task.metric))
             ttxt = "-" if test is None else f"{test[0]:+.2f} ({test[1]:.3g})"
-            conv = f" {sum(converged(r) for r in row.final.recs)} / {len(row.final.recs)} |" if task.converged else ""
+            conv = " {} / {} |".format(*converged_seeds(row)) if task.converged else ""
             self.w(f"| {label} | {row.final.cell} | {len(row.final.recs)} / {row.planned} | "
                    f"{fmt(row.values(task.metric), task.digits)} | {row.cost} |{conv} {ttxt} |")
         self.w("", self.verdict(task, ada, best), "")
@@ -283,8 +288,7 @@ class Report(reproduction.Report):
         d = task.digits
         conv = ""
         if task.converged:  # a collapsed seed inflates the sd the verdict compares with: say so
-            ca, cb = (sum(converged(r) for r in row.final.recs) for row in (ada, best))
-            conv = f"; converged seeds: adaptive {ca} of {len(ada.final.recs)}, grid {cb} of {len(best.final.recs)}"
+            conv = "; converged seeds: adaptive {} of {}, grid {} of {}".format(*converged_seeds(ada), *converged_seeds(best))
         return (f"**Verdict: {'within' if within else 'not within'} one standard deviation of the best grid cell.** "
                 f"Adaptive {statistics.fmean(a):.{d}f} vs {statistics.fmean(b):.{d}f} at {best.final.cell}: "
                 f"{task.metric} difference {diff:+.{d}f} ({'better' if better else 'worse' if diff else 'equal'}), "
