@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from runplan import ROOT, best_value, group_runs, load_plan, short, stored  # noqa: E402
+from runplan import ROOT, best_value, compute_hours, group_runs, load_plan, on_gpu, short, stored  # noqa: E402
 
 PAPER = "Decoupled ST paper"
 # the convergence rule of the autoencoder, fixed in plan.yaml before any run was looked at
@@ -251,21 +251,32 @@ class Report:
                f"`{self.plan_path.relative_to(ROOT)}` lists every run; "
                "`python benchmarks/runplan.py status` prints this table.", "",
                "| group | stored / planned | minutes per run (mean) |", "|---|---:|---:|")
-        cpu = 0.0
+        done_all: List[dict] = []
         for name in self.plan["groups"]:
             runs, waiting = group_runs(self.plan, name, self.results)
             done = [self.results[r] for r, _, _ in runs if r in self.results]
-            cpu += sum(r["wall_s"] * r.get("threads", 1) for r in done)
+            done_all += done
             per = f"{statistics.fmean(r['wall_s'] for r in done) / 60:.1f}" if done else "-"
             planned = f"{len(runs)}" + (f" ({waiting})" if waiting else "")
-            self.w(f"| `{name}` | {len(done)} / {planned} | {per} |")
-        hosts = {f"{r['host']['machine']}, {r['host']['cpus']} CPUs" for r in self.results.values()}
-        dates = sorted(r["finished"][:10] for r in self.results.values())
-        self.w("", f"CPU time of the stored runs: **{cpu / 3600:.2f} h** (one torch thread per run, two runs at "
+            gpu = sum(on_gpu(r) for r in done)
+            self.w(f"| `{name}` | {len(done)} / {planned}" + (f" ({gpu} on a GPU)" if gpu else "") + f" | {per} |")
+        cpu_h, gpu_h = compute_hours(done_all)
+        cpu_recs = [r for r in done_all if not on_gpu(r)]
+        gpu_recs = [r for r in done_all if on_gpu(r)]
+        hosts = {f"{r['host']['machine']}, {r['host']['cpus']} CPUs" for r in cpu_recs}
+        dates = sorted(r["finished"][:10] for r in done_all)
+        self.w("", f"CPU time of the stored CPU runs: **{cpu_h:.2f} h** (one torch thread per run, two runs at "
                f"a time) on {', '.join(sorted(hosts)) or '-'}, {dates[0] if dates else '-'} to "
                f"{dates[-1] if dates else '-'}. Runs of the same group are identical but for their cell and seed. "
                "Wall times come from a shared machine (tests and other jobs ran beside many runs): read "
-               "them as upper bounds, not as speed figures.", "")
+               "them as upper bounds, not as speed figures.")
+        if gpu_recs:
+            gpus = sorted({f"{r['host']['accelerator']} (torch {r['versions']['torch']})" for r in gpu_recs})
+            self.w("", f"{len(gpu_recs)} runs trained on a GPU ({', '.join(gpus)}), up to 22 at a time on the one "
+                   f"device: {gpu_h:.2f} h of wall time summed over those runs. Same code, configs and seeds as the CPU "
+                   "runs; a GPU run's sample stream differs from the CPU's, so a seed there is another draw, "
+                   "not a repeat.")
+        self.w("")
 
     def binary_grid(self) -> Optional[dict]:
         recs = self.runs("binary_grid")
@@ -775,7 +786,8 @@ class Report:
                "| temperature effects | SNR from 1,024 passes (autoencoder) | the same, every 2 epochs of 20-epoch runs, "
                "3 seeds |",
                "| final metric | test set | test set, from the checkpoint with the best validation value |",
-               "| hardware | GPU | 2-core CPU, one thread per run |", "")
+               "| hardware | GPU | 2-core CPU, one thread per run; the runs marked \"on a GPU\" in the status table "
+               "on one NVIDIA H200 (torch 2.11), many at a time |", "")
 
 
 def report_main(report_class, doc: str, plan: Path, out: Path, argv: Optional[List[str]] = None) -> None:

@@ -43,7 +43,7 @@ estimate is the slowest finished run of the group, or the group's ``minutes``). 
 with ``select`` waits until every run of the group it selects from is stored.
 
 The JSON holds the run id, group, cell, seed, command, wall time, start and end time, the
-versions of torch / lightning / lightning_discrete (git commit), the host, and every
+versions of torch / lightning / lightning_discrete (git commit), the host (and its GPU, if any), and every
 epoch-level metric the run logged as ``{name: [[epoch, step, value], ...]}``.
 """
 
@@ -247,6 +247,13 @@ def versions() -> Dict[str, str]:
     }
 
 
+def accelerator() -> str:
+    """What the run trained on: Lightning's ``auto`` takes the first GPU when there is one."""
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+
+
 def execute(plan: dict, name: str, cell: dict, seed: int, rid: str, threads: int) -> Tuple[str, Optional[dict], str]:
     out = ROOT / plan["scratch"] / rid
     out.mkdir(parents=True, exist_ok=True)
@@ -283,7 +290,7 @@ def execute(plan: dict, name: str, cell: dict, seed: int, rid: str, threads: int
         "started": started.isoformat(timespec="seconds"),
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": versions(),
-        "host": {"machine": platform.machine(), "cpus": os.cpu_count()},
+        "host": {"machine": platform.machine(), "cpus": os.cpu_count(), "accelerator": accelerator()},
         "metrics": metrics,
     }
     return rid, rec, f"done in {wall:.0f} s"
@@ -343,16 +350,30 @@ def estimate_s(plan: dict, name: str, results: Dict[str, dict]) -> float:
     return 60.0 * float(plan["groups"][name].get("minutes", 0))
 
 
+def on_gpu(rec: dict) -> bool:
+    """Whether a stored run trained on a GPU (records before the field existed ran on the CPU)."""
+    return rec["host"].get("accelerator", "cpu") != "cpu"
+
+
+def compute_hours(results: Iterable[dict]) -> Tuple[float, float]:
+    """``(CPU hours, GPU hours)`` of stored runs: wall time x torch threads on the CPU, wall
+    time on a GPU (shared by the runs that ran beside it)."""
+    recs = list(results)
+    cpu = sum(r["wall_s"] * r.get("threads", 1) for r in recs if not on_gpu(r))
+    gpu = sum(r["wall_s"] for r in recs if on_gpu(r))
+    return cpu / 3600, gpu / 3600
+
+
 def cmd_status(plan: dict, args) -> None:
     results = stored(plan)
-    total_s = sum(r["wall_s"] * r.get("threads", 1) for r in results.values())
+    cpu_h, gpu_h = compute_hours(results.values())
     for name in plan["groups"]:
         runs, waiting = group_runs(plan, name, results)
         done = sum(rid in results for rid, _, _ in runs)
         walls = [results[rid]["wall_s"] for rid, _, _ in runs if rid in results]
         per = f", {sum(walls) / len(walls) / 60:.1f} min per run" if walls else ""
         print(f"{name:28s} {done:4d} / {len(runs):4d} stored{per}" + (f"  ({waiting})" if waiting else ""))
-    print(f"CPU time of the stored runs: {total_s / 3600:.2f} h")
+    print(f"CPU time of the stored runs: {cpu_h:.2f} h" + (f"; GPU runs: {gpu_h:.2f} h of wall time" if gpu_h else ""))
 
 
 def lock(plan: dict):

@@ -52,6 +52,9 @@ def test_runs_are_stored_once_resumed_and_selected_from(tmp_path):
     assert rec["cell"] == {"model.init_args.tau_b": 0.5} and rec["seed"] == 0
     assert "--model.init_args.tau_b=0.5" in rec["command"] and "--seed_everything=0" in rec["command"]
     assert set(rec["versions"]) >= {"torch", "lightning", "lightning_discrete"}
+    import torch
+
+    assert rec["host"]["accelerator"] == (torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu")
     assert rec["metrics"]["val/loss"] and all(len(row) == 3 for row in rec["metrics"]["val/loss"])
     mtimes = {p.name: p.stat().st_mtime_ns for p in results.glob("*.json")}
     # a second run starts nothing
@@ -101,3 +104,16 @@ def test_by_seed_runs_every_group_s_first_seed_first(tmp_path):
     assert order("--by-seed") == ["a__tau_b=0.5__seed=7", "a__tau_b=2__seed=7", "b__tau_b=0.5__seed=7",
                                   "b__tau_b=2__seed=7", "a__tau_b=0.5__seed=3", "a__tau_b=2__seed=3",
                                   "b__tau_b=0.5__seed=3", "b__tau_b=2__seed=3"]
+
+
+def test_compute_hours_counts_cpu_and_gpu_runs_apart():
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    from runplan import compute_hours, on_gpu
+
+    old = {"wall_s": 3600.0, "threads": 2, "host": {"machine": "x86_64", "cpus": 2}}  # before the field
+    cpu = {"wall_s": 1800.0, "threads": 1, "host": {"machine": "x86_64", "cpus": 2, "accelerator": "cpu"}}
+    gpu = {"wall_s": 900.0, "threads": 1, "host": {"machine": "x86_64", "cpus": 16, "accelerator": "NVIDIA H200"}}
+    assert [on_gpu(r) for r in (old, cpu, gpu)] == [False, False, True]
+    # CPU hours: wall x threads; GPU: wall time only
+    assert compute_hours([old, cpu, gpu]) == (2.5, 0.25)
+    assert compute_hours([]) == (0.0, 0.0)
