@@ -27,6 +27,10 @@ PAPER = "Decoupled ST paper"
 # the convergence rule of the autoencoder, fixed in plan.yaml before any run was looked at
 CONVERGED_PERPLEXITY = 4.0
 CONVERGED_LOSS = 160.0
+# SaturationMonitor's defaults (the autoencoder recipe uses them): warn when more than 90 % of
+# the latents are one-hot in the backward pass on 3 consecutive logging steps
+SATURATION_WARN_ABOVE = 0.9
+SATURATION_PATIENCE = 3
 NEURON_THRESHOLDS = ("0.0001", "0.001", "0.01")
 
 
@@ -181,6 +185,20 @@ def converged(rec: dict) -> bool:
     perp = mean_prefixed(rec, "val/perplexity/")
     loss = best_value(rec, "val/loss", "min")
     return perp is not None and loss is not None and perp >= CONVERGED_PERPLEXITY and loss <= CONVERGED_LOSS
+
+
+def saturated_streak(rec: dict, above: float = SATURATION_WARN_ABOVE) -> int:
+    """Longest run of consecutive logged ``saturation/*`` values above ``above`` (per bottleneck,
+    the longest of them): ``SaturationMonitor`` warns once this reaches its ``patience``."""
+    longest = 0
+    for key, rows in rec["metrics"].items():
+        if not key.startswith("saturation/"):
+            continue
+        streak = 0
+        for _, _, v in sorted(rows, key=lambda r: r[1]):
+            streak = streak + 1 if v > above else 0
+            longest = max(longest, streak)
+    return longest
 
 
 def fmt(values: Sequence[Optional[float]], digits: int = 3) -> str:
@@ -370,6 +388,32 @@ class Report:
         self.w("")
         self.curves({f"{r.estimator} ({r.cell})": r.recs for r in rows}, metric, title, by)
         return rows
+
+    def saturation(self, rows: List[Final]) -> None:
+        """Whether ``SaturationMonitor`` (in every autoencoder final) warned, read off the stored
+        ``saturation/*`` curves, against whether the run converged."""
+        recs = [(row, r) for row in rows for r in row.recs if any(k.startswith("saturation/") for k in r["metrics"])]
+        if not recs:
+            return
+        self.w(f"`SaturationMonitor` warns once a bottleneck has more than {100 * SATURATION_WARN_ABOVE:.0f} % of its latents "
+               f"one-hot in the backward pass on {SATURATION_PATIENCE} consecutive logging steps (every 50 training "
+               "steps); the stored `saturation/*` curves show which runs reached that. Longest such stretch in logging "
+               "steps (5.5 per epoch).", "",
+               "| estimator (cell) | converged runs warned | longest stretch in a converged run | not converged, warned | "
+               "final saturated share, not converged |", "|---|---:|---:|---:|---:|")
+        for row in rows:
+            conv = [r for rw, r in recs if rw is row and converged(r)]
+            stalled = [r for rw, r in recs if rw is row and not converged(r)]
+            if not conv and not stalled:
+                continue
+            warned = lambda rs: sum(saturated_streak(r) >= SATURATION_PATIENCE for r in rs)  # noqa: E731
+            self.w(f"| {row.estimator} ({row.cell}) | {warned(conv)} / {len(conv)} | "
+                   f"{max((saturated_streak(r) for r in conv), default='-')} | {warned(stalled)} / {len(stalled)} | "
+                   f"{fmt([mean_prefixed(r, 'saturation/') for r in stalled], 3) if stalled else '-'} |")
+        totals = [(converged(r), saturated_streak(r) >= SATURATION_PATIENCE) for _, r in recs]
+        n_conv = sum(c for c, _ in totals)
+        self.w("", f"In all: warned in {sum(w for c, w in totals if not c)} of {len(totals) - n_conv} runs that did not "
+               f"converge and in {sum(w for c, w in totals if c)} of {n_conv} that did.", "")
 
     def collapse(self) -> None:
         path = self.out.parent / "reproduction" / "autoencoder_collapse.txt"
@@ -616,6 +660,7 @@ class Report:
                           ("ae_final_softmax", "Softmax ST"), ("ae_final_stgs", "ST Gumbel-Softmax")],
                          "val/loss", "min", "Autoencoder finals, 160 epochs",
                          ("converged", lambda recs: f"{sum(converged(r) for r in recs)} / {len(recs)}"))
+        self.saturation(ae)
         logic = self.logic()
         effects = self.temperature_effects()
         body = self.lines[body_start:]

@@ -113,3 +113,18 @@ def test_turning_point_names_the_interior_extreme_and_each_sides_correlation():
     # monotone (or too few temperatures): nothing to say
     assert turning_point("tau_b", "x", [(t, t) for t in (0.1, 0.3, 0.5, 0.7)]) is None
     assert turning_point("tau_b", "x", [(0.1, 1.0), (0.3, 2.0), (0.5, 1.0)]) is None
+
+
+def test_saturated_streak_follows_the_monitor_rule():
+    from reproduction import saturated_streak
+
+    # rows are [epoch, step, value]; stored out of order on purpose: the streak follows the steps
+    rec = {"metrics": {
+        "saturation/enc": [[0, 50, 0.95], [0, 0, 0.95], [0, 100, 0.5], [1, 150, 0.91], [1, 200, 0.99], [1, 250, 0.92]],
+        "saturation/dec": [[0, 0, 0.95], [0, 50, 0.2]],
+        "val/loss": [[0, 0, 0.95], [1, 1, 0.95], [2, 2, 0.95], [3, 3, 0.95]],  # not a saturation curve
+    }}
+    assert saturated_streak(rec) == 3
+    assert saturated_streak(rec, above=0.93) == 2  # 0.91 and 0.92 no longer count
+    assert saturated_streak({"metrics": {"saturation/enc": [[0, 0, 0.9]]}}) == 0  # strictly above
+    assert saturated_streak({"metrics": {}}) == 0
