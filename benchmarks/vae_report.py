@@ -12,6 +12,7 @@ benchmark of the later estimator papers (8 x 4 and 10 x 30, categories x latents
 
 from __future__ import annotations
 
+import math
 import statistics
 import sys
 from datetime import datetime, timezone
@@ -20,7 +21,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reproduction import cell_label, final, finite, fmt, report_main  # noqa: E402
-from runplan import ROOT, best_value, group_runs, load_plan, stored  # noqa: E402
+from runplan import ROOT, best_value, fmt_value, group_runs, load_plan, short, stored  # noqa: E402
 
 TASKS = {
     "sbn_bern": "SBN, Bernoulli (392-200-200-392)",
@@ -169,8 +170,26 @@ class Report:
             done = len(rows)
             total = len(group_runs(self.plan, name, self.results)[0])
             if done:
-                self.w(f"* `{name}` ({done} / {total} cells): " + "; ".join(rows))
+                edge = self.best_at_edge(name)
+                self.w(f"* `{name}` ({done} / {total} cells): " + "; ".join(rows)
+                       + (f" — **best at the grid's edge ({edge})**: the grid may be too narrow" if edge else ""))
         self.w("")
+
+    def best_at_edge(self, group: str) -> Optional[str]:
+        """``key=value`` when the cell with the lowest mean best val/loss of a complete tuning group
+        takes the smallest or largest value of one of the group's grid axes (of 3 or more values)."""
+        runs, _ = group_runs(self.plan, group, self.results)
+        if not runs or any(rid not in self.results for rid, _, _ in runs):
+            return None
+        by_cell: Dict[Tuple, List[float]] = {}
+        for rid, cell, _ in runs:
+            v = best_value(self.results[rid], "val/loss", "min")
+            by_cell.setdefault(tuple(sorted(cell.items())), []).append(math.inf if v is None else v)
+        best = dict(min(by_cell, key=lambda c: statistics.fmean(by_cell[c])))
+        for key, values in (self.plan["groups"][group].get("grid") or {}).items():
+            if len(values) >= 3 and best.get(key) in (min(values), max(values)):
+                return f"{short(key)}={fmt_value(best[key])}"
+        return None
 
     def write(self) -> None:
         stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d")
@@ -179,7 +198,7 @@ class Report:
                f"under `{self.plan['results']}` (plan: `{self.plan_path.relative_to(ROOT) if self.plan_path.is_relative_to(ROOT) else self.plan_path}`; "
                "the protocol is at the top of the plan). Nothing here is re-run: a row without stored runs says "
                "'pending'. Run the plan with `python benchmarks/runplan.py run docs/benchmarks_vae/plan.yaml`.", "",
-               "Differences from the papers: Adam with a 3-value learning-rate grid instead of SGD with momentum over "
+               "Differences from the papers: Adam with a 4-value learning-rate grid (3 values in the runs before 2026-12-04) instead of SGD with momentum over "
                "6 values; REINFORCE uses a leave-one-out baseline over 2 samples (the paper's SF row used its own "
                "baseline); the categorical KL is analytic for every estimator (relaxed Gumbel-Softmax included); "
                "evaluation always draws exact samples from q(z|x).", "")

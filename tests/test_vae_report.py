@@ -46,3 +46,33 @@ def test_table1_row_compares_the_papers_measure(tmp_path):
     assert rows["| SBN, categorical (392-(20x10)-(20x10)-392)"].endswith("| 59.0 | +40.5 (+57.3 sd) |")
     # a row without stored runs has the paper's value and no difference
     assert rows["| VAE, Bernoulli (200)"].endswith("| 105.0 | - |")
+
+
+def test_best_tuning_cell_at_the_grid_edge_is_flagged(tmp_path):
+    import yaml
+    from pathlib import Path
+
+    from vae_report import Report
+
+    grid = {"model.init_args.optimizer.init_args.lr": [0.0001, 0.0003, 0.001]}
+    plan = {"results": str(tmp_path / "runs"), "groups": {
+        "tune": {"configs": ["x.yaml"], "grid": grid, "seeds": [0]}}}
+    path = tmp_path / "plan.yaml"
+    path.write_text(yaml.safe_dump(plan))
+    report = Report(path, tmp_path / "r.md")
+
+    def store(losses):
+        report.results = {}
+        for lr, loss in losses.items():
+            rid = f"tune__lr={lr:g}__seed=0"
+            report.results[rid] = {"id": rid, "cell": {"model.init_args.optimizer.init_args.lr": lr}, "seed": 0,
+                                   "metrics": {"val/loss": [[0, 0, loss + 5.0], [1, 1, loss]]}}
+
+    store({0.0001: 90.0, 0.0003: 80.0, 0.001: 75.0})
+    assert report.best_at_edge("tune") == "lr=0.001"       # the largest value wins
+    store({0.0001: 70.0, 0.0003: 80.0, 0.001: 75.0})
+    assert report.best_at_edge("tune") == "lr=0.0001"      # the smallest
+    store({0.0001: 90.0, 0.0003: 70.0, 0.001: 75.0})
+    assert report.best_at_edge("tune") is None             # inside the grid
+    store({0.0001: 90.0, 0.001: 75.0})
+    assert report.best_at_edge("tune") is None             # incomplete group: no verdict yet
