@@ -27,10 +27,6 @@ PAPER = "Decoupled ST paper"
 # the convergence rule of the autoencoder, fixed in plan.yaml before any run was looked at
 CONVERGED_PERPLEXITY = 4.0
 CONVERGED_LOSS = 160.0
-# SaturationMonitor's defaults (the autoencoder recipe uses them): warn when more than 90 % of
-# the latents are one-hot in the backward pass on 3 consecutive logging steps
-SATURATION_WARN_ABOVE = 0.9
-SATURATION_PATIENCE = 3
 NEURON_THRESHOLDS = ("0.0001", "0.001", "0.01")
 
 
@@ -187,9 +183,22 @@ def converged(rec: dict) -> bool:
     return perp is not None and loss is not None and perp >= CONVERGED_PERPLEXITY and loss <= CONVERGED_LOSS
 
 
-def saturated_streak(rec: dict, above: float = SATURATION_WARN_ABOVE) -> int:
-    """Longest run of consecutive logged ``saturation/*`` values above ``above`` (per bottleneck,
-    the longest of them): ``SaturationMonitor`` warns once this reaches its ``patience``."""
+def saturation_rule() -> Tuple[float, int]:
+    """``(warn_above, patience)`` of ``SaturationMonitor``'s defaults, which the autoencoder recipe uses."""
+    import inspect
+
+    from lightning_discrete.callbacks import SaturationMonitor
+
+    params = inspect.signature(SaturationMonitor).parameters
+    return params["warn_above"].default, params["patience"].default
+
+
+def saturated_streak(rec: dict, above: Optional[float] = None) -> int:
+    """Longest run of consecutive logged ``saturation/*`` values above ``above`` (default: the
+    monitor's ``warn_above``; per bottleneck, the longest of them): ``SaturationMonitor`` warns
+    once this reaches its ``patience``."""
+    if above is None:
+        above = saturation_rule()[0]
     longest = 0
     for key, rows in rec["metrics"].items():
         if not key.startswith("saturation/"):
@@ -290,7 +299,7 @@ class Report:
                "them as upper bounds, not as speed figures.")
         if gpu_recs:
             gpus = sorted({f"{r['host']['accelerator']} (torch {r['versions']['torch']})" for r in gpu_recs})
-            self.w("", f"{len(gpu_recs)} runs trained on a GPU ({', '.join(gpus)}), up to 22 at a time on the one "
+            self.w("", f"{len(gpu_recs)} runs trained on a GPU ({', '.join(gpus)}), several at a time on one "
                    f"device: {gpu_h:.2f} h of wall time summed over those runs. Same code, configs and seeds as the CPU "
                    "runs; a GPU run's sample stream differs from the CPU's, so a seed there is another draw, "
                    "not a repeat.")
@@ -392,28 +401,32 @@ class Report:
     def saturation(self, rows: List[Final]) -> None:
         """Whether ``SaturationMonitor`` (in every autoencoder final) warned, read off the stored
         ``saturation/*`` curves, against whether the run converged."""
-        recs = [(row, r) for row in rows for r in row.recs if any(k.startswith("saturation/") for k in r["metrics"])]
-        if not recs:
+        above, patience = saturation_rule()
+        # per row: (converged, longest saturated stretch) of each run that logged saturation
+        runs = {id(row): [(converged(r), saturated_streak(r, above)) for r in row.recs
+                          if any(k.startswith("saturation/") for k in r["metrics"])] for row in rows}
+        if not any(runs.values()):
             return
-        self.w(f"`SaturationMonitor` warns once a bottleneck has more than {100 * SATURATION_WARN_ABOVE:.0f} % of its latents "
-               f"one-hot in the backward pass on {SATURATION_PATIENCE} consecutive logging steps (every 50 training "
+        self.w(f"`SaturationMonitor` warns once a bottleneck has more than {100 * above:.0f} % of its latents "
+               f"one-hot in the backward pass on {patience} consecutive logging steps (every 50 training "
                "steps); the stored `saturation/*` curves show which runs reached that. Longest such stretch in logging "
                "steps (5.5 per epoch).", "",
                "| estimator (cell) | converged runs warned | longest stretch in a converged run | not converged, warned | "
                "final saturated share, not converged |", "|---|---:|---:|---:|---:|")
         for row in rows:
-            conv = [r for rw, r in recs if rw is row and converged(r)]
-            stalled = [r for rw, r in recs if rw is row and not converged(r)]
-            if not conv and not stalled:
+            if not runs[id(row)]:
                 continue
-            warned = lambda rs: sum(saturated_streak(r) >= SATURATION_PATIENCE for r in rs)  # noqa: E731
-            self.w(f"| {row.estimator} ({row.cell}) | {warned(conv)} / {len(conv)} | "
-                   f"{max((saturated_streak(r) for r in conv), default='-')} | {warned(stalled)} / {len(stalled)} | "
-                   f"{fmt([mean_prefixed(r, 'saturation/') for r in stalled], 3) if stalled else '-'} |")
-        totals = [(converged(r), saturated_streak(r) >= SATURATION_PATIENCE) for _, r in recs]
-        n_conv = sum(c for c, _ in totals)
-        self.w("", f"In all: warned in {sum(w for c, w in totals if not c)} of {len(totals) - n_conv} runs that did not "
-               f"converge and in {sum(w for c, w in totals if c)} of {n_conv} that did.", "")
+            conv = [streak for ok, streak in runs[id(row)] if ok]
+            stalled = [streak for ok, streak in runs[id(row)] if not ok]
+            shares = [mean_prefixed(r, "saturation/") for r in row.recs if not converged(r)]
+            self.w(f"| {row.estimator} ({row.cell}) | {sum(s >= patience for s in conv)} / {len(conv)} | "
+                   f"{max(conv, default='-')} | {sum(s >= patience for s in stalled)} / {len(stalled)} | "
+                   f"{fmt(shares, 3) if stalled else '-'} |")
+        every = [run for row_runs in runs.values() for run in row_runs]
+        warned = [(ok, streak >= patience) for ok, streak in every]
+        n_conv = sum(ok for ok, _ in warned)
+        self.w("", f"In all: warned in {sum(w for ok, w in warned if not ok)} of {len(warned) - n_conv} runs that did not "
+               f"converge and in {sum(w for ok, w in warned if ok)} of {n_conv} that did.", "")
 
     def collapse(self) -> None:
         path = self.out.parent / "reproduction" / "autoencoder_collapse.txt"
@@ -846,7 +859,7 @@ class Report:
                "3 seeds |",
                "| final metric | test set | test set, from the checkpoint with the best validation value |",
                "| hardware | GPU | 2-core CPU, one thread per run; the runs marked \"on a GPU\" in the status table "
-               "on one NVIDIA H200 (torch 2.11), many at a time |", "")
+               "on the GPU named there, several at a time |", "")
 
 
 def report_main(report_class, doc: str, plan: Path, out: Path, argv: Optional[List[str]] = None) -> None:

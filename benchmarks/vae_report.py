@@ -12,7 +12,6 @@ benchmark of the later estimator papers (8 x 4 and 10 x 30, categories x latents
 
 from __future__ import annotations
 
-import math
 import statistics
 import sys
 from datetime import datetime, timezone
@@ -21,7 +20,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reproduction import cell_label, final, finite, fmt, report_main  # noqa: E402
-from runplan import ROOT, best_value, fmt_value, group_runs, load_plan, short, stored  # noqa: E402
+from runplan import ROOT, best_value, fmt_value, group_runs, load_plan, select_cells, short, stored  # noqa: E402
 
 TASKS = {
     "sbn_bern": "SBN, Bernoulli (392-200-200-392)",
@@ -179,14 +178,13 @@ class Report:
         """``key=value`` when the cell with the lowest mean best val/loss of a complete tuning group
         takes the smallest or largest value of one of the group's grid axes (of 3 or more values)."""
         runs, _ = group_runs(self.plan, group, self.results)
-        if not runs or any(rid not in self.results for rid, _, _ in runs):
+        grid = self.plan["groups"][group].get("grid") or {}
+        if not runs or not grid or any(rid not in self.results for rid, _, _ in runs):
             return None
-        by_cell: Dict[Tuple, List[float]] = {}
-        for rid, cell, _ in runs:
-            v = best_value(self.results[rid], "val/loss", "min")
-            by_cell.setdefault(tuple(sorted(cell.items())), []).append(math.inf if v is None else v)
-        best = dict(min(by_cell, key=lambda c: statistics.fmean(by_cell[c])))
-        for key, values in (self.plan["groups"][group].get("grid") or {}).items():
+        # the cell a select group would take from this one (runplan's own ranking)
+        best = select_cells({"keys": list(grid), "metric": "val/loss", "mode": "min", "top": 1},
+                            [self.results[rid] for rid, _, _ in runs])[0]
+        for key, values in grid.items():
             if len(values) >= 3 and best.get(key) in (min(values), max(values)):
                 return f"{short(key)}={fmt_value(best[key])}"
         return None
