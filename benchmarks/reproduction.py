@@ -681,11 +681,12 @@ class Report:
         self.header()
         done = {prefix: all(self.complete(g) for g in self.plan["groups"] if g.startswith(prefix))
                 for prefix in ("binary_final", "ae_final_", "lg_final_", "lg_mnist_final_")}
-        self.claims(grid, tuned, {"binary network": (binary, "test/acc", "max", done["binary_final"]),
-                                  "autoencoder": (ae, "test/loss", "min", done["ae_final_"]),
+        self.claims(grid, tuned, {"binary network": (binary, "test/acc", "max", done["binary_final"], "epoch"),
+                                  "autoencoder": (ae, "test/loss", "min", done["ae_final_"], "epoch"),
                                   "logic-gate network (Fashion-MNIST)": (logic["Fashion-MNIST"], "test/acc", "max",
-                                                                         done["lg_final_"]),
-                                  "logic-gate network (MNIST)": (logic["MNIST"], "test/acc", "max", done["lg_mnist_final_"])},
+                                                                         done["lg_final_"], "step"),
+                                  "logic-gate network (MNIST)": (logic["MNIST"], "test/acc", "max",
+                                                                 done["lg_mnist_final_"], "step")},
                     logic["tuned"], effects)
         self.deviations()
         self.status()
@@ -703,7 +704,7 @@ class Report:
                "[reproduction_reduced_budget.md](reproduction_reduced_budget.md).", "")
 
     def claims(self, grid: Optional[dict], tuned: Dict[str, Tuple[str, float, List[float]]],
-               finals: Dict[str, Tuple[List[Final], str, str, bool]], logic_tuned: Dict[str, Tuple[str, float, List[float]]],
+               finals: Dict[str, Tuple[List[Final], str, str, bool, str]], logic_tuned: Dict[str, Tuple[str, float, List[float]]],
                effects: Dict[str, Optional[Dict[str, Tuple[float, float]]]]) -> None:
         self.w("## Claims", "", "| claim | paper | ours | verdict |", "|---|---|---|---|")
         if grid:
@@ -754,9 +755,14 @@ class Report:
             if decided:
                 verdict = "; ".join(decided) if complete else f"pending: not every final is stored (so far {'; '.join(decided)})"
             self.w(f"| C1 {task}: the optimum is off the diagonal | {paper} | {ours} | {verdict} |")
-        for task, (rows, metric, mode, complete) in finals.items():
+        for task, (rows, metric, mode, complete, by) in finals.items():
             self.w(f"| C2 {task}: Decoupled ST beats Identity, Softmax and ST-GS (final performance) | yes | "
                    f"{self.c2(rows, metric, mode, complete)} |")
+        for task, (rows, metric, mode, complete, by) in finals.items():
+            # convergence speed: the validation value a quarter of the way through the budget
+            val = metric.replace("test/", "val/")
+            self.w(f"| C2 {task}: Decoupled ST beats Identity, Softmax and ST-GS (convergence speed) | yes | "
+                   f"{self.c2(rows, f'{val} at 1/4 of the {by}s', mode, complete, lambda row: finite(at_fraction(r, val, 0.25, by) for r in row.recs))} |")
         for key, task, quantity in (("ae", "tau_f: exploration vs variance (autoencoder)", "tau_f up: perplexity up, SNR down"),
                                     ("binary", "tau_b: magnitude vs dispersion (binary network)", "tau_b up: gradient norm down, active units up")):
             rho = effects.get(key)
@@ -809,7 +815,8 @@ class Report:
         self.w("")
 
     @staticmethod
-    def c2(rows: List[Final], metric: str, mode: str, complete: bool = True) -> str:
+    def c2(rows: List[Final], metric: str, mode: str, complete: bool = True,
+           values: Optional[Callable[[Final], List[float]]] = None) -> str:
         """``"ours | verdict"`` of C2 from final rows: Decoupled ST's test value against each baseline's.
 
         Args:
@@ -819,21 +826,24 @@ class Report:
             mode: ``"max"`` or ``"min"``: which direction is better.
             complete: whether every final run of the task is stored; if not, the verdict is
                 "pending" (with the verdict so far).
+            values: the per-seed values of a row that are compared (default: ``row.values(metric)``,
+                the final test values); ``metric`` then only labels them.
         """
+        values = values or (lambda row: row.values(metric))
         dst = best_row(rows, "Decoupled ST")
         baselines = [b for b in (best_row(rows, e) for e in ("Identity ST", "Softmax ST", "ST Gumbel-Softmax")) if b]
         if dst is None or not baselines:
             return "finals not stored yet | pending"
-        parts, beaten, worse = [f"Decoupled ST {fmt(dst.values(metric), 4)}"], 0, 0
+        parts, beaten, worse = [f"Decoupled ST {fmt(values(dst), 4)}"], 0, 0
         for b in baselines:
-            test = welch(dst.values(metric), b.values(metric))
-            diff = statistics.fmean(dst.values(metric)) - statistics.fmean(b.values(metric)) if b.values(metric) and dst.values(metric) else float("nan")
+            test = welch(values(dst), values(b))
+            diff = statistics.fmean(values(dst)) - statistics.fmean(values(b)) if values(b) and values(dst) else float("nan")
             better = diff > 0 if mode == "max" else diff < 0
             sig = test is not None and test[1] < 0.05
             beaten += better and sig
             worse += (not better) and sig
-            parts.append(f"{b.estimator} {fmt(b.values(metric), 4)} (diff {diff:+.4f}, p {test[1]:.2g})" if test else
-                         f"{b.estimator} {fmt(b.values(metric), 4)}")
+            parts.append(f"{b.estimator} {fmt(values(b), 4)} (diff {diff:+.4f}, p {test[1]:.2g})" if test else
+                         f"{b.estimator} {fmt(values(b), 4)}")
         verdict = ("confirmed" if beaten == 3 else "partly" if beaten else "not confirmed") + \
                   f": significantly better than {beaten} of {len(baselines)} baselines, worse than {worse}" + \
                   ("" if len(baselines) == 3 else " (not every baseline's finals are stored)")

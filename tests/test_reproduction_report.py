@@ -6,8 +6,8 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-from reproduction import (Final, Report, c1_from_finals, c1_verdict, inactive_verdict, mean_best,  # noqa: E402
-                          turning_point)
+from reproduction import (Final, Report, at_fraction, c1_from_finals, c1_verdict, finite,  # noqa: E402
+                          inactive_verdict, mean_best, turning_point)
 
 pytest.importorskip("scipy")
 
@@ -39,6 +39,22 @@ def test_c2_direction_follows_the_mode():
     # as losses (lower is better) the same numbers make Decoupled ST significantly worse than every baseline
     _, verdict = Report.c2(ROWS, "test/acc", "min").split(" | ")
     assert verdict.startswith("not confirmed: significantly better than 0 of 3 baselines, worse than 3")
+
+
+def test_c2_convergence_speed_compares_the_value_at_a_quarter_of_the_budget():
+    # Decoupled ST is ahead at epoch 2 of 8 but ends level with Softmax ST: faster, not better
+    def curves(estimator, early, end):
+        return Final(estimator, "cell", [_rec(s, val__acc=[0.1, 0.2, e, 0.5, 0.6, 0.7, 0.8, 0.85, end], test__acc=[end])
+                                         for s, (e, end) in enumerate(zip(early, end))])
+    rows = [curves("Decoupled ST", [0.80, 0.81, 0.82], [0.90, 0.91, 0.92]),
+            curves("Softmax ST", [0.60, 0.61, 0.62], [0.90, 0.91, 0.92])]
+    speed = Report.c2(rows, "val/acc at 1/4", "max",
+                      values=lambda row: finite(at_fraction(r, "val/acc", 0.25) for r in row.recs))
+    ours, verdict = speed.split(" | ")
+    assert ours.startswith("val/acc at 1/4: Decoupled ST 0.8100 ± 0.0100; Softmax ST 0.6100 ± 0.0100")
+    assert "better than 1 of 1 baselines" in verdict
+    _, final_verdict = Report.c2(rows, "test/acc", "max").split(" | ")
+    assert "better than 0 of 1 baselines, worse than 0" in final_verdict
 
 
 def test_mean_best_ranks_a_diverged_run_last():
