@@ -445,8 +445,8 @@ class Report(reproduction.Report):
               ("best tuned cell, any lr", self.best_cell(dst, "Decoupled ST"), f"{len(dst)} sequential-search runs stored"),
               ("best diagonal (Softmax ST), any lr", self.best_cell(runs(self.grid, "ae_softmax_tune"), "Softmax ST"),
                f"{len(runs(self.grid, 'ae_softmax_tune'))} runs")]
-        self.w("## Interim: the reproduction's tuning budgets", "",
-               "While the full-budget finals are pending: the adaptive runs at the budgets the reproduction searched "
+        self.w("## At the reproduction's tuning budgets", "",
+               "The adaptive runs at the budgets the reproduction searched "
                "with (binary network 10 epochs; autoencoder 20 epochs at lr 3e-4, and at 7e-4, the learning rate the "
                "sequential search selected; `*_short*` groups of the adaptive plan), against the stored search runs of the same budget. Validation values (search runs are not "
                "tested); grid cells of the binary network have one seed (seed 0) except the paper's cell "

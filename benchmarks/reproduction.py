@@ -398,6 +398,25 @@ class Report:
         self.curves({f"{r.estimator} ({r.cell})": r.recs for r in rows}, metric, title, by)
         return rows
 
+    def converged_only(self, rows: List[Final]) -> None:
+        """Test values of the seeds that converged, per estimator, against Decoupled ST's converged seeds.
+        Selected on the outcome, so descriptive: it separates "how good when it works" from "how often"."""
+        ref = best_row(rows, "Decoupled ST")
+        if ref is None:
+            return
+        test = {id(row): [final(r, "test/loss") for r in row.recs if converged(r)] for row in rows}
+        self.w("Among the seeds that converged only (selected on the outcome, so descriptive: how good a run is "
+               "when it does not collapse, apart from how often it collapses):", "",
+               f"| estimator (cell) | converged seeds | test/loss | Welch t vs Decoupled ST ({ref.cell}) (p) |",
+               "|---|---:|---:|---|")
+        for row in rows:
+            if not test[id(row)]:
+                continue
+            t = None if row is ref else welch(test[id(row)], test[id(ref)])
+            self.w(f"| {row.estimator} ({row.cell}) | {len(test[id(row)])} / {len(row.recs)} | {fmt(test[id(row)], 2)} | "
+                   f"{'-' if t is None else f'{t[0]:+.2f} ({t[1]:.2g})'} |")
+        self.w("")
+
     def saturation(self, rows: List[Final]) -> None:
         """Whether ``SaturationMonitor`` (in every autoencoder final) warned, read off the stored
         ``saturation/*`` curves, against whether the run converged."""
@@ -673,6 +692,7 @@ class Report:
                           ("ae_final_softmax", "Softmax ST"), ("ae_final_stgs", "ST Gumbel-Softmax")],
                          "val/loss", "min", "Autoencoder finals, 160 epochs",
                          ("converged", lambda recs: f"{sum(converged(r) for r in recs)} / {len(recs)}"))
+        self.converged_only(ae)
         self.saturation(ae)
         logic = self.logic()
         effects = self.temperature_effects()

@@ -144,3 +144,18 @@ def test_saturated_streak_follows_the_monitor_rule():
     assert saturated_streak(rec, above=0.93) == 2  # 0.91 and 0.92 no longer count
     assert saturated_streak({"metrics": {"saturation/enc": [[0, 0, 0.9]]}}) == 0  # strictly above
     assert saturated_streak({"metrics": {}}) == 0
+
+
+def test_converged_only_leaves_out_collapsed_seeds():
+    def run(seed, test, perplexity):  # a collapsed seed: one code (perplexity 1), loss near the mean image
+        return _rec(seed, test__loss=[test], val__loss=[test + 1], val__perplexity__z0=[perplexity])
+    rows = [Final("Decoupled ST", "a", [run(0, 120.0, 7.8), run(1, 121.0, 7.7), run(2, 205.0, 1.0)]),
+            Final("ST Gumbel-Softmax", "b", [run(0, 119.0, 7.6), run(1, 119.5, 7.7), run(2, 119.2, 7.7)]),
+            Final("Identity ST", "c", [run(0, 180.0, 1.9), run(1, 181.0, 1.8)])]
+    report = Report.__new__(Report)  # only the table writer, no plan
+    report.lines = []
+    report.converged_only(rows)
+    table = [line for line in report.lines if line.startswith("| ") and "converged seeds" not in line]
+    assert table[0].startswith("| Decoupled ST (a) | 2 / 3 | 120.50 ± 0.71 | - |")
+    assert table[1].startswith("| ST Gumbel-Softmax (b) | 3 / 3 | 119.23 ± 0.25 |")
+    assert len(table) == 2  # Identity ST has no converged seed: no row
