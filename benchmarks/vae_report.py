@@ -161,7 +161,10 @@ class Report:
         self.w("")
 
     def tuning(self) -> None:
-        self.w("## Tuning runs", "", "Best `val/loss` of each cell (seed 0); pending groups are omitted.", "")
+        self.w("## Tuning runs", "", "Best `val/loss` of each cell (seed 0); pending groups are omitted. The learning "
+               "rate is chosen after 20 epochs, the finals run 100 (SBN) or 160 (VAE): a short selection budget "
+               "favours large learning rates, so a best cell at the top of the grid widened the grid (see the "
+               "plan's protocol), and a final may do worse late in training than a smaller rate would.", "")
         for name in self.plan["groups"]:
             if name.endswith("_final"):
                 continue
