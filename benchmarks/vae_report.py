@@ -199,7 +199,7 @@ class Report:
                f"under `{self.plan['results']}` (plan: `{self.plan_path.relative_to(ROOT) if self.plan_path.is_relative_to(ROOT) else self.plan_path}`; "
                "the protocol is at the top of the plan). Nothing here is re-run: a row without stored runs says "
                "'pending'. Run the plan with `python benchmarks/runplan.py run docs/benchmarks_vae/plan.yaml`.", "",
-               "Differences from the papers: Adam with a 4-value learning-rate grid (3 values in the runs before 2026-12-04) instead of SGD with momentum over "
+               "Differences from the papers: Adam over the learning rates {1e-4, 3e-4, 1e-3, 3e-3}, SBN also 1e-2 (widened twice on 2026-12-04 when the best value sat at the top of the grid) instead of SGD with momentum over "
                "6 values; REINFORCE uses a leave-one-out baseline over 2 samples (the paper's SF row used its own "
                "baseline); the categorical KL is analytic for every estimator (relaxed Gumbel-Softmax included); "
                "evaluation always draws exact samples from q(z|x).", "")
