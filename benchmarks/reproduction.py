@@ -244,6 +244,11 @@ class Final:
     def values(self, metric: str) -> List[float]:
         return [v for v in (final(r, metric) for r in self.recs) if v is not None]
 
+    def early(self, metric: str, by: str = "epoch") -> List[float]:
+        """Per seed, ``metric`` at the first validation at or after a quarter of the budget (a
+        reading of convergence speed)."""
+        return finite(at_fraction(r, metric, 0.25, by) for r in self.recs)
+
 
 # --------------------------------------------------------------------------- grouping
 class Report:
@@ -392,7 +397,7 @@ class Report:
             ttxt = "-" if test is None else f"{test[0]:+.2f} ({test[1]:.3g})"
             self.w(f"| {row.estimator} ({row.cell}) | {len(row.recs)} | {fmt(row.values(test_metric), 4)} | "
                    f"{fmt([final(r, metric) for r in row.recs], 4)} | {fmt([best_value(r, metric, mode) for r in row.recs], 4)} | "
-                   f"{fmt([at_fraction(r, metric, 0.25, by) for r in row.recs], 4)} | "
+                   f"{fmt(row.early(metric, by), 4)} | "
                    f"{fmt([mean_prefixed(r, 'val/perplexity/') for r in row.recs], 2)} | {extra[1](row.recs)} | {ttxt} |")
         self.w("")
         self.curves({f"{r.estimator} ({r.cell})": r.recs for r in rows}, metric, title, by)
@@ -781,8 +786,8 @@ class Report:
         for task, (rows, metric, mode, complete, by) in finals.items():
             # convergence speed: the validation value a quarter of the way through the budget
             val = metric.replace("test/", "val/")
-            self.w(f"| C2 {task}: Decoupled ST beats Identity, Softmax and ST-GS (convergence speed) | yes | "
-                   f"{self.c2(rows, f'{val} at 1/4 of the {by}s', mode, complete, lambda row: finite(at_fraction(r, val, 0.25, by) for r in row.recs))} |")
+            speed = self.c2(rows, f"{val} at 1/4 of the {by}s", mode, complete, lambda row: row.early(val, by))
+            self.w(f"| C2 {task}: Decoupled ST beats Identity, Softmax and ST-GS (convergence speed) | yes | {speed} |")
         for key, task, quantity in (("ae", "tau_f: exploration vs variance (autoencoder)", "tau_f up: perplexity up, SNR down"),
                                     ("binary", "tau_b: magnitude vs dispersion (binary network)", "tau_b up: gradient norm down, active units up")):
             rho = effects.get(key)
@@ -854,16 +859,18 @@ class Report:
         baselines = [b for b in (best_row(rows, e) for e in ("Identity ST", "Softmax ST", "ST Gumbel-Softmax")) if b]
         if dst is None or not baselines:
             return "finals not stored yet | pending"
-        parts, beaten, worse = [f"Decoupled ST {fmt(values(dst), 4)}"], 0, 0
+        ref = values(dst)
+        parts, beaten, worse = [f"Decoupled ST {fmt(ref, 4)}"], 0, 0
         for b in baselines:
-            test = welch(values(dst), values(b))
-            diff = statistics.fmean(values(dst)) - statistics.fmean(values(b)) if values(b) and values(dst) else float("nan")
+            other = values(b)
+            test = welch(ref, other)
+            diff = statistics.fmean(ref) - statistics.fmean(other) if ref and other else float("nan")
             better = diff > 0 if mode == "max" else diff < 0
             sig = test is not None and test[1] < 0.05
             beaten += better and sig
             worse += (not better) and sig
-            parts.append(f"{b.estimator} {fmt(values(b), 4)} (diff {diff:+.4f}, p {test[1]:.2g})" if test else
-                         f"{b.estimator} {fmt(values(b), 4)}")
+            parts.append(f"{b.estimator} {fmt(other, 4)} (diff {diff:+.4f}, p {test[1]:.2g})" if test else
+                         f"{b.estimator} {fmt(other, 4)}")
         verdict = ("confirmed" if beaten == 3 else "partly" if beaten else "not confirmed") + \
                   f": significantly better than {beaten} of {len(baselines)} baselines, worse than {worse}" + \
                   ("" if len(baselines) == 3 else " (not every baseline's finals are stored)")
