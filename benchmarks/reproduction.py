@@ -292,23 +292,7 @@ class Report:
             planned = f"{len(runs)}" + (f" ({waiting})" if waiting else "")
             gpu = sum(on_gpu(r) for r in done)
             self.w(f"| `{name}` | {len(done)} / {planned}" + (f" ({gpu} on a GPU)" if gpu else "") + f" | {per} |")
-        cpu_h, gpu_h = compute_hours(done_all)
-        cpu_recs = [r for r in done_all if not on_gpu(r)]
-        gpu_recs = [r for r in done_all if on_gpu(r)]
-        hosts = {f"{r['host']['machine']}, {r['host']['cpus']} CPUs" for r in cpu_recs}
-        dates = sorted(r["finished"][:10] for r in done_all)
-        self.w("", f"CPU time of the stored CPU runs: **{cpu_h:.2f} h** (one torch thread per run, two runs at "
-               f"a time) on {', '.join(sorted(hosts)) or '-'}, {dates[0] if dates else '-'} to "
-               f"{dates[-1] if dates else '-'}. Runs of the same group are identical but for their cell and seed. "
-               "Wall times come from a shared machine (tests and other jobs ran beside many runs): read "
-               "them as upper bounds, not as speed figures.")
-        if gpu_recs:
-            gpus = sorted({f"{r['host']['accelerator']} (torch {r['versions']['torch']})" for r in gpu_recs})
-            self.w("", f"{len(gpu_recs)} runs trained on a GPU ({', '.join(gpus)}), several at a time on one "
-                   f"device: {gpu_h:.2f} h of wall time summed over those runs. Same code, configs and seeds as the CPU "
-                   "runs; a GPU run's sample stream differs from the CPU's, so a seed there is another draw, "
-                   "not a repeat.")
-        self.w("")
+        self.w("", *compute_summary(done_all), "")
 
     def binary_grid(self) -> Optional[dict]:
         recs = self.runs("binary_grid")
@@ -897,6 +881,31 @@ class Report:
                "| final metric | test set | test set, from the checkpoint with the best validation value |",
                "| hardware | GPU | 2-core CPU, one thread per run; the runs marked \"on a GPU\" in the status table "
                "on the GPU named there, several at a time |", "")
+
+
+def compute_summary(recs: Sequence[dict]) -> List[str]:
+    """Paragraphs saying what the stored runs ``recs`` cost and where they ran (CPU hours, GPU runs)."""
+    cpu_h, gpu_h = compute_hours(recs)
+    cpu_recs = [r for r in recs if not on_gpu(r)]
+    gpu_recs = [r for r in recs if on_gpu(r) and "same_as" not in r]
+    hosts = {f"{r['host']['machine']}, {r['host']['cpus']} CPUs" for r in cpu_recs}
+    dates = sorted(r["finished"][:10] for r in recs)
+    out = [f"CPU time of the stored CPU runs: **{cpu_h:.2f} h** (one torch thread per run, two runs at "
+           f"a time) on {', '.join(sorted(hosts)) or '-'}, {dates[0] if dates else '-'} to "
+           f"{dates[-1] if dates else '-'}. Runs of the same group are identical but for their cell and seed. "
+           "Wall times come from a shared machine (tests and other jobs ran beside many runs): read "
+           "them as upper bounds, not as speed figures."]
+    if gpu_recs:
+        gpus = sorted({f"{r['host']['accelerator']} (torch {r['versions']['torch']})" for r in gpu_recs})
+        out += ["", f"{len(gpu_recs)} runs trained on a GPU ({', '.join(gpus)}), several at a time on one "
+                f"device: {gpu_h:.2f} h of wall time summed over those runs. Same code, configs and seeds as the CPU "
+                "runs; a GPU run's sample stream differs from the CPU's, so a seed there is another draw, "
+                "not a repeat."]
+    copies = sum("same_as" in r for r in recs)
+    if copies:
+        out += ["", f"{copies} runs are the same training as a run of another group (same configs, arguments, "
+                "cell and seed) and were copied from it, not trained again (`same_as` in their records)."]
+    return out
 
 
 def report_main(report_class, doc: str, plan: Path, out: Path, argv: Optional[List[str]] = None) -> None:

@@ -39,8 +39,11 @@ cell (``--key=value``) and ``--seed_everything=SEED``, logged with ``CSVLogger``
 join the run's record. A run is finished when its JSON exists;
 ``run`` never starts a finished run again, so any session continues where the last one
 stopped. ``--budget-minutes`` stops launching runs that would not finish in time (the
-estimate is the slowest finished run of the group, or the group's ``minutes``). A group
-with ``select`` waits until every run of the group it selects from is stored.
+estimate is the slowest finished run of the group on the same kind of device, CPU or GPU, or
+the group's ``minutes``). A group with ``select`` waits until every run of the group it
+selects from is stored. A run whose exact training (configs, arguments, cell, seed, testing)
+is already stored under another group is not trained again: its record is copied, with
+``same_as`` naming the original.
 
 The JSON holds the run id, group, cell, seed, command, wall time, start and end time, the
 versions of torch / lightning / lightning_discrete (git commit), the host (and its GPU, if any), and every
@@ -343,11 +346,39 @@ def pending(plan: dict, groups: Iterable[str], results: Dict[str, dict], by_seed
         yield name, rid, cell, seed
 
 
-def estimate_s(plan: dict, name: str, results: Dict[str, dict]) -> float:
-    walls = [r["wall_s"] for r in results.values() if r["group"] == name]
+def estimate_s(plan: dict, name: str, results: Dict[str, dict], gpu: bool = False) -> float:
+    """Seconds a run of group ``name`` is expected to take: the slowest stored run of the group
+    on the same kind of device (``gpu``: this runner trains on a GPU), else the group's ``minutes``."""
+    walls = [r["wall_s"] for r in results.values() if r["group"] == name and on_gpu(r) == gpu]
     if walls:
         return max(walls)
     return 60.0 * float(plan["groups"][name].get("minutes", 0))
+
+
+OUTPUT_ARGS = ("--trainer.default_root_dir=", "--trainer.logger.init_args.save_dir=")
+
+
+def signature(args: Iterable[str], tested: bool) -> Tuple[Tuple[str, ...], bool]:
+    """What makes two runs the same training: the command's arguments without the run's own
+    output folders, and whether its best checkpoint is tested."""
+    return tuple(a for a in args if not a.startswith(OUTPUT_ARGS)), tested
+
+
+def twin(plan: dict, name: str, cell: Dict[str, object], seed: int, rid: str,
+         results: Dict[str, dict]) -> Optional[dict]:
+    """A stored run of another group that is exactly this run (same configs, arguments, cell,
+    seed and testing), or None. Two groups may share runs, e.g. a baseline's grid that is one
+    row of another estimator's grid; the run is trained once (on one device it is bit-identical)."""
+    want = signature(command(plan, name, cell, seed, rid)[1:], bool(plan["groups"][name].get("test")))
+    for rec in results.values():
+        if rec["id"] != rid and signature(rec["command"].split(" "), "test_command" in rec) == want:
+            return rec
+    return None
+
+
+def twin_record(src: dict, name: str, cell: Dict[str, object], seed: int, rid: str) -> dict:
+    """The record of run ``rid`` taken from its stored twin ``src`` (``same_as`` names it)."""
+    return dict(src, id=rid, group=name, cell=cell, seed=seed, same_as=src.get("same_as", src["id"]))
 
 
 def on_gpu(rec: dict) -> bool:
@@ -357,8 +388,9 @@ def on_gpu(rec: dict) -> bool:
 
 def compute_hours(results: Iterable[dict]) -> Tuple[float, float]:
     """``(CPU hours, GPU hours)`` of stored runs: wall time x torch threads on the CPU, wall
-    time on a GPU (shared by the runs that ran beside it)."""
+    time on a GPU (shared by the runs that ran beside it); a run copied from its twin counts once."""
     recs = list(results)
+    recs = [r for r in recs if "same_as" not in r]  # a twin's training is counted once
     cpu = sum(r["wall_s"] * r.get("threads", 1) for r in recs if not on_gpu(r))
     gpu = sum(r["wall_s"] for r in recs if on_gpu(r))
     return cpu / 3600, gpu / 3600
@@ -405,9 +437,11 @@ def cmd_run(plan: dict, args) -> None:
     results = stored(plan)
     if args.dry_run:
         for name, rid, cell, seed in pending(plan, groups, results, args.by_seed):
-            print(" ".join(command(plan, name, cell, seed, rid)[1:]))
+            src = twin(plan, name, cell, seed, rid, results)
+            print(f"# {rid}: the same run as {src['id']}" if src else " ".join(command(plan, name, cell, seed, rid)[1:]))
         return
     held = lock(plan)  # noqa: F841  (kept open for the whole run)
+    gpu = accelerator() != "cpu"
     running: Dict[object, Tuple[str, str]] = {}
     skipped = set()
     with ThreadPoolExecutor(args.workers) as pool:
@@ -417,7 +451,14 @@ def cmd_run(plan: dict, args) -> None:
             todo = [p for p in pending(plan, groups, results, args.by_seed) if p[1] not in active and p[1] not in skipped]
             while todo and len(running) < args.workers:
                 name, rid, cell, seed = todo.pop(0)
-                if time.monotonic() + estimate_s(plan, name, results) > deadline:
+                src = twin(plan, name, cell, seed, rid, results)
+                if src is not None:
+                    rec = twin_record(src, name, cell, seed, rid)
+                    store(plan, rec, args.commit)
+                    results[rid] = rec
+                    print(f"{'same as ' + rec['same_as']:>14s}  {rid}", flush=True)
+                    continue
+                if time.monotonic() + estimate_s(plan, name, results, gpu) > deadline:
                     skipped.add(rid)
                     continue
                 print(f"start {rid}", flush=True)

@@ -41,7 +41,8 @@ FINAL = {"configs": ["recipes/quickstart.yaml"], "args": FAST, "test": True, "se
 @pytest.mark.timeout(900)
 def test_runs_are_stored_once_resumed_and_selected_from(tmp_path):
     # one test, so that the five short trainings it needs are started once
-    plan = _plan(tmp_path, {"grid": GRID, "final": FINAL})
+    twin = dict(GRID, grid={"model.init_args.tau_b": [0.5]})  # one of grid's runs, under another name
+    plan = _plan(tmp_path, {"grid": GRID, "final": FINAL, "twin": twin})
     assert "waits for 2 run(s) of grid" in _runplan("status", plan)
     out = _runplan("run", plan, "--workers", "2", "--groups", "grid")
     results = tmp_path / "results"
@@ -65,6 +66,12 @@ def test_runs_are_stored_once_resumed_and_selected_from(tmp_path):
     again = _runplan("run", plan, "--workers", "1", "--groups", "grid")
     assert [line for line in again.splitlines() if line.startswith("start ")] == [f"start {files[1][:-5]}"]
     assert (results / files[1]).exists() and (results / files[0]).stat().st_mtime_ns == mtimes[files[0]]
+    # a group whose run is one of grid's: copied, not trained again, and counted once
+    out = _runplan("run", plan, "--groups", "twin")
+    assert "start " not in out and "same as grid__tau_b=0.5__seed=0" in out
+    copy = json.loads((results / "twin__tau_b=0.5__seed=0.json").read_text())
+    assert copy["same_as"] == "grid__tau_b=0.5__seed=0" and copy["group"] == "twin"
+    assert copy["metrics"] == rec["metrics"] and copy["cell"] == rec["cell"]
     # the select group now expands to the grid's best cell
     recs = [json.loads((results / f).read_text()) for f in files]
     best = min(recs, key=lambda r: min(v for _, _, v in r["metrics"]["val/loss"]))
@@ -117,3 +124,38 @@ def test_compute_hours_counts_cpu_and_gpu_runs_apart():
     # CPU hours: wall x threads; GPU: wall time only
     assert compute_hours([old, cpu, gpu]) == (2.5, 0.25)
     assert compute_hours([]) == (0.0, 0.0)
+
+
+def test_a_twin_is_the_same_command_seed_and_testing_only():
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    from runplan import command, compute_hours, estimate_s, twin
+
+    base = {"configs": ["recipes/quickstart.yaml"], "args": ["--trainer.max_epochs=2"], "seeds": [0]}
+    plan = {"results": "r", "scratch": "s", "data_dir": "data", "groups": {
+        "a": dict(base, grid={"model.init_args.tau_b": [0.5, 1.0]}),
+        "b": dict(base, grid={"model.init_args.tau_b": [0.5]}),
+        "c": dict(base, args=["--trainer.max_epochs=3"], grid={"model.init_args.tau_b": [0.5]}),
+        "d": dict(base, grid={"model.init_args.tau_b": [0.5]}, test=True)}}
+    cell = {"model.init_args.tau_b": 0.5}
+
+    def rec(group, seed, wall=60.0, accel="cpu"):
+        rid = f"{group}__tau_b=0.5__seed={seed}"
+        return {"id": rid, "group": group, "cell": cell, "seed": seed, "wall_s": wall, "threads": 1,
+                "host": {"accelerator": accel}, "command": " ".join(command(plan, group, cell, seed, rid)[1:])}
+
+    results = {r["id"]: r for r in [rec("a", 0), rec("a", 1)]}
+    # same configs, args, cell and seed, other output folder: a's seed-0 run
+    assert twin(plan, "b", cell, 0, "b__tau_b=0.5__seed=0", results)["id"] == "a__tau_b=0.5__seed=0"
+    assert twin(plan, "b", cell, 2, "b__tau_b=0.5__seed=2", results) is None      # another seed
+    assert twin(plan, "c", cell, 0, "c__tau_b=0.5__seed=0", results) is None      # other arguments
+    assert twin(plan, "d", cell, 0, "d__tau_b=0.5__seed=0", results) is None      # tested, a's run was not
+    assert twin(plan, "b", {"model.init_args.tau_b": 1.0}, 0, "b__tau_b=1__seed=0", results) is None
+    # a copy counts no compute of its own
+    copy = dict(rec("a", 0), id="b__tau_b=0.5__seed=0", group="b", same_as="a__tau_b=0.5__seed=0")
+    assert compute_hours([rec("a", 0), copy]) == (60.0 / 3600, 0.0)
+    # the budget estimate: the slowest stored run of the group on the same kind of device
+    results = {r["id"]: r for r in [rec("a", 0, 100.0), rec("a", 1, 40.0, "NVIDIA H200")]}
+    assert estimate_s(plan, "a", results, gpu=False) == 100.0
+    assert estimate_s(plan, "a", results, gpu=True) == 40.0
+    results.pop("a__tau_b=0.5__seed=1")
+    assert estimate_s(plan, "a", results, gpu=True) == 0.0  # no GPU run and no `minutes`: the plan's figure

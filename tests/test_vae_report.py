@@ -76,3 +76,32 @@ def test_best_tuning_cell_at_the_grid_edge_is_flagged(tmp_path):
     assert report.best_at_edge("tune") is None             # inside the grid
     store({0.0001: 90.0, 0.001: 75.0})
     assert report.best_at_edge("tune") is None             # incomplete group: no verdict yet
+
+
+def test_selected_cell_and_its_tuning_value_show_before_the_finals(tmp_path):
+    import yaml
+    from pathlib import Path
+
+    from vae_report import Report
+
+    lr = "model.init_args.optimizer.init_args.lr"
+    plan = {"results": str(tmp_path / "runs"), "groups": {
+        "tune": {"configs": ["x.yaml"], "grid": {"model.init_args.tau": [0.5, 1.0], lr: [0.001]}, "seeds": [0, 1]},
+        "final": {"configs": ["x.yaml"], "seeds": [0, 1, 2], "select": [
+            {"from": "tune", "metric": "val/loss", "mode": "min", "top": 1, "keys": ["model.init_args.tau", lr]}]}}}
+    path = tmp_path / "plan.yaml"
+    path.write_text(yaml.safe_dump(plan, sort_keys=False))  # grid order = run id order
+    report = Report(path, tmp_path / "r.md")
+    best = {(0.5, 0): 130.0, (0.5, 1): 134.0, (1.0, 0): 128.0, (1.0, 1): 140.0}  # means: 132 and 134
+    for (tau, seed), loss in list(best.items())[:3]:
+        rid = f"tune__tau={tau:g}__lr=0.001__seed={seed}"
+        report.results[rid] = {"id": rid, "cell": {"model.init_args.tau": tau, lr: 0.001}, "seed": seed,
+                               "metrics": {"val/loss": [[0, 0, loss + 9.0], [1, 1, loss]]}}
+    # tuning incomplete (3 of 4 runs): no selection yet
+    assert report.final_cell("final") == ("-", []) and report.tuned_value("final") == "-"
+    rid = "tune__tau=1__lr=0.001__seed=1"
+    report.results[rid] = {"id": rid, "cell": {"model.init_args.tau": 1.0, lr: 0.001}, "seed": 1,
+                           "metrics": {"val/loss": [[0, 0, 140.0]]}}
+    # complete: tau 0.5 wins on the mean over the tuning seeds (132 < 134), though tau 1 has the best single run
+    assert report.final_cell("final") == ("tau=0.5, lr=0.001", [])
+    assert report.tuned_value("final") == "132.00"  # mean over the selected cell's tuning seeds
