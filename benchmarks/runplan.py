@@ -38,7 +38,11 @@ cell (``--key=value``) and ``--seed_everything=SEED``, logged with ``CSVLogger``
 (``checkpoints/best*.ckpt``; the last one when there is none), and its ``test/*`` metrics
 join the run's record. A run is finished when its JSON exists;
 ``run`` never starts a finished run again, so any session continues where the last one
-stopped. ``--budget-minutes`` stops launching runs that would not finish in time (the
+stopped. A run stopped midway (the runner killed, the session over) continues from its
+``last.ckpt`` when its recipe saves one as a file (``save_last: true``): Lightning restores the
+model, optimiser, epoch and callbacks, the record joins the epochs of every attempt and lists
+``resumed_after_epochs`` (random streams are not restored, so a resumed run is another draw
+from the same experiment, not a bit-identical repeat); its ``wall_s`` is the last attempt's. ``--budget-minutes`` stops launching runs that would not finish in time (the
 estimate is the slowest finished run of the group on the same kind of device, CPU or GPU, or
 the group's ``minutes``). A group with ``select`` waits until every run of the group it
 selects from is stored. A run whose exact training (configs, arguments, cell, seed, testing)
@@ -257,6 +261,45 @@ def accelerator() -> str:
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
 
 
+def run_versions(out: Path) -> List[Path]:
+    """The ``CSVLogger`` versions of a run's scratch folder, oldest first."""
+    return sorted((out / "csv").glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
+
+
+def is_test_version(version: Path) -> bool:
+    """Whether a logger version holds a ``test`` pass (its metrics have ``test/`` columns)."""
+    f = version / "metrics.csv"
+    if not f.exists():
+        return False
+    with open(f) as fh:
+        return any(col.startswith("test/") for col in fh.readline().strip().split(","))
+
+
+def resume_point(out: Path) -> Optional[Path]:
+    """The checkpoint a stopped fit of this run continues from: the newest ``last.ckpt`` that is
+    a file (recipes with ``save_last: true``). A symlink (``save_last: link``) points at the best
+    epoch, not the last one, so it is not resumed from; the run then starts again."""
+    for version in reversed([v for v in run_versions(out) if not is_test_version(v)]):
+        last = version / "checkpoints" / "last.ckpt"
+        if last.is_file() and not last.is_symlink():
+            return last
+    return None
+
+
+def merge_epoch_metrics(files: Iterable[Path]) -> Dict[str, List[List[float]]]:
+    """Epoch-level metrics of the fits of one run, oldest file first: for each metric and epoch
+    the newest file's rows win, so a fit resumed after epoch e contributes epochs > e and the
+    fits before it the rest; a fit started afresh replaces everything."""
+    merged: Dict[str, Dict[float, List[List[float]]]] = {}
+    for f in files:
+        for key, rows in read_epoch_metrics(f).items():
+            by_epoch: Dict[float, List[List[float]]] = {}
+            for row in rows:
+                by_epoch.setdefault(row[0], []).append(row)
+            merged.setdefault(key, {}).update(by_epoch)
+    return {k: [row for e in sorted(v) for row in v[e]] for k, v in merged.items()}
+
+
 def execute(plan: dict, name: str, cell: dict, seed: int, rid: str, threads: int) -> Tuple[str, Optional[dict], str]:
     out = ROOT / plan["scratch"] / rid
     out.mkdir(parents=True, exist_ok=True)
@@ -264,23 +307,34 @@ def execute(plan: dict, name: str, cell: dict, seed: int, rid: str, threads: int
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
-    rc = _run_logged(cmd, out / "fit.log", env)
+    resumes = out / "resumed.json"  # the epochs after which this run was stopped and resumed
+    resume = resume_point(out)
+    if resume is None:
+        resumes.unlink(missing_ok=True)
+    else:
+        import torch
+
+        epoch = int(torch.load(resume, map_location="cpu", weights_only=False)["epoch"])
+        resumes.write_text(json.dumps((json.loads(resumes.read_text()) if resumes.exists() else []) + [epoch]))
+    rc = _run_logged(cmd + ([f"--ckpt_path={resume}"] if resume else []), out / "fit.log", env)
+    fits = [v for v in run_versions(out) if not is_test_version(v)]
     tested = bool(plan["groups"][name].get("test"))
     test_cmd: List[str] = []
     if rc == 0 and tested:
-        fits = sorted((out / "csv").glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
-        ckpts = sorted(fits[-1].glob("checkpoints/*.ckpt") if fits else [], key=lambda p: p.name.startswith("best"))
+        # the best checkpoint is rewritten only when it improves: the newest one is the run's best
+        best = sorted((c for v in fits for c in v.glob("checkpoints/best*.ckpt")), key=lambda c: c.stat().st_mtime)
+        ckpts = best or sorted(fits[-1].glob("checkpoints/*.ckpt") if fits else [])
         if not ckpts:
             return rid, None, f"FAILED (no checkpoint to test under {out / 'csv'})"
         test_cmd = command(plan, name, cell, seed, rid, "test") + [f"--ckpt_path={ckpts[-1]}"]
         rc = _run_logged(test_cmd, out / "test.log", env)
     wall = time.perf_counter() - t0
-    files = sorted((out / "csv").glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name.split("_")[1]))
+    files = [v / "metrics.csv" for v in fits if (v / "metrics.csv").exists()]
     if rc != 0 or not files:
         return rid, None, f"FAILED (rc {rc}); see {out / 'fit.log'} (and test.log)"
-    metrics: Dict[str, List[List[float]]] = {}
-    for f in files[-2:] if tested else files[-1:]:  # this fit, then its test (the next version)
-        metrics.update(read_epoch_metrics(f))
+    metrics = merge_epoch_metrics(files)
+    if tested:  # the test pass: the newest version
+        metrics.update(read_epoch_metrics(run_versions(out)[-1] / "metrics.csv"))
     rec = {
         "id": rid,
         "group": name,
@@ -288,6 +342,7 @@ def execute(plan: dict, name: str, cell: dict, seed: int, rid: str, threads: int
         "seed": seed,
         "command": " ".join(cmd[1:]),
         **({"test_command": " ".join(test_cmd[1:])} if test_cmd else {}),
+        **({"resumed_after_epochs": json.loads(resumes.read_text())} if resumes.exists() else {}),
         "threads": threads,
         "wall_s": round(wall, 1),
         "started": started.isoformat(timespec="seconds"),
@@ -296,7 +351,7 @@ def execute(plan: dict, name: str, cell: dict, seed: int, rid: str, threads: int
         "host": {"machine": platform.machine(), "cpus": os.cpu_count(), "accelerator": accelerator()},
         "metrics": metrics,
     }
-    return rid, rec, f"done in {wall:.0f} s"
+    return rid, rec, f"done in {wall:.0f} s" + (" (resumed)" if resume else "")
 
 
 def _run_logged(cmd: List[str], log_path: Path, env: Dict[str, str]) -> int:

@@ -159,3 +159,47 @@ def test_a_twin_is_the_same_command_seed_and_testing_only():
     assert estimate_s(plan, "a", results, gpu=True) == 40.0
     results.pop("a__tau_b=0.5__seed=1")
     assert estimate_s(plan, "a", results, gpu=True) == 0.0  # no GPU run and no `minutes`: the plan's figure
+
+
+@pytest.mark.timeout(600)
+def test_a_stopped_run_resumes_from_its_last_epoch(tmp_path):
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    from runplan import command, load_plan
+
+    group = {"configs": ["recipes/quickstart.yaml"], "args": FAST + ["--trainer.max_epochs=3"], "seeds": [0],
+             "test": True}
+    path = _plan(tmp_path, {"long": group})
+    rid = "long__seed=0"
+    # an attempt stopped after 2 of 3 epochs (what a killed runner leaves behind)
+    cmd = command(load_plan(path), "long", {}, 0, rid) + ["--trainer.max_epochs=2"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    last = tmp_path / "scratch" / rid / "csv" / "version_0" / "checkpoints" / "last.ckpt"
+    # the recipe saves the latest epoch as a file, not a link to the best one
+    assert last.is_file() and not last.is_symlink()
+    out = _runplan("run", path)
+    assert "(resumed)" in out
+    rec = json.loads((tmp_path / "results" / f"{rid}.json").read_text())
+    assert rec["resumed_after_epochs"] == [1]
+    # epochs 0-1 from the stopped attempt, epoch 2 from the resumed one; nothing trained twice
+    assert [row[0] for row in rec["metrics"]["val/loss"]] == [0.0, 1.0, 2.0]
+    import csv
+
+    resumed = tmp_path / "scratch" / rid / "csv" / "version_1" / "metrics.csv"
+    with open(resumed) as fh:
+        assert {row["epoch"] for row in csv.DictReader(fh) if row.get("val/loss")} == {"2"}
+    # and the best checkpoint over both attempts was tested
+    assert "test/loss" in rec["metrics"] and "/checkpoints/best" in rec["test_command"]
+
+
+def test_merged_metrics_take_each_epoch_from_the_newest_attempt(tmp_path):
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    from runplan import merge_epoch_metrics
+
+    a, b, c = tmp_path / "a.csv", tmp_path / "b.csv", tmp_path / "c.csv"
+    a.write_text("epoch,step,val/loss\n0,9,5.0\n1,19,4.0\n2,29,3.5\n")   # stopped during epoch 3
+    b.write_text("epoch,step,val/loss\n2,29,3.0\n3,39,2.5\n")             # resumed after epoch 1
+    assert merge_epoch_metrics([a, b])["val/loss"] == [[0, 9, 5.0], [1, 19, 4.0], [2, 29, 3.0], [3, 39, 2.5]]
+    c.write_text("epoch,step,val/loss,train/loss_step\n0,9,7.0,1.0\n")      # a fresh start wins its epochs
+    merged = merge_epoch_metrics([a, b, c])
+    assert merged["val/loss"][0] == [0, 9, 7.0] and "train/loss_step" not in merged
