@@ -42,9 +42,11 @@ stopped. A run stopped midway (the runner killed, the session over) continues fr
 ``last.ckpt`` when its recipe saves one as a file (``save_last: true``): Lightning restores the
 model, optimiser, epoch and callbacks, the record joins the epochs of every attempt and lists
 ``resumed_after_epochs`` (random streams are not restored, so a resumed run is another draw
-from the same experiment, not a bit-identical repeat); its ``wall_s`` is the last attempt's. ``--budget-minutes`` stops launching runs that would not finish in time (the
-estimate is the slowest finished run of the group on the same kind of device, CPU or GPU, or
-the group's ``minutes``). A group with ``select`` waits until every run of the group it
+from the same experiment, not a bit-identical repeat); its ``wall_s`` is the last attempt's.
+A record deleted by hand is rebuilt from the run's scratch folder the same way; delete the
+folder too to train the run again from the start. ``--budget-minutes`` stops launching runs
+that would not finish in time (the estimate is the slowest finished run of the group on the
+same kind of device, CPU or GPU, or the group's ``minutes``). A group with ``select`` waits until every run of the group it
 selects from is stored. A run whose exact training (configs, arguments, cell, seed, testing)
 is already stored under another group is not trained again: its record is copied, with
 ``same_as`` naming the original.
@@ -444,8 +446,7 @@ def on_gpu(rec: dict) -> bool:
 def compute_hours(results: Iterable[dict]) -> Tuple[float, float]:
     """``(CPU hours, GPU hours)`` of stored runs: wall time x torch threads on the CPU, wall
     time on a GPU (shared by the runs that ran beside it); a run copied from its twin counts once."""
-    recs = list(results)
-    recs = [r for r in recs if "same_as" not in r]  # a twin's training is counted once
+    recs = [r for r in results if "same_as" not in r]  # a twin's training is counted once
     cpu = sum(r["wall_s"] * r.get("threads", 1) for r in recs if not on_gpu(r))
     gpu = sum(r["wall_s"] for r in recs if on_gpu(r))
     return cpu / 3600, gpu / 3600
