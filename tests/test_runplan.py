@@ -61,10 +61,14 @@ def test_runs_are_stored_once_resumed_and_selected_from(tmp_path):
     # a second run starts nothing
     assert "start " not in _runplan("run", plan, "--groups", "grid")
     assert {p.name: p.stat().st_mtime_ns for p in results.glob("*.json")} == mtimes
-    # a run whose record is gone is run again, and only that one
+    # a run whose record is gone is run again, and only that one: rebuilt from its finished
+    # scratch folder (its last.ckpt is the final epoch), not trained a second time
+    gone = json.loads((results / files[1]).read_text())
     (results / files[1]).unlink()
     again = _runplan("run", plan, "--workers", "1", "--groups", "grid")
     assert [line for line in again.splitlines() if line.startswith("start ")] == [f"start {files[1][:-5]}"]
+    rebuilt = json.loads((results / files[1]).read_text())
+    assert "(resumed)" in again and rebuilt["metrics"]["val/loss"] == gone["metrics"]["val/loss"]
     assert (results / files[1]).exists() and (results / files[0]).stat().st_mtime_ns == mtimes[files[0]]
     # a group whose run is one of grid's: copied, not trained again, and counted once
     out = _runplan("run", plan, "--groups", "twin")
