@@ -27,6 +27,7 @@ A plan (YAML) names where results go and lists groups of runs::
           - {from: binary_grid, metric: val/loss, mode: min, top: 5,
              keys: [model.init_args.tau_f, model.init_args.tau_b]}
           - {from: binary_grid, metric: val/loss, mode: min, top: 1, equal: [tau_f, tau_b], ...}
+          # score: worst ranks a cell by its worst seed instead of the mean (reliability first)
         cells:                          # fixed cells added to the selection
           - {model.init_args.tau_f: 0.1, model.init_args.tau_b: 0.7}
         seeds: [0, 1, 2, 3, 4]
@@ -176,9 +177,18 @@ def group_runs(plan: dict, name: str, results: Dict[str, dict]) -> Tuple[List[Tu
 
 
 def select_cells(sel: dict, recs: List[dict]) -> List[Dict[str, object]]:
-    """Rank the cells of ``recs`` by their mean (over seeds) best ``metric`` and keep the ``top``."""
+    """Rank the cells of ``recs`` by their best ``metric`` over seeds and keep the ``top``.
+
+    ``score: mean`` (default) ranks by the mean over seeds; ``score: worst`` by the worst seed,
+    which prefers a cell that never fails over one that is better on average but collapses on
+    some seeds (a mean over two tuning seeds cannot see a 20-30 % failure rate; the worst of
+    several can)."""
     keys = sel["keys"]
     mode = sel.get("mode", "min")
+    score = sel.get("score", "mean")
+    if score not in ("mean", "worst"):
+        raise SystemExit(f"select: score must be 'mean' or 'worst', not {score!r}")
+    worst = max if mode == "min" else min
     by_cell: Dict[Tuple, List[float]] = {}
     for rec in recs:
         cell = rec["cell"]
@@ -190,7 +200,8 @@ def select_cells(sel: dict, recs: List[dict]) -> List[Dict[str, object]]:
         by_cell.setdefault(tuple(cell[k] for k in keys), []).append(
             v if v is not None else (math.inf if mode == "min" else -math.inf)
         )
-    ranked = sorted(by_cell.items(), key=lambda kv: sum(kv[1]) / len(kv[1]), reverse=(mode == "max"))
+    rank = (lambda v: sum(v) / len(v)) if score == "mean" else worst
+    ranked = sorted(by_cell.items(), key=lambda kv: rank(kv[1]), reverse=(mode == "max"))
     return [dict(zip(keys, cell)) for cell, _ in ranked[: sel.get("top", 1)]]
 
 

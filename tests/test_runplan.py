@@ -207,3 +207,24 @@ def test_merged_metrics_take_each_epoch_from_the_newest_attempt(tmp_path):
     c.write_text("epoch,step,val/loss,train/loss_step\n0,9,7.0,1.0\n")      # a fresh start wins its epochs
     merged = merge_epoch_metrics([a, b, c])
     assert merged["val/loss"][0] == [0, 9, 7.0] and "train/loss_step" not in merged
+
+
+def test_select_ranks_by_the_mean_or_by_the_worst_seed():
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    from runplan import select_cells
+
+    def rec(lr, seed, loss):
+        return {"id": f"g__lr={lr}__seed={seed}", "cell": {"lr": lr}, "seed": seed,
+                "metrics": {"val/loss": [[0, 0, loss + 1.0], [1, 1, loss]]}}
+
+    # lr 7e-4: better on average (120 vs 123) but one of its seeds is far worse (140)
+    recs = [rec(7e-4, 0, 100.0), rec(7e-4, 1, 140.0), rec(3e-4, 0, 122.0), rec(3e-4, 1, 124.0)]
+    sel = {"keys": ["lr"], "metric": "val/loss", "mode": "min", "top": 1}
+    assert select_cells(sel, recs) == [{"lr": 7e-4}]                       # mean 120 < 123
+    assert select_cells(dict(sel, score="worst"), recs) == [{"lr": 3e-4}]  # worst 124 < 140
+    # for a metric to maximise the worst seed is the lowest
+    acc = [dict(r, metrics={"val/acc": r["metrics"]["val/loss"]}) for r in recs]
+    sel = {"keys": ["lr"], "metric": "val/acc", "mode": "max", "top": 2, "score": "worst"}
+    assert select_cells(sel, acc) == [{"lr": 3e-4}, {"lr": 7e-4}]          # 122 > 100
+    with pytest.raises(SystemExit, match="score must be"):
+        select_cells(dict(sel, score="median"), recs)
