@@ -205,13 +205,36 @@ class Report:
                    "the sequential protocol (`*_dst_seq_f`, then `*_dst_seq_b`), not from this grid:", "",
                    *figures, "")
 
+    def checks(self) -> None:
+        """Diagnostic groups (``compare: <final group>`` in the plan): each beside the final it
+        questions, on the check's seeds only (a paired comparison)."""
+        groups = [g for g, spec in self.plan["groups"].items() if spec.get("compare")]
+        if not groups:
+            return
+        notes = sorted({self.plan["groups"][g].get("note", "") for g in groups} - {""})
+        self.w("## Checks", "", "Diagnostics beside the tables above, not rows of them. " + " ".join(notes)
+               + " Each check is shown with the final it questions, on the same seeds.", "",
+               "| group | cell | seeds | test/nll (m=1000) | test/loss | best val/loss | last val/loss |",
+               "|---|---|---|---|---|---|---|")
+        for check in groups:
+            seeds = set(self.plan["groups"][check]["seeds"])
+            for name in (self.plan["groups"][check]["compare"], check):
+                cell, recs = self.final_cell(name)
+                recs = [r for r in recs if r["seed"] in seeds]
+                shown = ", ".join(str(r["seed"]) for r in recs) or "pending"
+                self.w("| " + " | ".join([f"`{name}`", cell, shown, fmt(self.values(recs, "test/nll"), 1),
+                                          fmt(self.values(recs, "test/loss"), 1),
+                                          fmt([best_value(r, "val/loss", "min") for r in recs], 2),
+                                          fmt(self.values(recs, "val/loss"), 2)]) + " |")
+        self.w("")
+
     def tuning(self) -> None:
         self.w("## Tuning runs", "", "Best `val/loss` of each cell (seed 0); pending groups are omitted. The learning "
                "rate is chosen after 20 epochs, the finals run 100 (SBN) or 160 (VAE): a short selection budget "
                "favours large learning rates, so a best cell at the top of the grid widened the grid (see the "
                "plan's protocol), and a final may do worse late in training than a smaller rate would.", "")
-        for name in self.plan["groups"]:
-            if name.endswith("_final"):
+        for name, spec in self.plan["groups"].items():
+            if name.endswith("_final") or spec.get("compare"):
                 continue
             rows = self.tuning_rows(name)
             done = len(rows)
@@ -250,6 +273,7 @@ class Report:
                "evaluation always draws exact samples from q(z|x).", "", *compute_summary(list(self.results.values())), "")
         self.table1()
         self.benchmark()
+        self.checks()
         self.tuning()
         self.out.parent.mkdir(parents=True, exist_ok=True)
         self.out.write_text("\n".join(self.lines).rstrip() + "\n")

@@ -105,3 +105,35 @@ def test_selected_cell_and_its_tuning_value_show_before_the_finals(tmp_path):
     # complete: tau 0.5 wins on the mean over the tuning seeds (132 < 134), though tau 1 has the best single run
     assert report.final_cell("final") == ("tau=0.5, lr=0.001", [])
     assert report.tuned_value("final") == "132.00"  # mean over the selected cell's tuning seeds
+
+
+def test_a_check_is_shown_beside_its_final_on_the_check_s_seeds(tmp_path):
+    import yaml
+    from pathlib import Path
+
+    from vae_report import Report
+
+    lr = "model.init_args.optimizer.init_args.lr"
+    plan = {"results": str(tmp_path / "runs"), "groups": {
+        "final": {"configs": ["x.yaml"], "cells": [{lr: 0.01}], "seeds": [0, 1, 2], "test": True},
+        "final_check": {"configs": ["x.yaml"], "cells": [{lr: 0.003}], "seeds": [0], "test": True,
+                        "compare": "final", "note": "Is it the learning rate?"}}}
+    path = tmp_path / "plan.yaml"
+    path.write_text(yaml.safe_dump(plan, sort_keys=False))
+    report = Report(path, tmp_path / "r.md")
+
+    def store(group, lr_value, seed, nll):
+        rid = f"{group}__lr={lr_value:g}__seed={seed}"
+        report.results[rid] = {"id": rid, "cell": {lr: lr_value}, "seed": seed, "metrics": {
+            "val/loss": [[0, 0, nll + 14.0], [1, 1, nll + 12.0], [2, 2, nll + 13.0]],
+            "test/nll": [[2, 3, nll]], "test/loss": [[2, 3, nll + 11.0]]}}
+
+    store("final", 0.01, 0, 61.0)
+    store("final", 0.01, 1, 63.0)   # not a seed of the check: left out of the paired rows
+    store("final_check", 0.003, 0, 59.0)
+    report.checks()
+    rows = [line for line in report.lines if line.startswith("| `")]
+    assert "Is it the learning rate?" in report.lines[2]
+    # seed 0 only; best val/loss = min over epochs (nll + 12), last = the last epoch (nll + 13)
+    assert rows == ["| `final` | lr=0.01 | 0 | 61.0 | 72.0 | 73.00 | 74.00 |",
+                    "| `final_check` | lr=0.003 | 0 | 59.0 | 70.0 | 71.00 | 72.00 |"]
