@@ -299,6 +299,26 @@ def resume_point(out: Path) -> Optional[Path]:
     return None
 
 
+def best_checkpoint(paths: List[Path]) -> Path:
+    """The checkpoint with the best monitored value among a run's ``best*.ckpt`` files (one per
+    attempt). A resumed fit logs into a new folder, where Lightning's ``ModelCheckpoint`` does not
+    restore the old best score, so its first epoch always writes a ``best.ckpt`` of its own: the
+    newest file is not necessarily the best. Each file's ``ModelCheckpoint`` state holds its own
+    score (``best_model_score``) and the mode in its key (``'mode': 'max'``)."""
+    if len(paths) == 1:
+        return paths[0]
+    import torch
+
+    scored = []
+    for path in paths:
+        for key, state in torch.load(path, map_location="cpu", weights_only=False).get("callbacks", {}).items():
+            if key.startswith("ModelCheckpoint") and state.get("best_model_score") is not None:
+                sign = -1.0 if "'mode': 'max'" in key else 1.0
+                scored.append((sign * float(state["best_model_score"]), str(path), path))
+                break
+    return min(scored)[2] if scored else paths[-1]
+
+
 def merge_epoch_metrics(files: Iterable[Path]) -> Dict[str, List[List[float]]]:
     """Epoch-level metrics of the fits of one run, oldest file first: for each metric and epoch
     the newest file's rows win, so a fit resumed after epoch e contributes epochs > e and the
@@ -334,9 +354,8 @@ def execute(plan: dict, name: str, cell: dict, seed: int, rid: str, threads: int
     tested = bool(plan["groups"][name].get("test"))
     test_cmd: List[str] = []
     if rc == 0 and tested:
-        # the best checkpoint is rewritten only when it improves: the newest one is the run's best
-        best = sorted((c for v in fits for c in v.glob("checkpoints/best*.ckpt")), key=lambda c: c.stat().st_mtime)
-        ckpts = best or sorted(fits[-1].glob("checkpoints/*.ckpt") if fits else [])
+        best = [c for v in fits for c in sorted(v.glob("checkpoints/best*.ckpt"))]
+        ckpts = [best_checkpoint(best)] if best else sorted(fits[-1].glob("checkpoints/*.ckpt") if fits else [])
         if not ckpts:
             return rid, None, f"FAILED (no checkpoint to test under {out / 'csv'})"
         test_cmd = command(plan, name, cell, seed, rid, "test") + [f"--ckpt_path={ckpts[-1]}"]

@@ -228,3 +228,27 @@ def test_select_ranks_by_the_mean_or_by_the_worst_seed():
     assert select_cells(sel, acc) == [{"lr": 3e-4}, {"lr": 7e-4}]          # 122 > 100
     with pytest.raises(SystemExit, match="score must be"):
         select_cells(dict(sel, score="median"), recs)
+
+
+def test_the_tested_checkpoint_is_the_best_of_every_attempt(tmp_path):
+    import torch
+
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    from runplan import best_checkpoint
+
+    def ckpt(name, score, mode="min"):
+        path = tmp_path / name
+        key = f"ModelCheckpoint{{'monitor': 'val/loss', 'mode': '{mode}', 'every_n_train_steps': 0}}"
+        torch.save({"epoch": 3, "callbacks": {"TemperatureScheduler": {}, key: {"best_model_score": torch.tensor(score)}}},
+                   path)
+        return path
+
+    # attempt 1 reached 70.0; the resumed attempt's own first "best" is worse (72.0) and newer
+    first, second = ckpt("v0_best.ckpt", 70.0), ckpt("v1_best.ckpt", 72.0)
+    assert best_checkpoint([first, second]) == first
+    third = ckpt("v1_best2.ckpt", 69.0)  # the resumed attempt improved on it later
+    assert best_checkpoint([first, third]) == third
+    # a metric to maximise: the highest score
+    hi, lo = ckpt("acc_hi.ckpt", 0.9, "max"), ckpt("acc_lo.ckpt", 0.8, "max")
+    assert best_checkpoint([lo, hi]) == hi
+    assert best_checkpoint([lo]) == lo  # one file: nothing to load
