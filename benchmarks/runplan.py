@@ -40,7 +40,7 @@ cell (``--key=value``) and ``--seed_everything=SEED``, logged with ``CSVLogger``
 join the run's record. A run is finished when its JSON exists;
 ``run`` never starts a finished run again, so any session continues where the last one
 stopped. A run stopped midway (the runner killed, the session over) continues from its
-``last.ckpt`` when its recipe saves one as a file (``save_last: true``): Lightning restores the
+``checkpoints/latest.ckpt`` when its recipe saves one (every recipe does): Lightning restores the
 model, optimiser, epoch and callbacks, the record joins the epochs of every attempt and lists
 ``resumed_after_epochs`` (random streams are not restored, so a resumed run is another draw
 from the same experiment, not a bit-identical repeat); its ``wall_s`` is the last attempt's.
@@ -289,13 +289,15 @@ def is_test_version(version: Path) -> bool:
 
 
 def resume_point(out: Path) -> Optional[Path]:
-    """The checkpoint a stopped fit of this run continues from: the newest ``last.ckpt`` that is
-    a file (recipes with ``save_last: true``). A symlink (``save_last: link``) points at the best
-    epoch, not the last one, so it is not resumed from; the run then starts again."""
+    """The checkpoint a stopped fit of this run continues from: the newest ``latest.ckpt`` (the
+    recipes' ``ModelCheckpoint`` without a monitor, rewritten every epoch). Lightning's
+    ``last.ckpt`` is not used: beside a monitored checkpoint it is written only when that one
+    is, i.e. it holds the best epoch, not the latest. Without a ``latest.ckpt`` the run starts
+    again."""
     for version in reversed([v for v in run_versions(out) if not is_test_version(v)]):
-        last = version / "checkpoints" / "last.ckpt"
-        if last.is_file() and not last.is_symlink():
-            return last
+        latest = version / "checkpoints" / "latest.ckpt"
+        if latest.is_file():
+            return latest
     return None
 
 
@@ -312,7 +314,8 @@ def best_checkpoint(paths: List[Path]) -> Path:
     scored = []
     for path in paths:
         for key, state in torch.load(path, map_location="cpu", weights_only=False).get("callbacks", {}).items():
-            if key.startswith("ModelCheckpoint") and state.get("best_model_score") is not None:
+            if key.startswith("ModelCheckpoint") and "'monitor': None" not in key \
+                    and state.get("best_model_score") is not None:
                 sign = -1.0 if "'mode': 'max'" in key else 1.0
                 scored.append((sign * float(state["best_model_score"]), str(path), path))
                 break

@@ -345,6 +345,10 @@ def test_quickstart_recipe_with_a_tiny_budget_prints_the_summary(tmp_path, capsy
     assert f"Logs: {trainer.log_dir}" in text and os.path.isfile(os.path.join(trainer.log_dir, "metrics.csv"))
     best = trainer.checkpoint_callback.best_model_path
     assert best and os.path.isfile(best) and best in text
+    # and the latest epoch, the one a stopped run resumes from
+    latest = next(c.best_model_path for c in trainer.checkpoint_callbacks if c.monitor is None)
+    assert latest.endswith("latest.ckpt") and f"latest {latest}" in text
+    assert torch.load(latest, map_location="cpu", weights_only=False)["global_step"] == trainer.global_step
     assert summary.figure_path and os.path.isfile(summary.figure_path) and summary.figure_path in text
     assert "scikit-learn's bundled digits" in text and "Try next:" in text
     assert "recipes/binary_fashion_mnist.yaml" in text and "lightning-discrete sweep" in text
@@ -464,3 +468,44 @@ def test_quickstart_under_ddp_prints_one_summary(tmp_path, free_master_port):
     assert proc.returncode == 0, out[-3000:]
     assert out.count("\nSummary\n") == 1  # rank zero only
     assert "Logs: " in out and "curves.png" in out
+
+
+def test_every_recipe_keeps_the_best_and_the_latest_epoch(tmp_path):
+    """best.ckpt holds the lowest val/loss, latest.ckpt the last epoch, also when val/loss rises.
+    (Lightning's last.ckpt beside a monitored checkpoint is written only with it: the best epoch.)"""
+    import yaml
+    from lightning.pytorch import LightningModule
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    configs = {}
+    for path in sorted(glob.glob(os.path.join(root, "recipes", "*.yaml"))):
+        callbacks = (yaml.safe_load(open(path)).get("trainer") or {}).get("callbacks") or []
+        ckpts = [c.get("init_args") or {} for c in callbacks if c["class_path"].endswith("ModelCheckpoint")]
+        if ckpts:
+            configs[os.path.basename(path)] = ckpts
+            assert {"monitor": "val/loss", "mode": "min", "filename": "best"}.items() <= ckpts[0].items(), path
+            assert ckpts[-1] == {"filename": "latest"}, path
+    assert len(configs) >= 10 and "vae_mnist.yaml" in configs and "structured_prediction_mnist.yaml" in configs
+
+    class Rising(LightningModule):  # validation loss 1, 2, 3: the first epoch is the best
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def training_step(self, batch, batch_idx):
+            return (self.w - 1.0).pow(2).sum()
+
+        def validation_step(self, batch, batch_idx):
+            self.log("val/loss", float(self.current_epoch + 1))
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    data = torch.utils.data.DataLoader(torch.zeros(4, 1), batch_size=2)
+    callbacks = [ModelCheckpoint(dirpath=tmp_path, **args) for args in configs["quickstart.yaml"]]
+    trainer = Trainer(max_epochs=3, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                      callbacks=callbacks)
+    trainer.fit(Rising(), data, data)
+    epochs = {f: torch.load(tmp_path / f, map_location="cpu", weights_only=False)["epoch"] for f in os.listdir(tmp_path)}
+    assert epochs == {"best.ckpt": 0, "latest.ckpt": 2}

@@ -62,7 +62,7 @@ def test_runs_are_stored_once_resumed_and_selected_from(tmp_path):
     assert "start " not in _runplan("run", plan, "--groups", "grid")
     assert {p.name: p.stat().st_mtime_ns for p in results.glob("*.json")} == mtimes
     # a run whose record is gone is run again, and only that one: rebuilt from its finished
-    # scratch folder (its last.ckpt is the final epoch), not trained a second time
+    # scratch folder (its latest.ckpt is the final epoch), not trained a second time
     gone = json.loads((results / files[1]).read_text())
     (results / files[1]).unlink()
     again = _runplan("run", plan, "--workers", "1", "--groups", "grid")
@@ -178,9 +178,10 @@ def test_a_stopped_run_resumes_from_its_last_epoch(tmp_path):
     cmd = command(load_plan(path), "long", {}, 0, rid) + ["--trainer.max_epochs=2"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    last = tmp_path / "scratch" / rid / "csv" / "version_0" / "checkpoints" / "last.ckpt"
-    # the recipe saves the latest epoch as a file, not a link to the best one
-    assert last.is_file() and not last.is_symlink()
+    import torch
+
+    latest = tmp_path / "scratch" / rid / "csv" / "version_0" / "checkpoints" / "latest.ckpt"
+    assert torch.load(latest, map_location="cpu", weights_only=False)["epoch"] == 1  # the second epoch
     out = _runplan("run", path)
     assert "(resumed)" in out
     rec = json.loads((tmp_path / "results" / f"{rid}.json").read_text())
@@ -239,8 +240,9 @@ def test_the_tested_checkpoint_is_the_best_of_every_attempt(tmp_path):
     def ckpt(name, score, mode="min"):
         path = tmp_path / name
         key = f"ModelCheckpoint{{'monitor': 'val/loss', 'mode': '{mode}', 'every_n_train_steps': 0}}"
-        torch.save({"epoch": 3, "callbacks": {"TemperatureScheduler": {}, key: {"best_model_score": torch.tensor(score)}}},
-                   path)
+        latest = "ModelCheckpoint{'monitor': None, 'mode': 'min', 'every_n_train_steps': 0}"  # not the best's
+        torch.save({"epoch": 3, "callbacks": {latest: {"best_model_score": torch.tensor(0.0)}, "TemperatureScheduler": {},
+                                              key: {"best_model_score": torch.tensor(score)}}}, path)
         return path
 
     # attempt 1 reached 70.0; the resumed attempt's own first "best" is worse (72.0) and newer

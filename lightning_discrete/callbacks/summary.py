@@ -244,13 +244,17 @@ class TrainingSummary(Callback):
         config = os.path.join(trainer.default_root_dir, "config.yaml")
         if os.path.isfile(config):
             out.append(f"Config of this run: {config}.")
-        ckpt = trainer.checkpoint_callback
-        best = getattr(ckpt, "best_model_path", "") if ckpt is not None else ""
-        last = getattr(ckpt, "last_model_path", "") if ckpt is not None else ""
-        if best or last:
-            parts = [f"best {best}"] if best else []
-            if last and last != best:
-                parts.append(f"last {last}")
+        # a monitored checkpoint holds the best epoch; one without a monitor the latest (the
+        # recipes' latest.ckpt); Lightning's own last.ckpt is written only with a monitored save
+        ckpts = getattr(trainer, "checkpoint_callbacks", [])
+        best = next((c.best_model_path for c in ckpts if c.monitor is not None and c.best_model_path), "")
+        latest = next((c.best_model_path for c in ckpts if c.monitor is None and c.best_model_path), "")
+        last = next((c.last_model_path for c in ckpts if c.last_model_path), "")
+        parts: List[str] = []
+        for label, path in (("best", best), ("latest", latest), ("last", last)):
+            if path and not any(p.endswith(f" {path}") for p in parts):
+                parts.append(f"{label} {path}")
+        if parts:
             out.append(f"Checkpoints: {', '.join(parts)}.")
         if self.figure_path:
             out.append(f"Figure: {self.figure_path} (accuracy, perplexity, active units and temperatures per epoch).")
