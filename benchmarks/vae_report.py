@@ -270,7 +270,10 @@ class Report:
                "Differences from the papers: Adam over the learning rates {1e-4, 3e-4, 1e-3, 3e-3}, SBN also 1e-2 (widened twice on 2026-12-04 when the best value sat at the top of the grid) instead of SGD with momentum over "
                "6 values; REINFORCE uses a leave-one-out baseline over 2 samples (the paper's SF row used its own "
                "baseline); the categorical KL is analytic for every estimator (relaxed Gumbel-Softmax included); "
-               "evaluation always draws exact samples from q(z|x).", "", *compute_summary(list(self.results.values())), "")
+               "evaluation always draws exact samples from q(z|x). MNIST-VAE benchmark: temperatures from {0.5, 1, 2}, "
+               "widened once by a factor 2 where the best value sat at an edge; Decoupled ST tuned by the "
+               "sequential protocol (tau_f at tau_b = 1, then tau_b), 5 temperature cells against 3-4 for the "
+               "baselines; tuning on one seed for 20 epochs.", "", *compute_summary(list(self.results.values())), "")
         self.table1()
         self.benchmark()
         self.checks()
