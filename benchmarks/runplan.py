@@ -493,7 +493,10 @@ def cmd_status(plan: dict, args) -> None:
         done = sum(rid in results for rid, _, _ in runs)
         walls = [results[rid]["wall_s"] for rid, _, _ in runs if rid in results]
         per = f", {sum(walls) / len(walls) / 60:.1f} min per run" if walls else ""
-        print(f"{name:28s} {done:4d} / {len(runs):4d} stored{per}" + (f"  ({waiting})" if waiting else ""))
+        stopped = sum(rid not in results and resume_point(ROOT / plan["scratch"] / rid) is not None
+                      for rid, _, _ in runs)
+        print(f"{name:28s} {done:4d} / {len(runs):4d} stored{per}" + (f"  ({waiting})" if waiting else "")
+              + (f"  ({stopped} stopped midway: resumed by the next run)" if stopped else ""))
     print(f"CPU time of the stored runs: {cpu_h:.2f} h" + (f"; GPU runs: {gpu_h:.2f} h of wall time" if gpu_h else ""))
 
 

@@ -182,6 +182,7 @@ def test_a_stopped_run_resumes_from_its_last_epoch(tmp_path):
 
     latest = tmp_path / "scratch" / rid / "csv" / "version_0" / "checkpoints" / "latest.ckpt"
     assert torch.load(latest, map_location="cpu", weights_only=False)["epoch"] == 1  # the second epoch
+    assert "(1 stopped midway: resumed by the next run)" in _runplan("status", path)
     out = _runplan("run", path)
     assert "(resumed)" in out
     rec = json.loads((tmp_path / "results" / f"{rid}.json").read_text())
