@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import itertools
 import json
 import math
@@ -461,9 +462,16 @@ def twin(plan: dict, name: str, cell: Dict[str, object], seed: int, rid: str,
     row of another estimator's grid; the run is trained once (on one device it is bit-identical)."""
     want = signature(command(plan, name, cell, seed, rid)[1:], bool(plan["groups"][name].get("test")))
     for rec in results.values():
-        if rec["id"] != rid and signature(rec["command"].split(" "), "test_command" in rec) == want:
+        if rec["id"] != rid and stored_signature(rec["command"], "test_command" in rec) == want:
             return rec
     return None
+
+
+@functools.lru_cache(maxsize=None)
+def stored_signature(command_line: str, tested: bool) -> Tuple[Tuple[str, ...], bool]:
+    """:func:`signature` of a stored record's command line, computed once per record (the runner
+    asks for every pending run on every pass)."""
+    return signature(command_line.split(" "), tested)
 
 
 def twin_record(src: dict, name: str, cell: Dict[str, object], seed: int, rid: str) -> dict:

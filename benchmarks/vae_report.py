@@ -98,20 +98,24 @@ class Report:
         ids = [rid for rid, _, _ in group_runs(self.plan, group, self.results)[0]]
         return [self.results[i] for i in ids if i in self.results]
 
-    def final_cell(self, group: str) -> Tuple[str, List[dict]]:
-        """``(cell label, stored runs)`` of a final group (one selected cell). The cell is known as
-        soon as the tuning group it selects from is complete, before any final is stored."""
+    def selected_cell(self, group: str) -> Optional[Dict[str, object]]:
+        """The cell a final group runs, known as soon as the tuning group it selects from is
+        complete (before any final is stored); None before that or for an unknown group."""
         planned = group_runs(self.plan, group, self.results)[0] if group in self.plan["groups"] else []
-        return (cell_label(planned[0][1]) if planned else "-"), self.runs(group)
+        return planned[0][1] if planned else None
+
+    def final_cell(self, group: str) -> Tuple[str, List[dict]]:
+        """``(cell label, stored runs)`` of a final group (one selected cell)."""
+        cell = self.selected_cell(group)
+        return (cell_label(cell) if cell is not None else "-"), self.runs(group)
 
     def tuned_value(self, group: str) -> str:
         """The best ``val/loss`` of a final group's selected cell in its tuning group (mean over the
         tuning seeds), or ``-`` while the tuning is incomplete."""
-        planned = group_runs(self.plan, group, self.results)[0] if group in self.plan["groups"] else []
+        cell = self.selected_cell(group)
         sel = (self.plan["groups"].get(group, {}).get("select") or [None])[0]
-        if not planned or sel is None:
+        if cell is None or sel is None:
             return "-"
-        cell = planned[0][1]
         recs = [r for r in self.runs(sel["from"]) if all(r["cell"].get(k) == cell[k] for k in sel["keys"])]
         return fmt([mean_best(recs)], 2) if recs else "-"
 

@@ -251,9 +251,11 @@ class TrainingSummary(Callback):
         latest = next((c.best_model_path for c in ckpts if c.monitor is None and c.best_model_path), "")
         last = next((c.last_model_path for c in ckpts if c.last_model_path), "")
         parts: List[str] = []
+        shown = set()
         for label, path in (("best", best), ("latest", latest), ("last", last)):
-            if path and not any(p.endswith(f" {path}") for p in parts):
+            if path and path not in shown:
                 parts.append(f"{label} {path}")
+                shown.add(path)
         if parts:
             out.append(f"Checkpoints: {', '.join(parts)}.")
         if self.figure_path:
