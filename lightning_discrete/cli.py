@@ -181,3 +181,14 @@ def main(args: Optional[Sequence[str]] = None) -> None:
     except _expected_errors() as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+    finally:
+        _destroy_process_group()
+
+
+def _destroy_process_group() -> None:
+    """Tear down the process group a DDP run left (Lightning does it at exit for NCCL only):
+    a gloo rank that still holds its group while the interpreter shuts down can abort."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

@@ -7,6 +7,7 @@ Tests reach everything through the fixtures below, never by importing this modul
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import socket
 from typing import Any, Callable, Dict, List, Tuple
@@ -15,6 +16,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.strategies import DDPStrategy
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -195,15 +197,45 @@ QUIET = dict(
 )
 
 
+def _destroy_process_group() -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+class OrderlyDDPSpawn(DDPStrategy):
+    """``ddp_spawn`` whose ranks destroy their gloo process group when they exit.
+
+    Lightning registers that at-exit destroy for NCCL only; without it a rank can abort
+    while its interpreter shuts down ("terminate called without an active exception",
+    SIGABRT), which failed one CI run after the test's own assertions had passed.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(start_method="spawn")
+
+    def setup_distributed(self) -> None:
+        super().setup_distributed()
+        atexit.register(_destroy_process_group)
+
+
 @pytest.fixture
 def make_trainer() -> Callable[..., Trainer]:
     """``make_trainer(**kw)``: a CPU Trainer without logger, checkpoints, progress bar,
-    model summary or sanity check; ``kw`` overrides any of them."""
+    model summary or sanity check; ``kw`` overrides any of them (``strategy="ddp_spawn"``
+    gets :class:`OrderlyDDPSpawn`)."""
 
     def make(**kw: Any) -> Trainer:
+        if kw.get("strategy") == "ddp_spawn":
+            kw["strategy"] = OrderlyDDPSpawn()
         return Trainer(**{**QUIET, **kw})
 
     return make
+
+
+@pytest.fixture
+def ddp_spawn() -> Callable[[], OrderlyDDPSpawn]:
+    """``ddp_spawn()``: a fresh :class:`OrderlyDDPSpawn` for a Trainer built by hand."""
+    return OrderlyDDPSpawn
 
 
 @pytest.fixture

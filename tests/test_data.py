@@ -272,23 +272,23 @@ class _RowRecorder(LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
-def _ddp_record_rows(data_dir: str, out_dir: str) -> None:
+def _ddp_record_rows(data_dir: str, out_dir: str, strategy) -> None:
     dm = FashionMNISTDataModule(data_dir=data_dir, batch_size=8, val_size=0, flatten=True)
     trainer = Trainer(
-        accelerator="cpu", devices=2, strategy="ddp_spawn", max_epochs=2, limit_val_batches=0,
+        accelerator="cpu", devices=2, strategy=strategy, max_epochs=2, limit_val_batches=0,
         logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
     )
     trainer.fit(_RowRecorder(out_dir), datamodule=dm)
 
 
 @pytest.mark.timeout(120)
-def test_ddp_ranks_get_disjoint_shards_of_every_epoch(tmp_path, free_master_port, idx_names, idx_bytes):
+def test_ddp_ranks_get_disjoint_shards_of_every_epoch(tmp_path, free_master_port, ddp_spawn, idx_names, idx_bytes):
     if not torch.distributed.is_available():
         pytest.skip("torch.distributed unavailable")
     data_dir, out_dir = str(tmp_path / "data"), str(tmp_path / "out")
     os.makedirs(out_dir)
     _write_labelled_layout(data_dir, 100, idx_names, idx_bytes)
-    _ddp_record_rows(data_dir, out_dir)
+    _ddp_record_rows(data_dir, out_dir, ddp_spawn())
     orders = []
     for epoch in range(2):
         r0 = torch.load(os.path.join(out_dir, f"rank0_epoch{epoch}.pt")).tolist()
