@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_discrete import functional as LF
+from lightning_discrete.cli import _destroy_process_group
 from lightning_discrete.models import CategoricalAutoencoder, DiscreteModule, StochasticBinaryNetwork
 from lightning_discrete.nn import BinaryBottleneck, CategoricalBottleneck, DiscreteBottleneck
 from lightning_discrete.nn.logic import GroupSum, LogicGateLayer
@@ -195,11 +196,6 @@ QUIET = dict(
     enable_model_summary=False,
     num_sanity_val_steps=0,
 )
-
-
-def _destroy_process_group() -> None:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
 
 
 class OrderlyDDPSpawn(DDPStrategy):
