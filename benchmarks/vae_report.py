@@ -20,7 +20,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reproduction import cell_label, compute_summary, final, finite, fmt, mean_best, report_main  # noqa: E402
-from runplan import ROOT, best_value, fmt_value, group_runs, load_plan, select_cells, short, stored  # noqa: E402
+from runplan import (ROOT, best_value, command, fmt_value, group_runs, load_plan, select_cells, short,  # noqa: E402
+                     signature, stored)
 
 TASKS = {
     "sbn_bern": "SBN, Bernoulli (392-200-200-392)",
@@ -125,6 +126,17 @@ class Report:
             by_cell.setdefault(cell_label(rec["cell"]), []).append(best_value(rec, "val/loss", "min"))
         return [f"{label}: {fmt(v, 2)}" for label, v in sorted(by_cell.items())]
 
+    def same_training(self, a: str, b: str) -> bool:
+        """Whether final groups ``a`` and ``b`` train the same runs: their selected cells give the
+        same command (configs, arguments, cell; output folders aside) on their first seed."""
+        cells = [self.selected_cell(g) for g in (a, b)]
+        if any(c is None for c in cells):
+            return False
+        sigs = {signature(command(self.plan, g, c, self.plan["groups"][g]["seeds"][0], g)[1:],
+                          bool(self.plan["groups"][g].get("test")))
+                for g, c in zip((a, b), cells)}
+        return len(sigs) == 1
+
     def values(self, recs: List[dict], metric: str) -> List[Optional[float]]:
         return [final(r, metric) for r in recs]
 
@@ -178,9 +190,14 @@ class Report:
             for est, est_label in BENCH_ESTIMATORS.items():
                 group = f"mv_{size}_{est}_final"
                 self.final_row(group, [size_label, est_label], [], lambda recs, g=group: [
-                    self.tuned_value(g), *(self.cell(recs, m, len(self.plan["groups"][g]["seeds"]))
+                    self.tuned_value(g), *(self.cell(recs, m, len(self.plan["groups"].get(g, {}).get("seeds", [])))
                                            for m in ("test/loss", "test/nll", "train/loss"))])
         self.w("")
+        for size, size_label in SIZES.items():
+            if self.same_training(f"mv_{size}_dst_final", f"mv_{size}_st_final"):
+                self.w(f"{size_label}: Decoupled ST's sequential tuning kept tau_f = 1 and chose ST's tau_b, so its "
+                       "selected cell is ST's and its finals are the ST runs (trained once, stored under both "
+                       "groups): on this size Decoupled ST adds nothing over ST at the tuning budget.", "")
         self.dst_heatmaps()
 
     def dst_heatmaps(self) -> None:

@@ -137,3 +137,42 @@ def test_a_check_is_shown_beside_its_final_on_the_check_s_seeds(tmp_path):
     # seed 0 only; best val/loss = min over epochs (nll + 12), last = the last epoch (nll + 13)
     assert rows == ["| `final` | lr=0.01 | 0 | 61.0 | 72.0 | 73.00 | 74.00 |",
                     "| `final_check` | lr=0.003 | 0 | 59.0 | 70.0 | 71.00 | 72.00 |"]
+
+
+def test_a_final_that_selects_another_final_s_training_is_said_to(tmp_path):
+    """Decoupled ST tuned to tau_f = 1 is ST: the report says its finals are ST's, and only then."""
+    import yaml
+    from pathlib import Path
+
+    from vae_report import Report
+
+    tf, tb = "model.init_args.tau_f", "model.init_args.tau_b"
+    cfg = ["recipes/vae_mnist.yaml", "recipes/estimators/decoupled_st.yaml"]
+    tuning = {"mv_8x4_st_final": "mv_8x4_st_tune", "mv_8x4_dst_final": "mv_8x4_dst_seq_f"}
+    plan = {"results": str(tmp_path / "runs"), "scratch": str(tmp_path / "scratch"), "data_dir": "data", "groups": {
+        "mv_8x4_st_tune": {"configs": cfg, "grid": {tf: [1.0], tb: [0.5, 1.0]}, "seeds": [0]},
+        "mv_8x4_dst_seq_f": {"configs": cfg, "grid": {tf: [0.5, 1.0], tb: [1.0]}, "seeds": [0]},
+        **{final: {"configs": cfg, "seeds": [0, 1], "select": [
+            {"from": tune, "metric": "val/loss", "mode": "min", "top": 1, "keys": [tf, tb]}]}
+           for final, tune in tuning.items()}}}
+    path = tmp_path / "plan.yaml"
+    path.write_text(yaml.safe_dump(plan, sort_keys=False))
+    report = Report(path, tmp_path / "r.md")
+
+    def store(group, f, b, loss):
+        rid = f"{group}__tau_f={f:g}__tau_b={b:g}__seed=0"
+        report.results[rid] = {"id": rid, "group": group, "cell": {tf: f, tb: b}, "seed": 0,
+                               "metrics": {"val/loss": [[0, 0, loss]]}}
+
+    store("mv_8x4_st_tune", 1.0, 0.5, 140.0)
+    store("mv_8x4_st_tune", 1.0, 1.0, 130.0)         # ST selects (1, 1)
+    assert not report.same_training("mv_8x4_dst_final", "mv_8x4_st_final")  # Decoupled ST not tuned yet
+    store("mv_8x4_dst_seq_f", 0.5, 1.0, 120.0)
+    store("mv_8x4_dst_seq_f", 1.0, 1.0, 130.0)        # Decoupled ST selects (0.5, 1): a different training
+    assert not report.same_training("mv_8x4_dst_final", "mv_8x4_st_final")
+    store("mv_8x4_dst_seq_f", 0.5, 1.0, 135.0)        # now (1, 1), ST's cell
+    assert report.same_training("mv_8x4_dst_final", "mv_8x4_st_final")
+    report.lines = []
+    report.benchmark()
+    assert sum("its finals are the ST runs" in line for line in report.lines) == 1
+    assert any(line.startswith("8 x 4: Decoupled ST") for line in report.lines)
