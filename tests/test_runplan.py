@@ -132,7 +132,7 @@ def test_compute_hours_counts_cpu_and_gpu_runs_apart():
 
 def test_a_twin_is_the_same_command_seed_and_testing_only():
     sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-    from runplan import command, compute_hours, estimate_s, twin
+    from runplan import SCALED_ESTIMATE_MARGIN, command, compute_hours, estimate_s, twin
 
     base = {"configs": ["recipes/quickstart.yaml"], "args": ["--trainer.max_epochs=2"], "seeds": [0]}
     plan = {"results": "r", "scratch": "s", "data_dir": "data", "groups": {
@@ -163,6 +163,15 @@ def test_a_twin_is_the_same_command_seed_and_testing_only():
     assert estimate_s(plan, "a", results, gpu=True) == 40.0
     results.pop("a__tau_b=0.5__seed=1")
     assert estimate_s(plan, "a", results, gpu=True) == 0.0  # no GPU run and no `minutes`: the plan's figure
+    # a final without stored runs: its tuning group's slowest run on the device, scaled by the epochs (x margin)
+    plan["groups"]["f"] = dict(base, args=["--trainer.max_epochs=8"], minutes=99, select=[
+        {"from": "a", "metric": "val/loss", "mode": "min", "top": 1, "keys": ["model.init_args.tau_b"]}])
+    results = {r["id"]: r for r in [rec("a", 0, 100.0), rec("a", 1, 30.0), rec("a", 2, 10.0, "NVIDIA H200")]}
+    assert estimate_s(plan, "f", results) == pytest.approx(100.0 * 8 / 2 * SCALED_ESTIMATE_MARGIN)
+    assert estimate_s(plan, "f", results, gpu=True) == pytest.approx(10.0 * 8 / 2 * SCALED_ESTIMATE_MARGIN)
+    results = {"f__tau_b=0.5__seed=0": dict(rec("a", 0, 500.0), group="f")}
+    assert estimate_s(plan, "f", results) == 500.0          # its own stored run first
+    assert estimate_s(plan, "f", {}) == 99 * 60.0           # nothing measured: the plan's `minutes`
 
 
 @pytest.mark.timeout(600)
