@@ -48,8 +48,8 @@ A record deleted by hand is rebuilt from the run's scratch folder the same way; 
 folder too to train the run again from the start. ``--budget-minutes`` stops launching runs
 that would not finish in time (the estimate is the slowest finished run of the group on the
 same kind of device, CPU or GPU; before the group has one, a ``select`` group scales the runs
-it selects from by the ratio of ``--trainer.max_epochs``; else the group's ``minutes``). A group with ``select`` waits until every run of the group it
-selects from is stored. A run whose exact training (configs, arguments, cell, seed, testing)
+it selects from by the ratio of ``--trainer.max_epochs``; else the group's ``minutes``). A
+group with ``select`` waits until every run of the group it selects from is stored. A run whose exact training (configs, arguments, cell, seed, testing)
 is already stored under another group is not trained again: its record is copied, with
 ``same_as`` naming the original.
 
@@ -446,8 +446,9 @@ def max_epochs(plan: dict, name: str) -> Optional[int]:
     return None
 
 
-# a final's wall time over its tuning runs' scaled by the epochs: the test of the best checkpoint
-# and noise (measured: 160-epoch VAE finals took 1.14x the slowest 20-epoch tuning run times 8)
+# Margin on a final estimated from its tuning runs (their wall time times the ratio of epochs):
+# a final also tests its best checkpoint. Measured: a 160-epoch VAE final took 1.14x the slowest
+# of its 20-epoch tuning runs times 8.
 SCALED_ESTIMATE_MARGIN = 1.25
 
 
