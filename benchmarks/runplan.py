@@ -49,7 +49,8 @@ folder too to train the run again from the start. ``--budget-minutes`` stops lau
 that would not finish in time (the estimate is the slowest finished run of the group on the
 same kind of device, CPU or GPU; before the group has one, a ``select`` group scales the runs
 it selects from by the ratio of ``--trainer.max_epochs``; else the group's ``minutes``). A
-group with ``select`` waits until every run of the group it selects from is stored. A run whose exact training (configs, arguments, cell, seed, testing)
+group with ``select`` waits until every run of the group it selects from is stored. A run
+whose exact training (configs, arguments, cell, seed, testing)
 is already stored under another group is not trained again: its record is copied, with
 ``same_as`` naming the original.
 
@@ -481,12 +482,17 @@ def signature(args: Iterable[str], tested: bool) -> Tuple[Tuple[str, ...], bool]
     return tuple(a for a in args if not a.startswith(OUTPUT_ARGS)), tested
 
 
+def run_signature(plan: dict, name: str, cell: Dict[str, object], seed: int, rid: str) -> Tuple[Tuple[str, ...], bool]:
+    """:func:`signature` of a planned run of group ``name``."""
+    return signature(command(plan, name, cell, seed, rid)[1:], bool(plan["groups"][name].get("test")))
+
+
 def twin(plan: dict, name: str, cell: Dict[str, object], seed: int, rid: str,
          results: Dict[str, dict]) -> Optional[dict]:
     """A stored run of another group that is exactly this run (same configs, arguments, cell,
     seed and testing), or None. Two groups may share runs, e.g. a baseline's grid that is one
     row of another estimator's grid; the run is trained once (on one device it is bit-identical)."""
-    want = signature(command(plan, name, cell, seed, rid)[1:], bool(plan["groups"][name].get("test")))
+    want = run_signature(plan, name, cell, seed, rid)
     for rec in results.values():
         if rec["id"] != rid and stored_signature(rec["command"], "test_command" in rec) == want:
             return rec

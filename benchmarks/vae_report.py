@@ -20,8 +20,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reproduction import cell_label, compute_summary, final, finite, fmt, mean_best, report_main  # noqa: E402
-from runplan import (ROOT, best_value, command, fmt_value, group_runs, load_plan, select_cells, short,  # noqa: E402
-                     signature, stored)
+from runplan import (ROOT, best_value, fmt_value, group_runs, load_plan, run_signature, select_cells,  # noqa: E402
+                     short, stored)
 
 TASKS = {
     "sbn_bern": "SBN, Bernoulli (392-200-200-392)",
@@ -132,9 +132,7 @@ class Report:
         cells = [self.selected_cell(g) for g in (a, b)]
         if any(c is None for c in cells):
             return False
-        sigs = {signature(command(self.plan, g, c, self.plan["groups"][g]["seeds"][0], g)[1:],
-                          bool(self.plan["groups"][g].get("test")))
-                for g, c in zip((a, b), cells)}
+        sigs = {run_signature(self.plan, g, c, self.plan["groups"][g]["seeds"][0], g) for g, c in zip((a, b), cells)}
         return len(sigs) == 1
 
     def values(self, recs: List[dict], metric: str) -> List[Optional[float]]:
