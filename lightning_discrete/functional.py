@@ -1503,6 +1503,10 @@ class Estimator:
             ``(b, b~)`` for :func:`disarm_surrogate` (binary only).
         hard: the forward output is exactly discrete.
         signed: the binary output takes values in ``{-1, 0, +1}`` instead of ``{0, 1}``.
+        tempered_sample: the forward output is an exact sample of ``Cat(softmax(l / tau_f))``
+            (``Bernoulli(sigmoid(l / tau_f))``): ``tau_f`` sharpens the sampled distribution
+            itself, not a relaxation of it (what a model that folds ``tau_f`` into its
+            distribution relies on, e.g. ``CategoricalVAE(q_at_tau_f=True)``).
 
     Examples:
         >>> import torch
@@ -1523,6 +1527,7 @@ class Estimator:
     antithetic: bool = False
     hard: bool = True
     signed: bool = False
+    tempered_sample: bool = False
 
     @property
     def decoupled_temperatures(self) -> bool:
@@ -1665,9 +1670,9 @@ def get_estimator(name: str) -> Estimator:
 
 
 for _estimator in (
-    Estimator("decoupled_st", decoupled_st, bernoulli_decoupled_st, num_temperatures=2),
+    Estimator("decoupled_st", decoupled_st, bernoulli_decoupled_st, num_temperatures=2, tempered_sample=True),
     Estimator("identity_st", identity_st, bernoulli_identity_st, num_temperatures=0, stochastic=False),
-    Estimator("softmax_st", softmax_st, bernoulli_softmax_st),
+    Estimator("softmax_st", softmax_st, bernoulli_softmax_st, tempered_sample=True),
     Estimator("gumbel_softmax_st", gumbel_softmax_st, bernoulli_gumbel_softmax_st),
     Estimator("gumbel_softmax", gumbel_softmax, bernoulli_gumbel_softmax, hard=False),
     Estimator("spigot", spigot, bernoulli_spigot, stochastic=False),

@@ -73,6 +73,74 @@ def test_negative_elbo_by_hand(prior):
     assert weights.mean().item() == pytest.approx(elbo, abs=4 * weights.std().item() / 200)
 
 
+@pytest.mark.parametrize("train", [True, False])
+def test_q_at_tau_f_is_the_elbo_of_the_tempered_distribution(train):
+    # the same one-latent model as above, encoder logits log(0.75, 0.25), at tau = 0.5: with
+    # q_at_tau_f, q(z|x) = softmax(l / 0.5) = (0.9, 0.1) in training (where softmax_st samples it)
+    # and in evaluation, and the KL is taken of it; without, the KL stays at (0.75, 0.25)
+    def make(q_at_tau_f):
+        vae = CategoricalVAE(2, num_latents=1, num_categories=2, hidden_dims=(), estimator="softmax_st", tau=0.5,
+                             q_at_tau_f=q_at_tau_f)
+        with torch.no_grad():
+            vae.encoder[0].weight.zero_()
+            vae.encoder[0].bias.copy_(torch.tensor([0.75, 0.25]).log())
+            vae.decoder[0].weight.copy_(torch.tensor([[2.0, 0.0], [0.0, -1.0]]))
+            vae.decoder[0].bias.zero_()
+        return vae.train(train)
+
+    x = torch.tensor([[1.0, 0.0]]).expand(40000, 2)
+    recon = (_softplus(-2.0) + _softplus(0.0), _softplus(0.0) + _softplus(-1.0))  # -log p(x | code 0 / 1)
+    torch.manual_seed(0)
+    losses, metrics = make(True).step(x)
+    kl = 0.9 * math.log(0.9 / 0.5) + 0.1 * math.log(0.1 / 0.5)
+    assert metrics["kl"].item() == pytest.approx(kl, abs=1e-5)
+    neg_elbo = 0.9 * recon[0] + 0.1 * recon[1] + kl
+    assert losses.mean().item() == pytest.approx(neg_elbo, abs=4 * losses.std().item() / 200)
+    _, metrics = make(False).step(x)
+    assert metrics["kl"].item() == pytest.approx(0.75 * math.log(1.5) + 0.25 * math.log(0.5), abs=1e-5)
+    if not train:  # the importance-weighted bound samples the same q: its mean log-weight is the ELBO
+        weights = make(True).log_weights(x[:1], 40000, chunk_size=10000)
+        assert weights.mean().item() == pytest.approx(-neg_elbo, abs=4 * weights.std().item() / 200)
+
+
+@pytest.mark.parametrize("bernoulli", [False, True])
+def test_q_at_tau_f_is_slope_annealed_st(bernoulli):
+    # slope annealing: ST at temperature tau with q = softmax(l / tau) is plain ST (tau = 1) of a
+    # model whose logits are l / tau: the same samples, the same loss, and the gradient of the
+    # encoder's bias scaled by 1 / tau (the chain rule through l / tau), the KL's part included
+    k = 2 if bernoulli else 3
+
+    def make(tau, scale):
+        torch.manual_seed(0)
+        vae = CategoricalVAE(6, num_latents=4, num_categories=k, hidden_dims=(5,), bernoulli=bernoulli,
+                             estimator="softmax_st", tau=tau, q_at_tau_f=tau != 1.0)
+        with torch.no_grad():
+            vae.encoder[-1].weight.mul_(scale)
+            vae.encoder[-1].bias.mul_(scale)
+        return vae
+
+    x = torch.rand(16, 6).round()
+    tempered, plain = make(0.5, 1.0), make(1.0, 2.0)
+    torch.manual_seed(1)
+    loss_t = tempered.compute_loss(x)[0]
+    torch.manual_seed(1)
+    loss_p = plain.compute_loss(x)[0]
+    assert loss_t.item() == pytest.approx(loss_p.item(), rel=1e-6)
+    loss_t.backward()
+    loss_p.backward()
+    torch.testing.assert_close(tempered.encoder[-1].bias.grad, 2.0 * plain.encoder[-1].bias.grad)
+    assert bool(plain.encoder[-1].bias.grad.abs().sum() > 0)
+
+
+def test_q_at_tau_f_needs_a_tempered_sample():
+    with pytest.raises(ValueError, match="q_at_tau_f.*exact sample at tau_f"):
+        CategoricalVAE(4, num_latents=2, num_categories=3, estimator="gumbel_softmax", tau=0.5, q_at_tau_f=True)
+    with pytest.raises(ValueError, match="tau_f > 0"):
+        CategoricalVAE(4, num_latents=2, num_categories=3, estimator="decoupled_st", tau_f=0.0, tau_b=1.0,
+                       q_at_tau_f=True)
+    assert [n for n, e in LF.ESTIMATORS.items() if e.tempered_sample] == ["decoupled_st", "softmax_st"]
+
+
 def test_only_the_learned_prior_has_parameters(tiny_vae):
     assert tiny_vae(prior="uniform").prior_logits is None
     vae = tiny_vae(prior="learned")

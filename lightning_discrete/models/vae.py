@@ -36,11 +36,18 @@ class CategoricalVAE(LatentVariableModule):
       categorical KL (the Gumbel-Softmax paper's convention), so its training loss is not a
       bound; estimators that sample from ``softmax(l / tau_f)`` (``decoupled_st``,
       ``softmax_st`` with ``tau_f != 1``; ``identity_st``: the mode) optimise the same
-      surrogate. Evaluation is always exact: in eval mode the latents are drawn from
-      ``q(z|x)`` at temperature 1 (:func:`~lightning_discrete.models.exact_sample`, whatever
-      ``eval_mode``), so ``val/loss`` and ``test/loss`` are single-sample estimates of the
-      negative ELBO, and ``test/nll`` the importance-weighted bound with ``test_num_samples``
-      samples. Monitors that read the bottleneck (``LatentUtilizationMonitor``) therefore
+      surrogate, unless ``q_at_tau_f`` makes the forward temperature part of the encoder.
+      Evaluation is always exact: in eval mode the latents are drawn from ``q(z|x)``
+      (:func:`~lightning_discrete.models.exact_sample`, whatever ``eval_mode``), so
+      ``val/loss`` and ``test/loss`` are single-sample estimates of the negative ELBO, and
+      ``test/nll`` the importance-weighted bound with ``test_num_samples`` samples.
+    * ``q_at_tau_f``: ``q(z|x) = Cat(softmax(l / tau_f))`` (``Bernoulli(sigmoid(l / tau_f))``),
+      the distribution that ``decoupled_st`` and ``softmax_st`` sample in training; the KL,
+      evaluation and ``test/nll`` use it too, so the training loss is the negative ELBO of
+      what is sampled. With ``softmax_st`` (or ``decoupled_st`` at ``tau_f = tau_b``) and an
+      annealed temperature this is the slope-annealed straight-through of Chung et al.
+      (2016): the schedule sharpens the encoder's distribution as well as the backward pass
+      (``recipes/anneal_slope.yaml``). Monitors that read the bottleneck (``LatentUtilizationMonitor``) therefore
       see training batches only: give them ``stages: [train]``.
     * Prior: ``uniform`` or ``learned`` (logits ``(L, k)`` trained with the rest).
 
@@ -54,6 +61,9 @@ class CategoricalVAE(LatentVariableModule):
         hidden_dims: hidden sizes of the encoder (the decoder mirrors them).
         bernoulli: binary latents (one logit per unit, :class:`~lightning_discrete.nn.BinaryBottleneck`).
         prior: ``"uniform"`` or ``"learned"``.
+        q_at_tau_f: fold the forward temperature into ``q(z|x)`` (see above); needs an
+            estimator whose forward is an exact sample at ``tau_f`` (``decoupled_st``,
+            ``softmax_st``) and ``tau_f > 0``.
         test_num_samples: samples per test image of ``test/nll`` (``0``: none).
         test_chunk_size: samples per pass of ``test/nll``.
         **kwargs: estimator, temperatures, optimizer, ...: see :class:`DiscreteModule`.
@@ -77,6 +87,7 @@ class CategoricalVAE(LatentVariableModule):
         hidden_dims: Sequence[int] = (512, 256),
         bernoulli: bool = False,
         prior: str = "uniform",
+        q_at_tau_f: bool = False,
         test_num_samples: int = 1000,
         test_chunk_size: int = 100,
         **kwargs: Any,
@@ -102,16 +113,36 @@ class CategoricalVAE(LatentVariableModule):
         self.bottleneck = bottleneck(**extra, **self.bottleneck_kwargs())
         self.decoder = _mlp([code, *reversed(list(hidden_dims)), input_dim])
         self.prior = prior
+        if q_at_tau_f:
+            estimator = LF.get_estimator(self.bottleneck.estimator)
+            if not estimator.tempered_sample:
+                raise ValueError(
+                    "`q_at_tau_f` needs an estimator whose forward is an exact sample at tau_f "
+                    f"(decoupled_st, softmax_st), got {self.bottleneck.estimator!r}"
+                )
+            if self.bottleneck.temperatures()[0] <= 0:
+                raise ValueError("`q_at_tau_f` needs tau_f > 0 (tau_f = 0 is the argmax, not a distribution)")
+        self.q_at_tau_f = bool(q_at_tau_f)
         # the learned prior's logits (L, k) ((L,) with ``bernoulli``); None for the uniform prior
         self.prior_logits = nn.Parameter(torch.zeros(self.latent_shape)) if prior == "learned" else None
 
     def encode(self, x: Tensor) -> Tensor:
-        """``(B, *) -> (B, L, k)`` logits of ``q(z|x)`` (``(B, L)`` with ``bernoulli``).
+        """``(B, *) -> (B, L, k)`` encoder logits ``l`` (``(B, L)`` with ``bernoulli``): the
+        logits of ``q(z|x)``, divided by ``tau_f`` first with ``q_at_tau_f`` (:meth:`q_logits`).
 
         Args:
             x: ``(B, *)`` inputs, flattened to ``(B, input_dim)``.
         """
         return self.encoder(x.flatten(1)).view(-1, *self.latent_shape)
+
+    def q_logits(self, logits: Tensor) -> Tensor:
+        """The logits of ``q(z|x)`` from the encoder's: ``l / tau_f`` with ``q_at_tau_f``, else ``l``
+        (same shape).
+
+        Args:
+            logits: encoder logits (:meth:`encode`).
+        """
+        return logits / self.bottleneck.tau_f if self.q_at_tau_f else logits
 
     def decode(self, z: Tensor) -> Tensor:
         """``(..., L, k) -> (..., input_dim)`` pixel logits of ``p(x|z)`` (``(..., L)`` with ``bernoulli``).
@@ -125,7 +156,7 @@ class CategoricalVAE(LatentVariableModule):
         """``KL(q(z|x) || p(z))`` per example ``(B,)``, summed over the latents.
 
         Args:
-            logits: ``(B, L, k)`` (``(B, L)``) encoder logits.
+            logits: ``(B, L, k)`` (``(B, L)``) logits of ``q(z|x)`` (:meth:`q_logits`).
         """
         prior = self.prior_logits
         kl = LF.bernoulli_kl(logits, prior) if self.bernoulli else LF.categorical_kl(logits, prior)
@@ -165,9 +196,10 @@ class CategoricalVAE(LatentVariableModule):
         """
         x = self._target(batch)
         logits = self.encode(x)
-        z = self.bottleneck(logits) if self.training else exact_sample(logits, self.bernoulli)
+        q_logits = self.q_logits(logits)
+        z = self.bottleneck(logits) if self.training else exact_sample(q_logits, self.bernoulli)
         recon = F.binary_cross_entropy_with_logits(self.decode(z), x, reduction="none").sum(-1)
-        kl = self.kl(logits)
+        kl = self.kl(q_logits)
         return recon + kl, {"recon": recon.mean(), "kl": kl.mean()}
 
     @override
@@ -179,7 +211,7 @@ class CategoricalVAE(LatentVariableModule):
             num_samples: samples per example.
         """
         x = self._target(batch)
-        logits = self.encode(x)
+        logits = self.q_logits(self.encode(x))
         logits_s = logits.expand(num_samples, *logits.shape)
         z = exact_sample(logits_s, self.bernoulli)
         log_q = (LF.bernoulli_log_prob(logits_s, z) if self.bernoulli else LF.categorical_log_prob(logits_s, z)).sum(-1)
