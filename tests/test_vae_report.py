@@ -48,6 +48,27 @@ def test_table1_row_compares_the_papers_measure(tmp_path):
     assert rows["| VAE, Bernoulli (200)"].endswith("| 105.0 | - |")
 
 
+def test_annealing_effect_is_annealed_minus_st_beside_the_paper(tmp_path):
+    from pathlib import Path
+
+    from vae_report import Report
+
+    def runs(loss, nll):
+        return [{"metrics": {"test/loss": [[0, 0, loss + d]], "test/nll": [[0, 0, nll + d]]}} for d in (-1.0, 1.0)]
+
+    stored = {"gs_vae_bern_annealed_st_final": runs(121.0, 104.0), "gs_vae_bern_st_final": runs(119.0, 103.0),
+              "gs_sbn_cat_annealed_st_final": runs(74.0, 63.5), "gs_sbn_cat_st_final": runs(74.5, 61.0)}
+    report = Report(Path(ROOT) / "docs" / "benchmarks_vae" / "plan.yaml", tmp_path / "r.md")
+    report.final_cell = lambda group: ("lr=0.001", stored.get(group, []))
+    report.annealing_effect()
+    (line,) = [line for line in report.lines if line.startswith("Annealed ST minus ST")]
+    # VAE: -ELBO 121 - 119 = +2.0 against the paper's 111.5 - 116.0 = -4.5; SBN: test/nll 63.5 - 61.0 = +2.5
+    # against 61.1 - 61.8 = -0.7; tasks with a row missing are left out
+    assert "VAE, Bernoulli (200): +2.0 (paper -4.5)" in line
+    assert "SBN, categorical (392-(20x10)-(20x10)-392): +2.5 (paper -0.7)" in line
+    assert "VAE, categorical" not in line and "SBN, Bernoulli" not in line
+
+
 def test_best_tuning_cell_at_the_grid_edge_is_flagged(tmp_path):
     import yaml
     from pathlib import Path
