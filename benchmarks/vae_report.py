@@ -189,8 +189,8 @@ class Report:
             self.w("Annealed ST minus ST, in the paper's measure (mean over seeds; negative: annealing helps): "
                    + "; ".join(parts) + ". Our annealed ST keeps exact forward samples and anneals only the "
                    "backward temperature; the slope annealing of Chung et al. also sharpens the sampled "
-                   "distribution (q(z|x) = sigmoid(l / tau)): that variant is the check "
-                   "`gs_vae_bern_annealed_st_check` below.", "")
+                   "distribution (softmax(l / tau)): that variant is the `*_annealed_st_check` groups "
+                   "below.", "")
 
     def benchmark(self) -> None:
         self.w("## MNIST-VAE estimator benchmark (categories x latents)", "",

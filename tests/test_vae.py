@@ -132,12 +132,39 @@ def test_q_at_tau_f_is_slope_annealed_st(bernoulli):
     assert bool(plain.encoder[-1].bias.grad.abs().sum() > 0)
 
 
+@pytest.mark.parametrize("num_categories", [None, 3])
+def test_q_at_tau_f_evaluates_the_structured_network_at_tau_f(num_categories):
+    # evaluation samples p(h|x) at tau_f with q_at_tau_f: the network at tau 0.5 evaluates like the
+    # one at tau 1 whose layers' logits are doubled (same draws), and differs without the option
+    def make(tau, scale, q_at_tau_f):
+        torch.manual_seed(0)
+        net = StructuredOutputNetwork(6, 6, hidden_dims=(6, 6), num_categories=num_categories, estimator="softmax_st",
+                                      tau=tau, q_at_tau_f=q_at_tau_f)
+        with torch.no_grad():
+            for linear in net.linears:
+                linear.weight.mul_(scale)
+                linear.bias.mul_(scale)
+        return net.eval()
+
+    batch = torch.rand(64, 12).round()
+    torch.manual_seed(1)
+    tempered = make(0.5, 1.0, True).log_weights(batch, 8)
+    torch.manual_seed(1)
+    plain = make(1.0, 2.0, False).log_weights(batch, 8)
+    torch.manual_seed(1)
+    at_one = make(0.5, 1.0, False).log_weights(batch, 8)
+    torch.testing.assert_close(tempered, plain)
+    assert not torch.allclose(tempered, at_one)
+
+
 def test_q_at_tau_f_needs_a_tempered_sample():
     with pytest.raises(ValueError, match="q_at_tau_f.*exact sample at tau_f"):
         CategoricalVAE(4, num_latents=2, num_categories=3, estimator="gumbel_softmax", tau=0.5, q_at_tau_f=True)
     with pytest.raises(ValueError, match="tau_f > 0"):
         CategoricalVAE(4, num_latents=2, num_categories=3, estimator="decoupled_st", tau_f=0.0, tau_b=1.0,
                        q_at_tau_f=True)
+    with pytest.raises(ValueError, match="q_at_tau_f.*exact sample at tau_f"):
+        StructuredOutputNetwork(4, 4, hidden_dims=(6,), estimator="reinmax", tau=1.0, q_at_tau_f=True)
     assert [n for n, e in LF.ESTIMATORS.items() if e.tempered_sample] == ["decoupled_st", "softmax_st"]
 
 

@@ -11,6 +11,7 @@ from typing_extensions import override
 
 from .. import functional as LF
 from ..metrics import ImportanceWeightedNLL
+from ..nn.bottleneck import DiscreteBottleneck
 from .base import DiscreteModule
 
 __all__ = ["LatentVariableModule", "exact_sample"]
@@ -46,13 +47,21 @@ class LatentVariableModule(DiscreteModule):
     ``test_num_samples`` samples per example (:class:`~lightning_discrete.metrics.ImportanceWeightedNLL`,
     summed across ranks).
 
-    Subclasses write :meth:`sample_log_weights` besides ``forward`` and ``step``.
+    Subclasses write :meth:`sample_log_weights` besides ``forward`` and ``step``, and draw
+    their evaluation samples from :meth:`q_logits` of each bottleneck's logits.
 
     Args:
         test_num_samples: samples ``m`` per test example (the Gumbel-Softmax paper: 1000);
             ``0`` logs no ``test/nll``.
         test_chunk_size: samples evaluated at once (memory grows with
             ``test_chunk_size * batch_size``); ``None`` evaluates all ``m`` in one pass.
+        q_at_tau_f: the latent distribution is ``Cat(softmax(l / tau_f))``
+            (``Bernoulli(sigmoid(l / tau_f))``), the one that estimators with an exact sample
+            at ``tau_f`` (``decoupled_st``, ``softmax_st``: ``Estimator.tempered_sample``)
+            draw in training; evaluation, the KL of a VAE and ``test/nll`` use it too. With
+            ``softmax_st`` and an annealed ``tau`` this is the slope-annealed straight-through
+            of Chung et al. (2016): the schedule sharpens the distribution, not just the
+            backward pass. ``False``: the distribution is at temperature 1 whatever ``tau_f``.
         **kwargs: estimator, temperatures, optimizer, ...: see :class:`DiscreteModule`.
 
     Examples:
@@ -62,8 +71,24 @@ class LatentVariableModule(DiscreteModule):
         torch.Size([50, 4])
     """
 
-    def __init__(self, test_num_samples: int = 1000, test_chunk_size: Optional[int] = 100, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        test_num_samples: int = 1000,
+        test_chunk_size: Optional[int] = 100,
+        q_at_tau_f: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
+        if q_at_tau_f:
+            config = self.bottleneck_config
+            if not LF.get_estimator(config.estimator).tempered_sample:
+                raise ValueError(
+                    "`q_at_tau_f` needs an estimator whose forward is an exact sample at tau_f "
+                    f"(decoupled_st, softmax_st), got {config.estimator!r}"
+                )
+            if config.tau_f == 0:
+                raise ValueError("`q_at_tau_f` needs tau_f > 0 (tau_f = 0 is the argmax, not a distribution)")
+        self.q_at_tau_f = bool(q_at_tau_f)
         if isinstance(test_num_samples, bool) or int(test_num_samples) != test_num_samples or test_num_samples < 0:
             raise ValueError(f"`test_num_samples` must be an integer >= 0, got {test_num_samples!r}")
         if test_chunk_size is not None and (int(test_chunk_size) != test_chunk_size or test_chunk_size < 1):
@@ -71,6 +96,16 @@ class LatentVariableModule(DiscreteModule):
         self.test_num_samples = int(test_num_samples)
         self.test_chunk_size = None if test_chunk_size is None else int(test_chunk_size)
         self.test_nll = ImportanceWeightedNLL()
+
+    def q_logits(self, logits: Tensor, bottleneck: DiscreteBottleneck) -> Tensor:
+        """The logits of the latent distribution from a bottleneck's input logits (same shape):
+        ``l / tau_f`` of that bottleneck with ``q_at_tau_f``, else ``l``.
+
+        Args:
+            logits: the logits the bottleneck is given.
+            bottleneck: the bottleneck (its ``tau_f`` buffer).
+        """
+        return logits / bottleneck.tau_f if self.q_at_tau_f else logits
 
     def sample_log_weights(self, batch: Any, num_samples: int) -> Tensor:
         """Log importance weights ``(num_samples, B)`` of the examples of ``batch``, each

@@ -48,7 +48,8 @@ class StructuredOutputNetwork(LatentVariableModule):
             estimators, whose own samples are repeats of the batch).
         test_num_samples: samples per test example of ``test/nll`` (``0``: none).
         test_chunk_size: samples per pass of ``test/nll``.
-        **kwargs: estimator, temperatures, optimizer, ...: see :class:`DiscreteModule`.
+        **kwargs: ``q_at_tau_f`` (:class:`~lightning_discrete.models.LatentVariableModule`); estimator,
+            temperatures, optimizer, ...: see :class:`DiscreteModule`.
 
     Examples:
         >>> import torch
@@ -113,7 +114,7 @@ class StructuredOutputNetwork(LatentVariableModule):
             logits = linear(h)
             if self.num_categories is not None:
                 logits = logits.view(*logits.shape[:-1], -1, self.num_categories)
-            z = exact_sample(logits, self.num_categories is None) if exact else unit(logits)
+            z = exact_sample(self.q_logits(logits, unit), self.num_categories is None) if exact else unit(logits)
             h = z.flatten(-2) if self.num_categories is not None else z
         return self.head(h)
 

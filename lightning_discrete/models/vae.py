@@ -61,9 +61,8 @@ class CategoricalVAE(LatentVariableModule):
         hidden_dims: hidden sizes of the encoder (the decoder mirrors them).
         bernoulli: binary latents (one logit per unit, :class:`~lightning_discrete.nn.BinaryBottleneck`).
         prior: ``"uniform"`` or ``"learned"``.
-        q_at_tau_f: fold the forward temperature into ``q(z|x)`` (see above); needs an
-            estimator whose forward is an exact sample at ``tau_f`` (``decoupled_st``,
-            ``softmax_st``) and ``tau_f > 0``.
+        q_at_tau_f: fold the forward temperature into ``q(z|x)`` (see above and
+            :class:`~lightning_discrete.models.LatentVariableModule`).
         test_num_samples: samples per test image of ``test/nll`` (``0``: none).
         test_chunk_size: samples per pass of ``test/nll``.
         **kwargs: estimator, temperatures, optimizer, ...: see :class:`DiscreteModule`.
@@ -92,7 +91,8 @@ class CategoricalVAE(LatentVariableModule):
         test_chunk_size: int = 100,
         **kwargs: Any,
     ) -> None:
-        super().__init__(test_num_samples=test_num_samples, test_chunk_size=test_chunk_size, **kwargs)
+        super().__init__(test_num_samples=test_num_samples, test_chunk_size=test_chunk_size, q_at_tau_f=q_at_tau_f,
+                         **kwargs)
         if num_categories < 2 or (bernoulli and num_categories != 2):
             raise ValueError(
                 f"`num_categories` must be >= 2 (exactly 2 with `bernoulli`), got {num_categories} "
@@ -113,16 +113,6 @@ class CategoricalVAE(LatentVariableModule):
         self.bottleneck = bottleneck(**extra, **self.bottleneck_kwargs())
         self.decoder = _mlp([code, *reversed(list(hidden_dims)), input_dim])
         self.prior = prior
-        if q_at_tau_f:
-            estimator = LF.get_estimator(self.bottleneck.estimator)
-            if not estimator.tempered_sample:
-                raise ValueError(
-                    "`q_at_tau_f` needs an estimator whose forward is an exact sample at tau_f "
-                    f"(decoupled_st, softmax_st), got {self.bottleneck.estimator!r}"
-                )
-            if self.bottleneck.temperatures()[0] <= 0:
-                raise ValueError("`q_at_tau_f` needs tau_f > 0 (tau_f = 0 is the argmax, not a distribution)")
-        self.q_at_tau_f = bool(q_at_tau_f)
         # the learned prior's logits (L, k) ((L,) with ``bernoulli``); None for the uniform prior
         self.prior_logits = nn.Parameter(torch.zeros(self.latent_shape)) if prior == "learned" else None
 
@@ -134,15 +124,6 @@ class CategoricalVAE(LatentVariableModule):
             x: ``(B, *)`` inputs, flattened to ``(B, input_dim)``.
         """
         return self.encoder(x.flatten(1)).view(-1, *self.latent_shape)
-
-    def q_logits(self, logits: Tensor) -> Tensor:
-        """The logits of ``q(z|x)`` from the encoder's: ``l / tau_f`` with ``q_at_tau_f``, else ``l``
-        (same shape).
-
-        Args:
-            logits: encoder logits (:meth:`encode`).
-        """
-        return logits / self.bottleneck.tau_f if self.q_at_tau_f else logits
 
     def decode(self, z: Tensor) -> Tensor:
         """``(..., L, k) -> (..., input_dim)`` pixel logits of ``p(x|z)`` (``(..., L)`` with ``bernoulli``).
@@ -196,7 +177,7 @@ class CategoricalVAE(LatentVariableModule):
         """
         x = self._target(batch)
         logits = self.encode(x)
-        q_logits = self.q_logits(logits)
+        q_logits = self.q_logits(logits, self.bottleneck)
         z = self.bottleneck(logits) if self.training else exact_sample(q_logits, self.bernoulli)
         recon = F.binary_cross_entropy_with_logits(self.decode(z), x, reduction="none").sum(-1)
         kl = self.kl(q_logits)
@@ -211,7 +192,7 @@ class CategoricalVAE(LatentVariableModule):
             num_samples: samples per example.
         """
         x = self._target(batch)
-        logits = self.q_logits(self.encode(x))
+        logits = self.q_logits(self.encode(x), self.bottleneck)
         logits_s = logits.expand(num_samples, *logits.shape)
         z = exact_sample(logits_s, self.bernoulli)
         log_q = (LF.bernoulli_log_prob(logits_s, z) if self.bernoulli else LF.categorical_log_prob(logits_s, z)).sum(-1)
