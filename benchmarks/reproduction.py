@@ -210,6 +210,42 @@ def saturated_streak(rec: dict, above: Optional[float] = None) -> int:
     return longest
 
 
+def curve_figure(cells: Dict[str, List[dict]], metric: str, title: str, by: str = "epoch", zoom: bool = False):
+    """A figure of ``metric`` against ``by`` for each labelled list of runs: the mean over the runs
+    (cut to the shortest), with a min..max band when there are several. ``zoom``: the y axis
+    from the lowest value to the highest value after the first tenth of the curves (losses that
+    start far above where they end). Cells without runs are left out."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    low, high = [], []
+    for i, (label, recs) in enumerate(cells.items()):
+        curves = [series(r, metric, by) for r in recs]
+        n = min((len(c) for c in curves), default=0)
+        if n == 0:
+            continue
+        y = np.array([[v for _, v in c[:n]] for c in curves])
+        x = np.array([t for t, _ in curves[0][:n]]) + (1 if by == "epoch" else 0)
+        ax.plot(x, y.mean(0), color=f"C{i}", label=f"{label}, {len(recs)} seed{'s' if len(recs) > 1 else ''}")
+        if len(recs) > 1:
+            ax.fill_between(x, y.min(0), y.max(0), color=f"C{i}", alpha=0.2)
+        low.append(float(y.min()))
+        high.append(float(y[:, n // 10:].max()))
+    if zoom and low:
+        pad = 0.03 * (max(high) - min(low))
+        ax.set_ylim(min(low) - pad, max(high) + pad)
+    ax.set_xlabel(by)
+    ax.set_ylabel(metric)
+    ax.set_title(f"{title}: mean, band = min..max over seeds", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 def fmt(values: Sequence[Optional[float]], digits: int = 3) -> str:
     v = finite(values)
     if not v:
@@ -455,29 +491,10 @@ class Report:
                "```text", *path.read_text().rstrip().splitlines(), "```", "")
 
     def curves(self, cells: Dict[str, List[dict]], metric: str, title: str, by: str = "epoch") -> None:
-        import matplotlib
-
-        matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        import numpy as np
 
-        fig, ax = plt.subplots(figsize=(7, 4.2))
-        for i, (label, recs) in enumerate(cells.items()):
-            curves = [series(r, metric, by) for r in recs]
-            n = min(len(c) for c in curves)
-            if n == 0:
-                continue
-            y = np.array([[v for _, v in c[:n]] for c in curves])
-            x = np.array([t for t, _ in curves[0][:n]]) + (1 if by == "epoch" else 0)
-            ax.plot(x, y.mean(0), color=f"C{i}", label=f"{label}, {len(recs)} seeds")
-            if len(recs) > 1:
-                ax.fill_between(x, y.min(0), y.max(0), color=f"C{i}", alpha=0.2)
-        ax.set_xlabel(by)
-        ax.set_ylabel(metric)
-        ax.set_title(f"{title}: mean, band = min..max over seeds", fontsize=9)
-        ax.legend(fontsize=7)
+        fig = curve_figure(cells, metric, title, by)
         name = title.lower().replace(" ", "_").replace(",", "")[:40] + ".png"
-        fig.tight_layout()
         fig.savefig(self.fig_dir / name, dpi=110)
         plt.close(fig)
         self.w(f"![{title}](reproduction/{name})", "")

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reproduction import cell_label, compute_summary, final, finite, fmt, mean_best, report_main  # noqa: E402
+from reproduction import (cell_label, compute_summary, curve_figure, final, finite, fmt, mean_best,  # noqa: E402
+                          report_main)
 from runplan import (ROOT, best_value, fmt_value, group_runs, load_plan, run_signature, select_cells,  # noqa: E402
                      short, stored)
 
@@ -174,6 +175,14 @@ class Report:
                                    paper_gap(self.values(recs, PAPER_MEASURE[task]), paper)])
         self.w("")
         self.annealing_effect()
+        figures = []
+        for task, task_label in TASKS.items():
+            cells = {label: self.final_cell(f"gs_{task}_{est}_final")[1] for est, label in TABLE1_ESTIMATORS.items()}
+            cells.update({f"check {group}": self.runs(group) for group in self.checks_of(f"gs_{task}_")})
+            figures += self.curve_plot(f"table1_{task}", cells, f"Table 1, {task_label}")
+        if figures:
+            self.w("Validation loss per epoch of the finals (VAE: one-sample -ELBO; SBN: the m = 1 objective), "
+                   "with the checks of each task:", "", *figures, "")
 
     def annealing_effect(self) -> None:
         """Annealed ST minus ST per task, ours beside the paper's: the sign is the paper's claim."""
@@ -214,7 +223,31 @@ class Report:
                 self.w(f"{size_label}: Decoupled ST's sequential tuning kept tau_f = 1 and chose ST's tau_b, so its "
                        "selected cell is ST's and its finals are the ST runs (trained once, stored under both "
                        "groups): on this size Decoupled ST adds nothing over ST at the tuning budget.", "")
+        figures = []
+        for size, size_label in SIZES.items():
+            cells = {label: self.final_cell(f"mv_{size}_{est}_final")[1] for est, label in BENCH_ESTIMATORS.items()}
+            figures += self.curve_plot(f"mnist_vae_{size}", cells, f"MNIST-VAE {size_label}")
+        if figures:
+            self.w("Validation -ELBO per epoch of the finals:", "", *figures, "")
         self.dst_heatmaps()
+
+    def checks_of(self, prefix: str) -> List[str]:
+        """The check groups whose compared final starts with ``prefix``."""
+        return [g for g, spec in self.plan["groups"].items() if str(spec.get("compare", "")).startswith(prefix)]
+
+    def curve_plot(self, name: str, cells: Dict[str, List[dict]], title: str) -> List[str]:
+        """Validation-loss curves of ``cells`` (label -> stored runs) saved as ``<name>.png``; the
+        Markdown image line, or nothing when no cell has runs."""
+        cells = {label: recs for label, recs in cells.items() if recs}
+        if not cells:
+            return []
+        import matplotlib.pyplot as plt
+
+        fig = curve_figure(cells, "val/loss", title, zoom=True)
+        self.fig_dir.mkdir(parents=True, exist_ok=True)
+        fig.savefig(self.fig_dir / f"{name}.png", dpi=110)
+        plt.close(fig)
+        return [f"![{title}]({self.fig_dir.name}/{name}.png)"]
 
     def dst_heatmaps(self) -> None:
         """Decoupled ST's full (tau_f, tau_b) grids as heatmaps, one figure per size that has one."""

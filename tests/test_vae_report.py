@@ -197,3 +197,30 @@ def test_a_final_that_selects_another_final_s_training_is_said_to(tmp_path):
     report.benchmark()
     assert sum("its finals are the ST runs" in line for line in report.lines) == 1
     assert any(line.startswith("8 x 4: Decoupled ST") for line in report.lines)
+
+
+def test_curve_figure_plots_the_mean_and_the_min_max_band_over_seeds():
+    import pytest
+
+    pytest.importorskip("matplotlib")
+    import numpy as np
+    from reproduction import curve_figure
+
+    def run(values):
+        return {"metrics": {"val/loss": [[e, 10 * e, v] for e, v in enumerate(values)]}}
+
+    # two seeds of 4 and 3 epochs (cut to 3), one of 20 epochs falling from 200 to 100; an empty cell
+    a = [run([10.0, 8.0, 6.0, 5.0]), run([12.0, 6.0, 4.0])]
+    b = [run(list(np.linspace(200.0, 100.0, 20)))]
+    fig = curve_figure({"a": a, "b": b, "none": []}, "val/loss", "t", zoom=True)
+    ax = fig.axes[0]
+    assert [line.get_label() for line in ax.lines] == ["a, 2 seeds", "b, 1 seed"]
+    np.testing.assert_allclose(ax.lines[0].get_xdata(), [1, 2, 3])  # epochs counted from 1
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), [11.0, 7.0, 5.0])
+    band = ax.collections[0].get_paths()[0].vertices[:, 1]
+    assert band.min() == 4.0 and band.max() == 12.0  # min..max over the seeds
+    # zoom: from the lowest value (4) to the highest after the first tenth of each curve (b: its 3rd epoch)
+    top = 200.0 - 2 * 100.0 / 19
+    low, high = ax.get_ylim()
+    pad = 0.03 * (top - 4.0)
+    assert low == pytest.approx(4.0 - pad) and high == pytest.approx(top + pad)
