@@ -6,6 +6,9 @@
     python benchmarks/runplan.py run PLAN --dry-run          # print the commands, run nothing
     python benchmarks/runplan.py run PLAN --groups ae_final_dst ae_final_identity --by-seed
                                                              # seed 0 of every group, then seed 1, ...
+    python benchmarks/runplan.py retest PLAN --groups G --metric test/objective \
+        --test-arg=--model.init_args.test_num_samples=0      # add a test metric new code logs to
+                                                             # stored runs, from their checkpoints
 
 A plan (YAML) names where results go and lists groups of runs::
 
@@ -612,9 +615,75 @@ def cmd_run(plan: dict, args) -> None:
     cmd_status(plan, args)
 
 
+def scratch_checkpoint(plan: dict, rec: dict) -> Optional[Path]:
+    """The checkpoint a stored run was tested with, in this machine's scratch folder (the path in
+    ``test_command`` from the run's folder on; the runner's root may have been elsewhere)."""
+    for arg in rec.get("test_command", "").split():
+        if arg.startswith("--ckpt_path="):
+            parts = Path(arg.split("=", 1)[1]).parts
+            if rec["id"] in parts:
+                path = ROOT / plan["scratch"] / Path(*parts[parts.index(rec["id"]):])
+                return path if path.is_file() else None
+    return None
+
+
+def retest(plan: dict, rec: dict, metric: str, extra: List[str], threads: int) -> Tuple[Optional[dict], str]:
+    """Test a stored run's checkpoint again with the current code and add the test metrics its
+    record lacks (``metric`` among them); the stored values are never replaced. Returns the new
+    record (``None`` if it failed) and a message."""
+    ckpt = scratch_checkpoint(plan, rec)
+    if ckpt is None:
+        return None, "skipped (its tested checkpoint is not in this machine's scratch folder)"
+    out = ROOT / plan["scratch"] / rec["id"]
+    cmd = command(plan, rec["group"], rec["cell"], rec["seed"], rec["id"], "test") + [f"--ckpt_path={ckpt}", *extra]
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    rc = _run_logged(cmd, out / "retest.log", env)
+    if rc != 0:
+        return None, f"FAILED (rc {rc}); see {out / 'retest.log'}"
+    added = {k: v for k, v in read_epoch_metrics(run_versions(out)[-1] / "metrics.csv").items()
+             if k not in rec["metrics"]}
+    if metric not in added:
+        return None, f"FAILED (the test logged no {metric}); see {out / 'retest.log'}"
+    entry = {"command": " ".join(cmd[1:]), "added": sorted(added), "versions": versions(),
+             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    rec = dict(rec, metrics={**rec["metrics"], **added}, retested=[*rec.get("retested", []), entry])
+    return rec, f"added {', '.join(sorted(added))}"
+
+
+def cmd_retest(plan: dict, args) -> None:
+    """``retest``: the stored, tested runs of ``--groups`` whose records lack ``--metric`` are
+    tested again (one at a time, from their checkpoints) and gain the metrics they lack; a copied
+    run (``same_as``) takes them from its original. Resumable: a record with the metric is done."""
+    groups = args.groups or list(plan["groups"])
+    unknown = [g for g in groups if g not in plan["groups"]]
+    if unknown:
+        raise SystemExit(f"unknown group(s) {unknown}; the plan has {list(plan['groups'])}")
+    held = lock(plan)  # noqa: F841  (kept open for the whole run)
+    results = stored(plan)
+    todo = [results[rid] for g in groups for rid, _, _ in group_runs(plan, g, results)[0]
+            if rid in results and "test_command" in results[rid] and args.metric not in results[rid]["metrics"]]
+    todo.sort(key=lambda r: "same_as" in r)  # originals before the copies of them
+    for rec in todo:
+        if "same_as" in rec:
+            src = results.get(rec["same_as"])
+            if src is None or args.metric not in src["metrics"]:
+                print(f"skipped (retest its original {rec['same_as']})  {rec['id']}", flush=True)
+                continue
+            new, msg = dict(rec, metrics={**src["metrics"], **rec["metrics"]}), f"copied from {rec['same_as']}"
+        else:
+            print(f"retest {rec['id']}", flush=True)
+            new, msg = retest(plan, rec, args.metric, args.test_arg or [], args.threads)
+        print(f"{msg}  {rec['id']}", flush=True)
+        if new is not None:
+            store(plan, new, args.commit)
+            results[rec["id"]] = new
+    if not todo:
+        print(f"no stored, tested run of these groups lacks {args.metric}")
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=["run", "status"])
+    p.add_argument("command", choices=["run", "status", "retest"])
     p.add_argument("plan", type=Path)
     p.add_argument("--groups", nargs="+", help="groups to run (default: all, in plan order)")
     p.add_argument("--workers", type=int, default=2, help="runs at a time (default 2)")
@@ -625,6 +694,11 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--by-seed", action="store_true",
                    help="run every selected group's first seed before any group's second, and so on")
     p.add_argument("--dry-run", action="store_true", help="print the pending commands only")
+    p.add_argument("--metric", default="test/objective",
+                   help="retest: the test metric a record must have (default test/objective)")
+    p.add_argument("--test-arg", action="append",
+                   help="retest: one more argument of the test command, e.g. "
+                        "--test-arg=--model.init_args.test_num_samples=0 (repeatable)")
     args = p.parse_args(argv)
     plan = load_plan(args.plan)
 
@@ -635,7 +709,7 @@ def main(argv: Optional[List[str]] = None) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     try:
-        (cmd_run if args.command == "run" else cmd_status)(plan, args)
+        {"run": cmd_run, "status": cmd_status, "retest": cmd_retest}[args.command](plan, args)
     except KeyboardInterrupt:
         for proc in list(CHILDREN):
             proc.terminate()

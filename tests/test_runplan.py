@@ -84,6 +84,17 @@ def test_runs_are_stored_once_resumed_and_selected_from(tmp_path):
     assert len(finals) == 1 and finals[0]["cell"] == best["cell"] and finals[0]["seed"] == 3
     # test: true -> the best checkpoint was tested and its test metrics joined the record
     assert "test/loss" in finals[0]["metrics"] and "--ckpt_path=" in finals[0]["test_command"]
+    # retest: a record that lacks a test metric gets it back from the same checkpoint, and keeps the rest
+    path = results / f"{finals[0]['id']}.json"
+    lacking = dict(finals[0], metrics={k: v for k, v in finals[0]["metrics"].items() if k != "test/loss"})
+    path.write_text(json.dumps(lacking))
+    out = _runplan("retest", plan, "--groups", "final", "--metric", "test/loss", "--test-arg=--trainer.limit_test_batches=2")
+    back = json.loads(path.read_text())
+    assert "added test/loss" in out and back["retested"][0]["added"] == ["test/loss"]
+    assert "--trainer.limit_test_batches=2" in back["retested"][0]["command"]
+    assert {k: v for k, v in back["metrics"].items() if k != "test/loss"} == lacking["metrics"]
+    assert len(back["metrics"]["test/loss"]) == 1 and back["metrics"]["test/loss"][0][2] > 0
+    assert "no stored, tested run" in _runplan("retest", plan, "--groups", "final", "--metric", "test/loss")
 
 
 def test_a_second_runner_on_the_same_plan_is_refused(tmp_path):

@@ -287,6 +287,37 @@ def test_test_step_logs_the_bound(tiny_vae, make_trainer, binary_images, loader)
     assert logged["test/loss"] > logged["test/nll"] - 0.05  # -ELBO >= -log p(x) (in expectation)
 
 
+def test_test_objective_is_the_relaxed_training_loss_of_gumbel_softmax(tiny_vae, make_trainer, loader):
+    # relaxed Gumbel-Softmax at tau 0.5: test/objective is E_g[BCE(decode(softmax((l + g) / tau)), x)] + KL,
+    # computed here by hand with our own Gumbel draws; test/loss draws exact samples instead
+    vae = tiny_vae(estimator="gumbel_softmax", tau=0.5, test_num_samples=0)
+    x = torch.tensor([[1.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 0.0]])
+    with torch.no_grad():
+        vae.decoder[0].weight.mul_(20.0)  # a decoder that tells relaxed codes from one-hot ones
+        logits = vae.encode(x)  # (2, 2, 3)
+        draws = []
+        for _ in range(50):
+            g = -torch.log(-torch.log(torch.rand(4000, *logits.shape).clamp_min(1e-12)))
+            z = torch.softmax((logits + g) / 0.5, -1)
+            recon = F.binary_cross_entropy_with_logits(vae.decode(z), x.expand(4000, 2, 4), reduction="none").sum(-1)
+            draws.append(recon)
+        kl = LF.categorical_kl(logits).sum(-1)  # (2,)
+        relaxed = (torch.cat(draws).mean(0) + kl).mean().item()
+        exact = torch.stack([vae.eval().step(x)[0] for _ in range(2000)]).mean().item()  # eval: exact samples
+    data = torch.utils.data.TensorDataset(x.repeat(2000, 1))
+    torch.manual_seed(0)
+    logged = make_trainer().test(vae, loader(data, 1000), verbose=False)[0]
+    # 4000 single-sample estimates: the standard error is below 0.05 nats here
+    assert logged["test/objective"] == pytest.approx(relaxed, abs=0.1)
+    assert logged["test/loss"] == pytest.approx(exact, abs=0.1)
+    assert abs(relaxed - exact) > 0.3  # the two measures differ: the relaxed one is not the -ELBO
+    for mode in (False, True):  # training_objective leaves the module's mode as it found it
+        vae.train(mode).training_objective(x)
+        assert vae.training is mode and all(m.training is mode for m in vae.modules())
+    vae = tiny_vae(estimator="gumbel_softmax", tau=0.5, test_num_samples=0, test_objective=False)
+    assert "test/objective" not in make_trainer().test(vae, loader(data, 1000), verbose=False)[0]
+
+
 def test_importance_weighted_nll_metric_accumulates_like_the_functional():
     w = torch.randn(7, 10, dtype=torch.float64)
     metric = ImportanceWeightedNLL()

@@ -323,10 +323,14 @@ class DiscreteModule(LightningModule):
                 "high, a very small tau_b, or an input that is not scaled to [0, 1]."
             )
 
-    def _eval_step(self, stage: str, batch: Any, batch_idx: int) -> Tensor:
+    def _eval_step(
+        self, stage: str, batch: Any, batch_idx: int, extra: Optional[Dict[str, Tensor]] = None
+    ) -> Tensor:
+        """Evaluate :meth:`step` on ``batch`` and accumulate its metrics, ``{stage}/loss`` and
+        ``extra`` (more batch means) as ``{stage}/{name}``."""
         step = self._compiled[1] if self._compiled is not None else self.step
         losses, metrics = step(batch)
-        metrics = dict(metrics)
+        metrics = dict(metrics, **(extra or {}))
         metrics["loss"] = losses.mean()
         self._log_metrics(stage, metrics, self._batch_size(batch), batch_idx)
         return metrics["loss"]

@@ -47,6 +47,13 @@ class LatentVariableModule(DiscreteModule):
     ``test_num_samples`` samples per example (:class:`~lightning_discrete.metrics.ImportanceWeightedNLL`,
     summed across ranks).
 
+    ``test`` also logs ``test/objective`` (with ``test_objective``): the training objective on
+    the test set, :meth:`step` with the estimator's own forward at its current temperatures
+    (:meth:`training_objective`). It differs from ``test/loss`` where training does not draw
+    exact samples of the latent distribution: the relaxed ``gumbel_softmax`` (its relaxed
+    objective, not a bound, is what a paper that reports its training loss on test data
+    reports) or ``tau_f != 1`` without ``q_at_tau_f``.
+
     Subclasses write :meth:`sample_log_weights` besides ``forward`` and ``step``, and draw
     their evaluation samples from :meth:`q_logits` of each bottleneck's logits.
 
@@ -62,6 +69,7 @@ class LatentVariableModule(DiscreteModule):
             ``softmax_st`` and an annealed ``tau`` this is the slope-annealed straight-through
             of Chung et al. (2016): the schedule sharpens the distribution, not just the
             backward pass. ``False``: the distribution is at temperature 1 whatever ``tau_f``.
+        test_objective: log ``test/objective`` (one more forward pass per test batch).
         **kwargs: estimator, temperatures, optimizer, ...: see :class:`DiscreteModule`.
 
     Examples:
@@ -76,6 +84,7 @@ class LatentVariableModule(DiscreteModule):
         test_num_samples: int = 1000,
         test_chunk_size: Optional[int] = 100,
         q_at_tau_f: bool = False,
+        test_objective: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -89,6 +98,7 @@ class LatentVariableModule(DiscreteModule):
             if config.tau_f == 0:
                 raise ValueError("`q_at_tau_f` needs tau_f > 0 (tau_f = 0 is the argmax, not a distribution)")
         self.q_at_tau_f = bool(q_at_tau_f)
+        self.test_objective = bool(test_objective)
         if isinstance(test_num_samples, bool) or int(test_num_samples) != test_num_samples or test_num_samples < 0:
             raise ValueError(f"`test_num_samples` must be an integer >= 0, got {test_num_samples!r}")
         if test_chunk_size is not None and (int(test_chunk_size) != test_chunk_size or test_chunk_size < 1):
@@ -133,9 +143,28 @@ class LatentVariableModule(DiscreteModule):
         chunks = [self.sample_log_weights(batch, min(step, num_samples - s)) for s in range(0, num_samples, step)]
         return torch.cat(chunks, 0)
 
+    @torch.no_grad()
+    def training_objective(self, batch: Any) -> Tensor:
+        """Per-example losses ``(B,)`` of the training objective, without gradient: :meth:`step`
+        in training mode, i.e. with the estimator's own forward (a relaxed sample for
+        ``gumbel_softmax``) at the bottlenecks' current temperatures; the module's mode is
+        restored after.
+
+        Args:
+            batch: a batch of the datamodule.
+        """
+        was_training = self.training
+        self.train()
+        try:
+            losses, _ = self.step(batch)
+        finally:
+            self.train(was_training)
+        return losses
+
     @override
     def test_step(self, batch: Any, batch_idx: int) -> Tensor:
-        loss = super().test_step(batch, batch_idx)
+        extra = {"objective": self.training_objective(batch).mean()} if self.test_objective else None
+        loss = self._eval_step("test", batch, batch_idx, extra)
         if self.test_num_samples:
             self.test_nll.update(self.log_weights(batch, self.test_num_samples, self.test_chunk_size))
             self.log("test/nll", self.test_nll, on_step=False, on_epoch=True)

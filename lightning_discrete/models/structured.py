@@ -48,8 +48,9 @@ class StructuredOutputNetwork(LatentVariableModule):
             estimators, whose own samples are repeats of the batch).
         test_num_samples: samples per test example of ``test/nll`` (``0``: none).
         test_chunk_size: samples per pass of ``test/nll``.
-        **kwargs: ``q_at_tau_f`` (:class:`~lightning_discrete.models.LatentVariableModule`); estimator,
-            temperatures, optimizer, ...: see :class:`DiscreteModule`.
+        **kwargs: ``q_at_tau_f``, ``test_objective``: see
+            :class:`~lightning_discrete.models.LatentVariableModule`; estimator, temperatures,
+            optimizer, ...: see :class:`DiscreteModule`.
 
     Examples:
         >>> import torch

@@ -61,11 +61,11 @@ class CategoricalVAE(LatentVariableModule):
         hidden_dims: hidden sizes of the encoder (the decoder mirrors them).
         bernoulli: binary latents (one logit per unit, :class:`~lightning_discrete.nn.BinaryBottleneck`).
         prior: ``"uniform"`` or ``"learned"``.
-        q_at_tau_f: fold the forward temperature into ``q(z|x)`` (see above and
-            :class:`~lightning_discrete.models.LatentVariableModule`).
         test_num_samples: samples per test image of ``test/nll`` (``0``: none).
         test_chunk_size: samples per pass of ``test/nll``.
-        **kwargs: estimator, temperatures, optimizer, ...: see :class:`DiscreteModule`.
+        **kwargs: ``q_at_tau_f``, ``test_objective``: see
+            :class:`~lightning_discrete.models.LatentVariableModule`; estimator, temperatures,
+            optimizer, ...: see :class:`DiscreteModule`.
 
     Examples:
         >>> import torch
@@ -86,13 +86,11 @@ class CategoricalVAE(LatentVariableModule):
         hidden_dims: Sequence[int] = (512, 256),
         bernoulli: bool = False,
         prior: str = "uniform",
-        q_at_tau_f: bool = False,
         test_num_samples: int = 1000,
         test_chunk_size: int = 100,
         **kwargs: Any,
     ) -> None:
-        super().__init__(test_num_samples=test_num_samples, test_chunk_size=test_chunk_size, q_at_tau_f=q_at_tau_f,
-                         **kwargs)
+        super().__init__(test_num_samples=test_num_samples, test_chunk_size=test_chunk_size, **kwargs)
         if num_categories < 2 or (bernoulli and num_categories != 2):
             raise ValueError(
                 f"`num_categories` must be >= 2 (exactly 2 with `bernoulli`), got {num_categories} "
