@@ -24,6 +24,7 @@ import importlib
 import importlib.util
 import os
 import re
+import sys
 import warnings
 from typing import Any, Iterable, List, Optional, Sequence
 
@@ -209,6 +210,15 @@ def default_loggers(save_dir: str) -> List[Logger]:
     return loggers
 
 
+def _model_arguments(args: Sequence[str]) -> List[str]:
+    """The ``--model.*`` arguments of a command line (``--model.x=v`` or ``--model.x v``), in order."""
+    out: List[str] = []
+    for i, arg in enumerate(args):
+        if arg.startswith("--model."):
+            out += [arg] if "=" in arg or i + 1 == len(args) else [arg, args[i + 1]]
+    return out
+
+
 class DiscreteCLI(LightningCLI):
     """LightningCLI for :class:`DiscreteModule` models and any ``LightningDataModule``.
 
@@ -275,11 +285,27 @@ class DiscreteCLI(LightningCLI):
             p.exit_on_error = False
             sub = getattr(p, "_subcommands_action", None)
             parsers += list(sub._name_parser_map.values()) if sub is not None else []
+        self._command_line = list(args) if isinstance(args, (list, tuple)) else sys.argv[1:] if args is None else []
         try:
             super().parse_arguments(parser, args)
         except argparse.ArgumentError as err:
             options = [o for p in parsers for o in p._option_string_actions if o.startswith("--")]
             raise ConfigError(_parse_error_message(str(err), options)) from None
+
+    def _parse_ckpt_path(self) -> None:
+        """With ``--ckpt_path``, the checkpoint's hyperparameters replace the model section of the
+        config files (the model must match its weights: Lightning's rule), and the ``--model.*``
+        arguments of the command line apply on top of them: Lightning 2.6 lets the checkpoint
+        override those too, so that ``test --ckpt_path=... --model.test_num_samples=5000``
+        would silently test with the checkpoint's value."""
+        before = self.config
+        super()._parse_ckpt_path()
+        explicit = _model_arguments(getattr(self, "_command_line", []))
+        if self.config is before or not explicit:
+            return
+        subcommand = self.config["subcommand"]
+        parser = self.parser._subcommands_action._name_parser_map[subcommand]
+        self.config[subcommand] = parser.parse_args(explicit, namespace=self.config[subcommand].clone())
 
     @override
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:

@@ -412,6 +412,21 @@ def test_exp_decay_needs_a_rate():
 RECIPES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "recipes")
 
 
+def test_testing_a_checkpoint_keeps_its_model_but_applies_command_line_model_arguments(mnist_dir, fast_args, tmp_path):
+    # trained with 4 latents and m = 1000 in its hyperparameters; tested with the recipe (20 latents) and
+    # --model.test_num_samples=20: the checkpoint's shape wins over the config file, the command line over
+    # the checkpoint (Lightning alone would test with m = 1000)
+    args = ["--config", os.path.join(RECIPES, "vae_mnist.yaml"), *fast_args(mnist_dir, str(tmp_path))]
+    fit = cli_main(["fit", *args, "--model.num_latents=4"])
+    ckpt = fit.trainer.checkpoint_callback.best_model_path
+    cli = cli_main(["test", *args, f"--ckpt_path={ckpt}", "--trainer.limit_test_batches=1",
+                    "--model.test_num_samples", "20", "--model.init_args.test_chunk_size=10"])
+    assert cli.model.num_latents == 4 and cli.model.test_num_samples == 20 and cli.model.test_chunk_size == 10
+    assert torch.isfinite(cli.trainer.callback_metrics["test/nll"])
+    cli = cli_main(["test", *args, f"--ckpt_path={ckpt}", "--trainer.limit_test_batches=1"])
+    assert cli.model.num_latents == 4 and cli.model.test_num_samples == 1000  # the checkpoint's values
+
+
 @pytest.mark.parametrize(
     "recipe,overrides,extra,estimator",
     [

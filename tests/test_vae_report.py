@@ -69,6 +69,22 @@ def test_annealing_effect_is_annealed_minus_st_beside_the_paper(tmp_path):
     assert "VAE, categorical" not in line and "SBN, Bernoulli" not in line
 
 
+def test_relaxed_rows_report_their_training_objective_beside_the_paper(tmp_path):
+    from pathlib import Path
+
+    from vae_report import Report
+
+    runs = [{"metrics": {"test/loss": [[0, 0, 114.0]], "test/objective": [[0, 0, 106.0]]}},
+            {"metrics": {"test/loss": [[0, 0, 113.0]], "test/objective": [[0, 0, 108.0]]}}]
+    report = Report(Path(ROOT) / "docs" / "benchmarks_vae" / "plan.yaml", tmp_path / "r.md")
+    report.final_cell = lambda group: ("lr=0.001", runs if group == "gs_vae_bern_gs_final" else [])
+    report.relaxed_objective()
+    (line,) = [line for line in report.lines if line.startswith("The relaxed Gumbel-Softmax rows")]
+    # mean 107, sd sqrt(2): 107 - 105.0 = +2.0 nats = +1.4 sd; two of three seeds stored
+    assert "VAE, Bernoulli (200): 107.0 ± 1.4, n=2 (paper 105.0, +2.0 (+1.4 sd); its -ELBO above: 113.5 ± 0.7)" in line
+    assert "VAE, categorical (20 x 10):" not in line and "SBN" not in line  # no runs / not this measure
+
+
 def test_best_tuning_cell_at_the_grid_edge_is_flagged(tmp_path):
     import yaml
     from pathlib import Path
