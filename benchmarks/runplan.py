@@ -76,6 +76,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from datetime import datetime, timezone
@@ -86,6 +87,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 CHILDREN: set = set()  # runs in flight, stopped with the runner (SIGTERM / Ctrl-C)
+STOPPING = threading.Event()  # set when the runner is stopped: no new process, nothing stored
 
 
 # --------------------------------------------------------------------------- #
@@ -359,6 +361,8 @@ def execute(plan: dict, name: str, cell: dict, seed: int, rid: str, threads: int
         epoch = int(torch.load(resume, map_location="cpu", weights_only=False)["epoch"])
         resumes.write_text(json.dumps((json.loads(resumes.read_text()) if resumes.exists() else []) + [epoch]))
     rc = _run_logged(cmd + ([f"--ckpt_path={resume}"] if resume else []), out / "fit.log", env)
+    if STOPPING.is_set():  # the fit was stopped with the runner: not finished, whatever its exit status
+        return rid, None, "stopped"
     fits = [v for v in run_versions(out) if not is_test_version(v)]
     tested = bool(plan["groups"][name].get("test"))
     test_cmd: List[str] = []
@@ -396,7 +400,10 @@ def execute(plan: dict, name: str, cell: dict, seed: int, rid: str, threads: int
 
 
 def _run_logged(cmd: List[str], log_path: Path, env: Dict[str, str]) -> int:
-    """Run ``cmd`` with its output in ``log_path``; stopped with the runner. Returns the exit code."""
+    """Run ``cmd`` with its output in ``log_path``; stopped with the runner (none is started once
+    it is stopping). Returns the exit code."""
+    if STOPPING.is_set():
+        return -signal.SIGTERM
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
         CHILDREN.add(proc)
@@ -703,6 +710,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     plan = load_plan(args.plan)
 
     def stop(signum, frame):
+        STOPPING.set()
         for proc in list(CHILDREN):  # before the pool's shutdown waits for them
             proc.terminate()
         raise KeyboardInterrupt
@@ -711,6 +719,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     try:
         {"run": cmd_run, "status": cmd_status, "retest": cmd_retest}[args.command](plan, args)
     except KeyboardInterrupt:
+        STOPPING.set()
         for proc in list(CHILDREN):
             proc.terminate()
         print("stopped; the runs in flight were not stored and start again next time", file=sys.stderr)

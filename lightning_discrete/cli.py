@@ -29,6 +29,7 @@ the top of the import graph: it imports :mod:`lightning_discrete.trainer_cli` an
 from __future__ import annotations
 
 import inspect
+import signal
 import sys
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -159,7 +160,9 @@ def main(args: Optional[Sequence[str]] = None) -> None:
 
     ``sweep``, ``import-idx`` and ``import-mnist-pickle`` go to :data:`SUBCOMMANDS`,
     everything else to LightningCLI (:func:`cli_main`). A :class:`ConfigError`,
-    ``DataError`` or ``SweepError`` is printed as ``error: ...`` and exits with status 2.
+    ``DataError`` or ``SweepError`` is printed as ``error: ...`` and exits with status 2;
+    a run stopped by SIGTERM (which Lightning ends gracefully, with status 0) exits with
+    status 143, so that a script or scheduler does not take it for a finished run.
 
     Args:
         args: the command line without the program name (``None``: ``sys.argv[1:]``).
@@ -172,6 +175,8 @@ def main(args: Optional[Sequence[str]] = None) -> None:
         usage: lightning-discrete sweep ...
         exit status 0
     """
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
     argv = list(sys.argv[1:] if args is None else args)
     try:
         if argv and argv[0] in SUBCOMMANDS:
@@ -181,6 +186,11 @@ def main(args: Optional[Sequence[str]] = None) -> None:
     except _expected_errors() as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+    except SIGTERMException:
+        # Lightning stops gracefully on SIGTERM with exit status 0, as if the run had finished
+        print("error: stopped by SIGTERM before the end; the run is incomplete (resume it with "
+              "--ckpt_path=.../checkpoints/latest.ckpt)", file=sys.stderr)
+        raise SystemExit(128 + signal.SIGTERM) from None
     finally:
         _destroy_process_group()
 

@@ -333,3 +333,31 @@ def test_a_logger_set_in_the_config_is_kept(tmp_path):
                    run=False).trainer.loggers
     assert [type(lg) for lg in own] == [CSVLogger] and own[0].save_dir == f"{tmp_path}/own"
     assert cli_main(_quick_args(tmp_path, "--trainer.logger=false"), run=False).trainer.loggers == []
+
+
+@pytest.mark.timeout(300)
+def test_a_fit_stopped_by_sigterm_exits_non_zero(tmp_path):
+    # Lightning ends a fit gracefully on SIGTERM, with exit status 0: lightning-discrete turns that
+    # into 143, so that a runner or scheduler does not store the run as finished
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lightning_discrete", "fit", "--config", os.path.join(root, "recipes", "quickstart.yaml"),
+         "--trainer.max_epochs=100000", f"--trainer.default_root_dir={tmp_path}", "--trainer.logger=false",
+         "--trainer.enable_progress_bar=false"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not glob.glob(str(tmp_path / "**" / "latest.ckpt"), recursive=True) and proc.poll() is None:
+            assert time.monotonic() < deadline, "no epoch finished in 240 s"
+            time.sleep(0.5)
+        assert proc.poll() is None  # still training
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143 and "stopped by SIGTERM" in err

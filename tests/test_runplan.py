@@ -275,3 +275,26 @@ def test_the_tested_checkpoint_is_the_best_of_every_attempt(tmp_path):
     hi, lo = ckpt("acc_hi.ckpt", 0.9, "max"), ckpt("acc_lo.ckpt", 0.8, "max")
     assert best_checkpoint([lo, hi]) == hi
     assert best_checkpoint([lo]) == lo  # one file: nothing to load
+
+
+def test_a_fit_that_ends_after_the_runner_was_stopped_is_neither_tested_nor_stored(tmp_path, monkeypatch):
+    # the runner's SIGTERM reaches its fits, which Lightning ends gracefully (before lightning-discrete
+    # turned that into exit status 143, with status 0): such a fit must not be taken for a finished run
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    import runplan
+
+    group = {"configs": ["recipes/quickstart.yaml"], "args": FAST, "seeds": [0], "test": True}
+    plan = runplan.load_plan(_plan(tmp_path, {"g": group}))
+    started = []
+
+    def fake_run(cmd, log_path, env):  # the fit "finishes" with status 0 while the runner stops
+        started.append(cmd[3])
+        runplan.STOPPING.set()
+        return 0
+
+    monkeypatch.setattr(runplan, "_run_logged", fake_run)
+    try:
+        rid, rec, msg = runplan.execute(plan, "g", {}, 0, "g__seed=0", 1)
+    finally:
+        runplan.STOPPING.clear()
+    assert rec is None and msg == "stopped" and started == ["fit"]  # no test command after it
