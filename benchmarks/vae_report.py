@@ -203,10 +203,10 @@ class Report:
         if parts:
             self.w("The relaxed Gumbel-Softmax rows measured by their training objective on the test set "
                    "(`test/objective`: the decoder fed relaxed samples at the final temperature, with the "
-                   "categorical KL; not a bound on the likelihood): " + "; ".join(parts) + ". Added to "
-                   "stored runs with `python benchmarks/runplan.py retest docs/benchmarks_vae/plan.yaml "
-                   "--groups gs_vae_bern_gs_final gs_vae_cat_gs_final "
-                   "--test-arg=--model.init_args.test_num_samples=0` (their checkpoints, current code).", "")
+                   "categorical KL; not a bound on the likelihood): " + "; ".join(parts) + ". Runs tested "
+                   "before this metric existed got it from their checkpoints with `python benchmarks/runplan.py "
+                   "retest docs/benchmarks_vae/plan.yaml --groups gs_vae_bern_gs_final gs_vae_cat_gs_final "
+                   "--test-arg=--model.init_args.test_num_samples=0`.", "")
 
     def annealing_effect(self) -> None:
         """Annealed ST minus ST per task, ours beside the paper's: the sign is the paper's claim."""
