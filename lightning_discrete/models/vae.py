@@ -40,15 +40,17 @@ class CategoricalVAE(LatentVariableModule):
       Evaluation is always exact: in eval mode the latents are drawn from ``q(z|x)``
       (:func:`~lightning_discrete.models.exact_sample`, whatever ``eval_mode``), so
       ``val/loss`` and ``test/loss`` are single-sample estimates of the negative ELBO, and
-      ``test/nll`` the importance-weighted bound with ``test_num_samples`` samples.
+      ``test/nll`` the importance-weighted bound with ``test_num_samples`` samples. Monitors
+      that read the bottleneck (``LatentUtilizationMonitor``) therefore see training batches
+      only: give them ``stages: [train]``.
     * ``q_at_tau_f``: ``q(z|x) = Cat(softmax(l / tau_f))`` (``Bernoulli(sigmoid(l / tau_f))``),
       the distribution that ``decoupled_st`` and ``softmax_st`` sample in training; the KL,
       evaluation and ``test/nll`` use it too, so the training loss is the negative ELBO of
       what is sampled. With ``softmax_st`` (or ``decoupled_st`` at ``tau_f = tau_b``) and an
       annealed temperature this is the slope-annealed straight-through of Chung et al.
       (2016): the schedule sharpens the encoder's distribution as well as the backward pass
-      (``recipes/anneal_slope.yaml``). Monitors that read the bottleneck (``LatentUtilizationMonitor``) therefore
-      see training batches only: give them ``stages: [train]``.
+      (``recipes/estimators/softmax_st.yaml`` with the recipe's annealing of ``tau`` and
+      ``--model.q_at_tau_f=true``).
     * Prior: ``uniform`` or ``learned`` (logits ``(L, k)`` trained with the rest).
 
     Logs ``{stage}/loss`` (negative ELBO), ``{stage}/recon`` and ``{stage}/kl`` (nats per
