@@ -570,11 +570,17 @@ def lock(plan: dict):
     return fh
 
 
-def cmd_run(plan: dict, args) -> None:
-    groups = args.groups or list(plan["groups"])
+def chosen_groups(plan: dict, groups: Optional[List[str]]) -> List[str]:
+    """The groups a command works on (``None``: all, in plan order); an unknown name stops it."""
+    groups = groups or list(plan["groups"])
     unknown = [g for g in groups if g not in plan["groups"]]
     if unknown:
         raise SystemExit(f"unknown group(s) {unknown}; the plan has {list(plan['groups'])}")
+    return groups
+
+
+def cmd_run(plan: dict, args) -> None:
+    groups = chosen_groups(plan, args.groups)
     deadline = time.monotonic() + 60.0 * args.budget_minutes if args.budget_minutes else math.inf
     results = stored(plan)
     if args.dry_run:
@@ -661,10 +667,7 @@ def cmd_retest(plan: dict, args) -> None:
     """``retest``: the stored, tested runs of ``--groups`` whose records lack ``--metric`` are
     tested again (one at a time, from their checkpoints) and gain the metrics they lack; a copied
     run (``same_as``) takes them from its original. Resumable: a record with the metric is done."""
-    groups = args.groups or list(plan["groups"])
-    unknown = [g for g in groups if g not in plan["groups"]]
-    if unknown:
-        raise SystemExit(f"unknown group(s) {unknown}; the plan has {list(plan['groups'])}")
+    groups = chosen_groups(plan, args.groups)
     held = lock(plan)  # noqa: F841  (kept open for the whole run)
     results = stored(plan)
     todo = [results[rid] for g in groups for rid, _, _ in group_runs(plan, g, results)[0]
