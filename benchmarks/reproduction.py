@@ -925,9 +925,9 @@ def compute_summary(recs: Sequence[dict]) -> List[str]:
     return out
 
 
-def report_main(report_class, doc: str, plan: Path, out: Path, argv: Optional[List[str]] = None) -> None:
+def report_main(report_class, doc: str, plan: Path, out: Path, argv: Optional[List[str]] = None):
     """Command line of a report generator: ``--plan`` and ``--out`` (defaults ``plan``, ``out``),
-    then ``report_class(plan, out).write()``."""
+    then ``report_class(plan, out).write()``; returns the report."""
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--plan", type=Path, default=plan)
     p.add_argument("--out", type=Path, default=out)
@@ -935,6 +935,7 @@ def report_main(report_class, doc: str, plan: Path, out: Path, argv: Optional[Li
     report = report_class(args.plan.resolve(), args.out.resolve())
     report.write()
     print(f"wrote {args.out} ({len(report.results)} stored runs)")
+    return report
 
 
 def main(argv: Optional[List[str]] = None) -> None:

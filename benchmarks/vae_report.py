@@ -1,7 +1,7 @@
 """Write docs/benchmarks_vae.md from the stored runs of docs/benchmarks_vae/plan.yaml.
 
-    python benchmarks/vae_report.py                      # docs/benchmarks_vae.md
-    python benchmarks/vae_report.py --plan P --out F     # another plan / report file
+    python benchmarks/vae_report.py                      # docs/benchmarks_vae.md and README's Table 1
+    python benchmarks/vae_report.py --plan P --out F     # another plan / report file (README untouched)
 
 Everything in the report comes from the JSON files ``benchmarks/runplan.py`` stored
 (``docs/benchmarks_vae/runs/``): nothing is re-run, and rows whose runs are not stored yet
@@ -50,6 +50,8 @@ PAPER_TABLE1: Dict[str, Dict[str, float]] = {
 }
 # Which of our columns the paper's number measures, per task.
 PAPER_MEASURE = {"sbn_bern": "test/nll", "sbn_cat": "test/nll", "vae_bern": "test/loss", "vae_cat": "test/loss"}
+# The README's copy of Table 1 sits between <!-- vae-table1 --> and <!-- /vae-table1 -->.
+README_BLOCK = "vae-table1"
 SIZES = {"8x4": "8 x 4", "10x30": "10 x 30"}
 BENCH_ESTIMATORS = {
     "st": "ST (exact sample, softmax backward at tau_b)",
@@ -154,6 +156,22 @@ class Report:
         cell, recs = self.final_cell(group)
         values = [self.cell(recs, m, seeds) for m in metrics]
         self.w("| " + " | ".join([*labels, cell, *values, *extra(recs)]) + " |")
+
+    def summary(self) -> List[str]:
+        """Table 1 at a glance (the README's copy): an estimator per row, a task per column, each cell
+        ``ours / paper``: our value in the paper's measure (mean ± sd over the finals' seeds, n= when
+        fewer are stored), then the paper's."""
+        lines = ["| estimator | " + " | ".join(TASKS.values()) + " |", "|---" * (len(TASKS) + 1) + "|"]
+        for est, label in TABLE1_ESTIMATORS.items():
+            cells = []
+            for task in TASKS:
+                group = f"gs_{task}_{est}_final"
+                ours = self.cell(self.runs(group), PAPER_MEASURE[task],
+                                 len(self.plan["groups"].get(group, {}).get("seeds", [])))
+                paper = PAPER_TABLE1[task].get(est)
+                cells.append(ours if paper is None else f"{ours} / {paper:.1f}")
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        return lines
 
     # ------------------------------------------------------------------------- sections
     def table1(self) -> None:
@@ -376,8 +394,27 @@ class Report:
         self.out.write_text("\n".join(self.lines).rstrip() + "\n")
 
 
+def replace_block(text: str, name: str, lines: List[str]) -> str:
+    """``text`` with the lines between ``<!-- name -->`` and ``<!-- /name -->`` replaced by ``lines``.
+
+    Raises:
+        ValueError: when the markers are missing, repeated or out of order.
+    """
+    begin, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+    if text.count(begin) != 1 or text.count(end) != 1 or text.index(begin) > text.index(end):
+        raise ValueError(f"expected one {begin} ... {end} block")
+    head, rest = text.split(begin)
+    tail = rest.split(end)[1]
+    return head + "\n".join([begin, *lines, end]) + tail
+
+
 def main(argv: Optional[List[str]] = None) -> None:
-    report_main(Report, __doc__, ROOT / "docs" / "benchmarks_vae" / "plan.yaml", ROOT / "docs" / "benchmarks_vae.md", argv)
+    out = ROOT / "docs" / "benchmarks_vae.md"
+    report = report_main(Report, __doc__, ROOT / "docs" / "benchmarks_vae" / "plan.yaml", out, argv)
+    if report.out == out.resolve():  # the repository's own report: its README summary follows it
+        readme = ROOT / "README.md"
+        readme.write_text(replace_block(readme.read_text(), README_BLOCK, report.summary()))
+        print(f"updated the {README_BLOCK} table of {readme}")
 
 
 if __name__ == "__main__":

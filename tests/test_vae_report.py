@@ -240,3 +240,52 @@ def test_curve_figure_plots_the_mean_and_the_min_max_band_over_seeds():
     low, high = ax.get_ylim()
     pad = 0.03 * (top - 4.0)
     assert low == pytest.approx(4.0 - pad) and high == pytest.approx(top + pad)
+
+
+def test_summary_cells_are_ours_in_the_paper_s_measure_then_the_paper_s(tmp_path):
+    from pathlib import Path
+
+    from vae_report import Report
+
+    def run(loss, nll):
+        return {"metrics": {"test/loss": [[0, 0, loss]], "test/nll": [[0, 0, nll]]}}
+
+    stored = {"gs_vae_bern_st_final": [run(118.0, 100.0), run(120.0, 102.0), run(122.0, 104.0)],  # 3 of 3
+              "gs_sbn_cat_gs_final": [run(75.0, 63.0)]}                                          # 1 of 3
+    report = Report(Path(ROOT) / "docs" / "benchmarks_vae" / "plan.yaml", tmp_path / "r.md")
+    report.runs = lambda group: stored.get(group, [])
+    rows = {line.split(" | ")[0]: line.split(" | ")[1:] for line in report.summary()[2:]}
+    assert list(rows) == ["| ST", "| Annealed ST", "| Gumbel-Softmax", "| ST Gumbel-Softmax",
+                          "| REINFORCE (LOO baseline)"]
+    # columns in TASKS order: SBN Bernoulli, SBN categorical, VAE Bernoulli, VAE categorical
+    # VAE: test/loss, mean 120, sd 2, all three seeds (no n=); paper 116.0
+    assert rows["| ST"][2] == "120.0 ± 2.0 / 116.0"
+    # SBN: test/nll (63, not the loss 75), one seed of three; paper 59.0
+    assert rows["| Gumbel-Softmax"][1] == "63.0 (n=1) / 59.0"
+    assert rows["| ST"][0] == "pending / 58.9"
+    assert rows["| REINFORCE (LOO baseline)"][3] == "pending / 110.6 |"
+
+
+def test_replace_block_swaps_only_what_lies_between_the_markers():
+    import pytest
+    from vae_report import replace_block
+
+    text = "intro\n<!-- t -->\nold 1\nold 2\n<!-- /t -->\noutro\n"
+    assert replace_block(text, "t", ["new"]) == "intro\n<!-- t -->\nnew\n<!-- /t -->\noutro\n"
+    assert replace_block(replace_block(text, "t", []), "t", ["a", "b"]) == \
+        "intro\n<!-- t -->\na\nb\n<!-- /t -->\noutro\n"
+    for bad in ("no markers", "<!-- /t --> <!-- t -->", "<!-- t --><!-- t --><!-- /t -->"):
+        with pytest.raises(ValueError, match="expected one"):
+            replace_block(bad, "t", ["x"])
+
+
+def test_readme_table_is_the_report_s_summary_of_the_stored_runs(tmp_path):
+    """The README's copy of Table 1 is what `python benchmarks/vae_report.py` writes from the runs
+    committed under docs/benchmarks_vae/runs: rerun it after storing runs."""
+    from pathlib import Path
+
+    from vae_report import README_BLOCK, Report, replace_block
+
+    readme = (Path(ROOT) / "README.md").read_text()
+    report = Report(Path(ROOT) / "docs" / "benchmarks_vae" / "plan.yaml", tmp_path / "r.md")
+    assert replace_block(readme, README_BLOCK, report.summary()) == readme
