@@ -266,6 +266,27 @@ def test_summary_cells_are_ours_in_the_paper_s_measure_then_the_paper_s(tmp_path
     assert rows["| REINFORCE (LOO baseline)"][3] == "pending / 110.6 |"
 
 
+
+def test_benchmark_summary_puts_each_size_s_finals_beside_its_tuning_preview(tmp_path):
+    from pathlib import Path
+
+    from vae_report import Report
+
+    def run(loss):
+        return {"metrics": {"test/loss": [[0, 0, loss]], "test/nll": [[0, 0, loss - 10.0]]}}
+
+    stored = {"mv_10x30_reinmax_final": [run(100.0), run(102.0)]}  # 2 of 5 seeds
+    report = Report(Path(ROOT) / "docs" / "benchmarks_vae" / "plan.yaml", tmp_path / "r.md")
+    report.runs = lambda group: stored.get(group, [])
+    report.tuned_value = lambda group: f"tuned {group}"
+    lines = report.benchmark_summary()
+    assert lines[0].startswith("| estimator | 8 x 4: test -ELBO | 8 x 4: 20-epoch preview | 10 x 30: test -ELBO")
+    rows = {line.split(" | ")[0]: line.split(" | ")[1:] for line in lines[2:]}
+    # test/loss (not test/nll), mean 101, sd sqrt(2), two of five seeds
+    assert rows["| ReinMax"] == ["pending", "tuned mv_8x4_reinmax_final", "101.0 ± 1.4 (n=2)",
+                                 "tuned mv_10x30_reinmax_final |"]
+    assert rows["| Decoupled ST"][2] == "pending"
+
 def test_replace_block_swaps_only_what_lies_between_the_markers():
     import pytest
     from vae_report import replace_block
@@ -280,12 +301,13 @@ def test_replace_block_swaps_only_what_lies_between_the_markers():
 
 
 def test_readme_table_is_the_report_s_summary_of_the_stored_runs(tmp_path):
-    """The README's copy of Table 1 is what `python benchmarks/vae_report.py` writes from the runs
+    """The README's tables are what `python benchmarks/vae_report.py` writes from the runs
     committed under docs/benchmarks_vae/runs: rerun it after storing runs."""
     from pathlib import Path
 
-    from vae_report import README_BLOCK, Report, replace_block
+    from vae_report import README_BLOCKS, Report, replace_block
 
     readme = (Path(ROOT) / "README.md").read_text()
     report = Report(Path(ROOT) / "docs" / "benchmarks_vae" / "plan.yaml", tmp_path / "r.md")
-    assert replace_block(readme, README_BLOCK, report.summary()) == readme
+    for name, method in README_BLOCKS.items():
+        assert replace_block(readme, name, getattr(report, method)()) == readme, name
