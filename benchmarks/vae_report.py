@@ -395,7 +395,7 @@ class Report:
                "the protocol is at the top of the plan). Nothing here is re-run: a row without stored runs says "
                "'pending'. Run the plan with `python benchmarks/runplan.py run docs/benchmarks_vae/plan.yaml`.", "",
                "Differences from the papers: Adam over the learning rates {1e-4, 3e-4, 1e-3, 3e-3}, SBN also 1e-2 (widened twice on 2026-12-04 when the best value sat at the top of the grid) instead of SGD with momentum over "
-               "6 values; REINFORCE uses a leave-one-out baseline over 2 samples (the paper's SF row used its own "
+               "6 values (the `*_sgd_check` groups rerun two Bernoulli VAE rows with SGD); REINFORCE uses a leave-one-out baseline over 2 samples (the paper's SF row used its own "
                "baseline); the categorical KL is analytic for every estimator (relaxed Gumbel-Softmax included); "
                "evaluation always draws exact samples from q(z|x). MNIST-VAE benchmark: temperatures from {0.5, 1, 2}, "
                "widened once by a factor 2 where the best value sat at an edge; Decoupled ST tuned by the "
