@@ -1,6 +1,6 @@
 """Write docs/benchmarks_vae.md from the stored runs of docs/benchmarks_vae/plan.yaml.
 
-    python benchmarks/vae_report.py                      # docs/benchmarks_vae.md and README's Table 1
+    python benchmarks/vae_report.py                      # docs/benchmarks_vae.md and the README's tables
     python benchmarks/vae_report.py --plan P --out F     # another plan / report file (README untouched)
 
 Everything in the report comes from the JSON files ``benchmarks/runplan.py`` stored
@@ -51,7 +51,7 @@ PAPER_TABLE1: Dict[str, Dict[str, float]] = {
 # Which of our columns the paper's number measures, per task.
 PAPER_MEASURE = {"sbn_bern": "test/nll", "sbn_cat": "test/nll", "vae_bern": "test/loss", "vae_cat": "test/loss"}
 # The README's tables, each between <!-- name --> and <!-- /name -->: name -> the Report method writing it.
-README_BLOCKS = {"vae-table1": "summary", "vae-benchmark": "benchmark_summary"}
+README_BLOCKS = {"vae-table1": "table1_summary", "vae-benchmark": "benchmark_summary"}
 SIZES = {"8x4": "8 x 4", "10x30": "10 x 30"}
 BENCH_ESTIMATORS = {
     "st": "ST (exact sample, softmax backward at tau_b)",
@@ -157,7 +157,7 @@ class Report:
         values = [self.cell(recs, m, seeds) for m in metrics]
         self.w("| " + " | ".join([*labels, cell, *values, *extra(recs)]) + " |")
 
-    def summary(self) -> List[str]:
+    def table1_summary(self) -> List[str]:
         """Table 1 at a glance (the README's copy): an estimator per row, a task per column, each cell
         ``ours / paper``: our value in the paper's measure (mean ± sd over the finals' seeds, n= when
         fewer are stored), then the paper's."""

@@ -254,7 +254,7 @@ def test_summary_cells_are_ours_in_the_paper_s_measure_then_the_paper_s(tmp_path
               "gs_sbn_cat_gs_final": [run(75.0, 63.0)]}                                          # 1 of 3
     report = Report(Path(ROOT) / "docs" / "benchmarks_vae" / "plan.yaml", tmp_path / "r.md")
     report.runs = lambda group: stored.get(group, [])
-    rows = {line.split(" | ")[0]: line.split(" | ")[1:] for line in report.summary()[2:]}
+    rows = {line.split(" | ")[0]: line.split(" | ")[1:] for line in report.table1_summary()[2:]}
     assert list(rows) == ["| ST", "| Annealed ST", "| Gumbel-Softmax", "| ST Gumbel-Softmax",
                           "| REINFORCE (LOO baseline)"]
     # columns in TASKS order: SBN Bernoulli, SBN categorical, VAE Bernoulli, VAE categorical
