@@ -287,6 +287,32 @@ def test_benchmark_summary_puts_each_size_s_finals_beside_its_tuning_preview(tmp
                                  "tuned mv_10x30_reinmax_final |"]
     assert rows["| Decoupled ST"][2] == "pending"
 
+
+def test_optimiser_effect_pairs_st_with_slope_annealing_per_optimiser_on_the_check_seeds(tmp_path):
+    from pathlib import Path
+
+    from vae_report import Report
+
+    def run(seed, loss):
+        return {"seed": seed, "metrics": {"test/loss": [[0, 0, loss]]}}
+
+    stored = {"gs_vae_bern_st_sgd_check": [run(0, 121.0)], "gs_vae_bern_slope_st_sgd_check": [run(0, 122.5)],
+              "gs_vae_bern_st_final": [run(0, 119.9), run(1, 119.0)],   # seed 1 is not a check seed
+              "gs_vae_bern_annealed_st_check": [run(0, 119.6)]}
+    report = Report(Path(ROOT) / "docs" / "benchmarks_vae" / "plan.yaml", tmp_path / "r.md")
+    report.final_cell = lambda group: ("lr=0.003" if "sgd" in group else "lr=0.001", stored.get(group, []))
+    report.optimiser_effect()
+    text = " ".join(report.lines)
+    assert "SGD with momentum 0.9 (ST at lr=0.003, slope-annealed at lr=0.003): ST 121.0, " \
+           "slope-annealed ST 122.5 (+1.5)" in text
+    assert "Adam (ST at lr=0.001, slope-annealed at lr=0.001): ST 119.9, slope-annealed ST 119.6 (-0.3)" in text
+    assert "The paper: ST 116.0, annealed ST 111.5 (-4.5)." in text
+    # nothing is said while one of the four is missing
+    del stored["gs_vae_bern_slope_st_sgd_check"]
+    report.lines = []
+    report.optimiser_effect()
+    assert report.lines == []
+
 def test_replace_block_swaps_only_what_lies_between_the_markers():
     import pytest
     from vae_report import replace_block
