@@ -185,6 +185,37 @@ def test_a_twin_is_the_same_command_seed_and_testing_only():
     assert estimate_s(plan, "f", {}) == 99 * 60.0           # nothing measured: the plan's `minutes`
 
 
+
+def test_the_same_training_as_a_run_in_flight_waits_for_it_and_is_copied(tmp_path, monkeypatch):
+    """Two groups with one training between them, two workers: it is trained once, not twice at once."""
+    import argparse
+    import time
+
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    import runplan
+
+    one = {"configs": ["recipes/quickstart.yaml"], "args": FAST, "grid": {"model.init_args.tau_b": [0.5]},
+           "seeds": [0], "minutes": 1}
+    other = dict(one, grid={"model.init_args.tau_b": [2.0]})
+    plan = runplan.load_plan(_plan(tmp_path, {"a": one, "b": dict(one), "c": other}))
+    started = []
+
+    def fake_execute(plan, name, cell, seed, rid, threads):
+        started.append(rid)
+        time.sleep(0.3)
+        cmd = runplan.command(plan, name, cell, seed, rid)
+        return rid, {"id": rid, "group": name, "cell": cell, "seed": seed, "command": " ".join(cmd[1:]),
+                     "wall_s": 0.3, "threads": threads, "host": {"accelerator": "cpu"}, "metrics": {}}, "done"
+
+    monkeypatch.setattr(runplan, "execute", fake_execute)
+    args = argparse.Namespace(groups=None, budget_minutes=None, dry_run=False, workers=3, by_seed=False,
+                              threads=1, commit=False)
+    runplan.cmd_run(plan, args)
+    # a and c train (different cells), b waits for a's run and is its copy
+    assert sorted(started) == ["a__tau_b=0.5__seed=0", "c__tau_b=2__seed=0"]
+    copy = json.loads((tmp_path / "results" / "b__tau_b=0.5__seed=0.json").read_text())
+    assert copy["same_as"] == "a__tau_b=0.5__seed=0"
+
 @pytest.mark.timeout(600)
 def test_a_stopped_run_resumes_from_its_last_epoch(tmp_path):
     sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
