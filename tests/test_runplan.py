@@ -185,9 +185,9 @@ def test_a_twin_is_the_same_command_seed_and_testing_only():
     assert estimate_s(plan, "f", {}) == 99 * 60.0           # nothing measured: the plan's `minutes`
 
 
-
 def test_the_same_training_as_a_run_in_flight_waits_for_it_and_is_copied(tmp_path, monkeypatch):
-    """Two groups with one training between them, two workers: it is trained once, not twice at once."""
+    """Two groups share one training and a third has its own; with three workers the shared one is
+    trained once, not twice at once."""
     import argparse
     import time
 
@@ -215,6 +215,7 @@ def test_the_same_training_as_a_run_in_flight_waits_for_it_and_is_copied(tmp_pat
     assert sorted(started) == ["a__tau_b=0.5__seed=0", "c__tau_b=2__seed=0"]
     copy = json.loads((tmp_path / "results" / "b__tau_b=0.5__seed=0.json").read_text())
     assert copy["same_as"] == "a__tau_b=0.5__seed=0"
+
 
 @pytest.mark.timeout(600)
 def test_a_stopped_run_resumes_from_its_last_epoch(tmp_path):
