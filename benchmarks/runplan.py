@@ -590,14 +590,13 @@ def cmd_run(plan: dict, args) -> None:
         return
     held = lock(plan)  # noqa: F841  (kept open for the whole run)
     gpu = accelerator() != "cpu"
-    running: Dict[object, Tuple[str, Tuple[Tuple[str, ...], bool]]] = {}  # future -> (run id, training signature)
+    running: Dict[object, Tuple[Tuple[str, ...], bool]] = {}  # future -> the training signature of its run
     skipped = set()
     with ThreadPoolExecutor(args.workers) as pool:
         while True:
             results.update(stored(plan))  # runs stored since the start (by hand, or an earlier runner)
-            active = {rid for rid, _ in running.values()}
-            in_flight = {sig for _, sig in running.values()}
-            todo = [p for p in pending(plan, groups, results, args.by_seed) if p[1] not in active and p[1] not in skipped]
+            in_flight = set(running.values())  # a run in flight is caught by its signature below
+            todo = [p for p in pending(plan, groups, results, args.by_seed) if p[1] not in skipped]
             while todo and len(running) < args.workers:
                 name, rid, cell, seed = todo.pop(0)
                 src = twin(plan, name, cell, seed, rid, results)
@@ -608,13 +607,13 @@ def cmd_run(plan: dict, args) -> None:
                     print(f"{'same as ' + rec['same_as']:>14s}  {rid}", flush=True)
                     continue
                 sig = run_signature(plan, name, cell, seed, rid)
-                if sig in in_flight:  # the same training is running under another group: copied when it lands
+                if sig in in_flight:  # running, itself or under another group (then copied when it lands)
                     continue
                 if time.monotonic() + estimate_s(plan, name, results, gpu) > deadline:
                     skipped.add(rid)
                     continue
                 print(f"start {rid}", flush=True)
-                running[pool.submit(execute, plan, name, cell, seed, rid, args.threads)] = (rid, sig)
+                running[pool.submit(execute, plan, name, cell, seed, rid, args.threads)] = sig
                 in_flight.add(sig)
             if not running:
                 break

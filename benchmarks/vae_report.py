@@ -50,8 +50,6 @@ PAPER_TABLE1: Dict[str, Dict[str, float]] = {
 }
 # Which of our columns the paper's number measures, per task.
 PAPER_MEASURE = {"sbn_bern": "test/nll", "sbn_cat": "test/nll", "vae_bern": "test/loss", "vae_cat": "test/loss"}
-# The README's tables, each between <!-- name --> and <!-- /name -->: name -> the Report method writing it.
-README_BLOCKS = {"vae-table1": "table1_summary", "vae-benchmark": "benchmark_summary"}
 SIZES = {"8x4": "8 x 4", "10x30": "10 x 30"}
 BENCH_ESTIMATORS = {
     "st": "ST (exact sample, softmax backward at tau_b)",
@@ -141,6 +139,14 @@ class Report:
     def values(self, recs: List[dict], metric: str) -> List[Optional[float]]:
         return [final(r, metric) for r in recs]
 
+    def planned_seeds(self, group: str) -> List[int]:
+        """The seeds the plan gives ``group`` (none for a group the plan does not have)."""
+        return self.plan["groups"].get(group, {}).get("seeds", [])
+
+    def final_value(self, group: str, metric: str) -> str:
+        """``metric`` over the stored runs of ``group``: :meth:`cell` against its planned seeds."""
+        return self.cell(self.runs(group), metric, len(self.planned_seeds(group)))
+
     def cell(self, recs: List[dict], metric: str, seeds: int) -> str:
         vals = [v for v in self.values(recs, metric) if v is not None]
         if not vals:
@@ -152,7 +158,7 @@ class Report:
                   extra: Callable[[List[dict]], Sequence[str]] = lambda recs: ()) -> None:
         """One table row: ``labels``, the selected cell of ``group``, each metric over its seeds, then
         ``extra(stored runs)``."""
-        seeds = len(self.plan["groups"].get(group, {}).get("seeds", []))
+        seeds = len(self.planned_seeds(group))
         cell, recs = self.final_cell(group)
         values = [self.cell(recs, m, seeds) for m in metrics]
         self.w("| " + " | ".join([*labels, cell, *values, *extra(recs)]) + " |")
@@ -166,8 +172,7 @@ class Report:
             cells = []
             for task in TASKS:
                 group = f"gs_{task}_{est}_final"
-                ours = self.cell(self.runs(group), PAPER_MEASURE[task],
-                                 len(self.plan["groups"].get(group, {}).get("seeds", [])))
+                ours = self.final_value(group, PAPER_MEASURE[task])
                 paper = PAPER_TABLE1[task].get(est)
                 cells.append(ours if paper is None else f"{ours} / {paper:.1f}")
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
@@ -183,10 +188,13 @@ class Report:
             cells = []
             for size in SIZES:
                 group = f"mv_{size}_{est}_final"
-                seeds = len(self.plan["groups"].get(group, {}).get("seeds", []))
-                cells += [self.cell(self.runs(group), "test/loss", seeds), self.tuned_value(group)]
+                cells += [self.final_value(group, "test/loss"), self.tuned_value(group)]
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         return lines
+
+    def readme_tables(self) -> Dict[str, List[str]]:
+        """The README's tables, each written between ``<!-- name -->`` and ``<!-- /name -->``."""
+        return {"vae-table1": self.table1_summary(), "vae-benchmark": self.benchmark_summary()}
 
     # ------------------------------------------------------------------------- sections
     def table1(self) -> None:
@@ -229,7 +237,7 @@ class Report:
             recs = self.final_cell(f"gs_{task}_gs_final")[1]
             relaxed = finite(self.values(recs, "test/objective"))
             if relaxed:
-                seeds = len(self.plan["groups"].get(f"gs_{task}_gs_final", {}).get("seeds", []))
+                seeds = len(self.planned_seeds(f"gs_{task}_gs_final"))
                 n = f", n={len(relaxed)}" if len(relaxed) < seeds else ""
                 parts.append(f"{label}: {fmt(relaxed, 1)}{n} (paper {PAPER_TABLE1[task]['gs']:.1f}, "
                              f"{paper_gap(relaxed, PAPER_TABLE1[task]['gs'])}; its -ELBO above: "
@@ -265,7 +273,7 @@ class Report:
         all four are stored."""
         pairs = {"SGD with momentum 0.9": ("gs_vae_bern_st_sgd_check", "gs_vae_bern_slope_st_sgd_check"),
                  "Adam": ("gs_vae_bern_st_final", "gs_vae_bern_annealed_st_check")}
-        seeds = set(self.plan["groups"].get(pairs["SGD with momentum 0.9"][0], {}).get("seeds", []))
+        seeds = set(self.planned_seeds("gs_vae_bern_st_sgd_check"))
         parts = []
         for optimiser, groups in pairs.items():
             cells, values = [], []
@@ -298,8 +306,7 @@ class Report:
             for est, est_label in BENCH_ESTIMATORS.items():
                 group = f"mv_{size}_{est}_final"
                 self.final_row(group, [size_label, est_label], [], lambda recs, g=group: [
-                    self.tuned_value(g), *(self.cell(recs, m, len(self.plan["groups"].get(g, {}).get("seeds", [])))
-                                           for m in ("test/loss", "test/nll", "train/loss"))])
+                    self.tuned_value(g), *(self.final_value(g, m) for m in ("test/loss", "test/nll", "train/loss"))])
         self.w("")
         for size, size_label in SIZES.items():
             if self.same_training(f"mv_{size}_dst_final", f"mv_{size}_st_final"):
@@ -455,10 +462,11 @@ def main(argv: Optional[List[str]] = None) -> None:
     if report.out == out.resolve():  # the repository's own report: its README summary follows it
         readme = ROOT / "README.md"
         text = readme.read_text()
-        for name, method in README_BLOCKS.items():
-            text = replace_block(text, name, getattr(report, method)())
+        tables = report.readme_tables()
+        for name, lines in tables.items():
+            text = replace_block(text, name, lines)
         readme.write_text(text)
-        print(f"updated the tables {', '.join(README_BLOCKS)} of {readme}")
+        print(f"updated the tables {', '.join(tables)} of {readme}")
 
 
 if __name__ == "__main__":

@@ -331,9 +331,9 @@ def test_readme_table_is_the_report_s_summary_of_the_stored_runs(tmp_path):
     committed under docs/benchmarks_vae/runs: rerun it after storing runs."""
     from pathlib import Path
 
-    from vae_report import README_BLOCKS, Report, replace_block
+    from vae_report import Report, replace_block
 
     readme = (Path(ROOT) / "README.md").read_text()
     report = Report(Path(ROOT) / "docs" / "benchmarks_vae" / "plan.yaml", tmp_path / "r.md")
-    for name, method in README_BLOCKS.items():
-        assert replace_block(readme, name, getattr(report, method)()) == readme, name
+    for name, lines in report.readme_tables().items():
+        assert replace_block(readme, name, lines) == readme, name
