@@ -288,6 +288,30 @@ def test_benchmark_summary_puts_each_size_s_finals_beside_its_tuning_preview(tmp
     assert rows["| Decoupled ST"][2] == "pending"
 
 
+def test_temperature_cells_count_distinct_temperatures_and_join_decoupled_st_s_two_steps(tmp_path):
+    from pathlib import Path
+
+    from vae_report import Report
+
+    lr, tau = "model.init_args.optimizer.init_args.lr", "model.init_args.tau"
+    f, b = "model.init_args.tau_f", "model.init_args.tau_b"
+
+    def runs(cells):
+        return [{"cell": {**c, lr: rate}} for c in cells for rate in (0.0003, 0.001)]  # two rates per cell
+
+    stored = {
+        "mv_8x4_st_tune": runs([{f: 1.0, b: t} for t in (0.5, 1.0, 2.0)]),
+        "mv_8x4_reinmax_tune": runs([{tau: t} for t in (0.5, 1.0, 2.0, 4.0)]),
+        # tau_f at tau_b = 1, then tau_b at tau_f = 2: (2, 1) is in both steps, counted once
+        "mv_8x4_dst_seq_f": runs([{f: t, b: 1.0} for t in (0.5, 1.0, 2.0)]),
+        "mv_8x4_dst_seq_b": runs([{f: 2.0, b: t} for t in (0.5, 1.0, 2.0, 4.0)]),
+    }
+    report = Report(Path(ROOT) / "docs" / "benchmarks_vae" / "plan.yaml", tmp_path / "r.md")
+    report.runs = lambda group: stored.get(group, [])
+    assert report.temperature_cells("8x4") == ("8 x 4: ST 3, ST Gumbel-Softmax 0, Gumbel-Rao 0, ReinMax 4, "
+                                               "Decoupled ST 6")
+
+
 def test_optimiser_effect_pairs_st_with_slope_annealing_per_optimiser_on_the_check_seeds(tmp_path):
     from pathlib import Path
 
