@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from runplan import ROOT, best_value, compute_hours, group_runs, load_plan, on_gpu, short, stored  # noqa: E402
+from runplan import (ROOT, best_value, compute_hours, group_runs, load_plan, on_gpu, short, stored,  # noqa: E402
+                     unmeasured_attempts)
 
 PAPER = "Decoupled ST paper"
 # the convergence rule of the autoencoder, fixed in plan.yaml before any run was looked at
@@ -918,6 +919,11 @@ def compute_summary(recs: Sequence[dict]) -> List[str]:
                 f"device: {gpu_h:.2f} h of wall time summed over those runs. Same code, configs and seeds as the CPU "
                 "runs; a GPU run's sample stream differs from the CPU's, so a seed there is another draw, "
                 "not a repeat."]
+    partly = [r for r in recs if "same_as" not in r and unmeasured_attempts(r)]
+    if partly:
+        out += ["", f"Runs stopped midway and resumed before the runner timed every attempt: {len(partly)}; "
+                f"their {sum(map(unmeasured_attempts, partly))} earlier attempts are not in the hours above, "
+                "so they undercount the compute."]
     copies = sum("same_as" in r for r in recs)
     if copies:
         out += ["", f"{copies} runs are the same training as a run of another group (same configs, arguments, "

@@ -46,7 +46,9 @@ stopped. A run stopped midway (the runner killed, the session over) continues fr
 ``checkpoints/latest.ckpt`` when its recipe saves one (every recipe does): Lightning restores the
 model, optimiser, epoch and callbacks, the record joins the epochs of every attempt and lists
 ``resumed_after_epochs`` (random streams are not restored, so a resumed run is another draw
-from the same experiment, not a bit-identical repeat); its ``wall_s`` is the last attempt's.
+from the same experiment, not a bit-identical repeat); its ``wall_s`` sums the attempts the
+runner timed (``attempts_s``: each earlier attempt from its start, kept in the scratch folder, to
+the last file it wrote), and ``unmeasured_attempts`` counts earlier attempts it did not start.
 A record deleted by hand is rebuilt from the run's scratch folder the same way; delete the
 folder too to train the run again from the start. ``--budget-minutes`` stops launching runs
 that would not finish in time (the estimate is the slowest finished run of the group on the
@@ -344,6 +346,27 @@ def merge_epoch_metrics(files: Iterable[Path]) -> Dict[str, List[List[float]]]:
     return {k: [row for e in sorted(v) for row in v[e]] for k, v in merged.items()}
 
 
+def earlier_attempts_s(out: Path, starts: List[float]) -> List[float]:
+    """Wall seconds of each attempt but the last of a run whose attempts started at the Unix times
+    ``starts`` (oldest first): attempt i ends at the newest modification of a file under ``out``
+    older than attempt i + 1's start (its last epoch's metrics or checkpoint), whether it was
+    stopped or killed."""
+    mtimes = sorted(f.stat().st_mtime for f in out.rglob("*") if f.is_file())
+    walls = []
+    for start, following in zip(starts, starts[1:]):
+        end = max((t for t in mtimes if start <= t < following), default=start)
+        walls.append(end - start)
+    return walls
+
+
+def unmeasured_attempts(rec: dict) -> int:
+    """Earlier attempts of a stored run whose time is not in its ``wall_s`` (attempts the runner
+    did not start, or records from before attempts were timed)."""
+    if "unmeasured_attempts" in rec or "attempts_s" in rec:
+        return rec.get("unmeasured_attempts", 0)
+    return len(rec.get("resumed_after_epochs", []))
+
+
 def execute(plan: dict, name: str, cell: dict, seed: int, rid: str, threads: int) -> Tuple[str, Optional[dict], str]:
     out = ROOT / plan["scratch"] / rid
     out.mkdir(parents=True, exist_ok=True)
@@ -352,10 +375,14 @@ def execute(plan: dict, name: str, cell: dict, seed: int, rid: str, threads: int
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     resumes = out / "resumed.json"  # the epochs after which this run was stopped and resumed
+    attempts = out / "attempts.json"  # the Unix start time of each attempt the runner made
     resume = resume_point(out)
     if resume is None:
         resumes.unlink(missing_ok=True)
-    else:
+        attempts.unlink(missing_ok=True)
+    starts = (json.loads(attempts.read_text()) if attempts.exists() else []) + [time.time()]
+    attempts.write_text(json.dumps(starts))
+    if resume is not None:
         import torch
 
         epoch = int(torch.load(resume, map_location="cpu", weights_only=False)["epoch"])
@@ -377,6 +404,8 @@ def execute(plan: dict, name: str, cell: dict, seed: int, rid: str, threads: int
     files = [v / "metrics.csv" for v in fits if (v / "metrics.csv").exists()]
     if rc != 0 or not files:
         return rid, None, f"FAILED (rc {rc}); see {out / 'fit.log'} (and test.log)"
+    earlier = earlier_attempts_s(out, starts)
+    resumed_after = json.loads(resumes.read_text()) if resumes.exists() else []
     metrics = merge_epoch_metrics(files)
     if tested:  # the test pass: the newest version
         metrics.update(read_epoch_metrics(run_versions(out)[-1] / "metrics.csv"))
@@ -387,9 +416,11 @@ def execute(plan: dict, name: str, cell: dict, seed: int, rid: str, threads: int
         "seed": seed,
         "command": " ".join(cmd[1:]),
         **({"test_command": " ".join(test_cmd[1:])} if test_cmd else {}),
-        **({"resumed_after_epochs": json.loads(resumes.read_text())} if resumes.exists() else {}),
+        **({"resumed_after_epochs": resumed_after} if resumed_after else {}),
         "threads": threads,
-        "wall_s": round(wall, 1),
+        "wall_s": round(sum(earlier) + wall, 1),
+        **({"attempts_s": [round(w, 1) for w in earlier + [wall]]} if earlier else {}),
+        **({"unmeasured_attempts": len(resumed_after) - len(earlier)} if len(resumed_after) > len(earlier) else {}),
         "started": started.isoformat(timespec="seconds"),
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": versions(),

@@ -218,7 +218,10 @@ def test_the_same_training_as_a_run_in_flight_waits_for_it_and_is_copied(tmp_pat
 
 
 @pytest.mark.timeout(600)
-def test_a_stopped_run_resumes_from_its_last_epoch(tmp_path):
+@pytest.mark.parametrize("timed", [False, True])
+def test_a_stopped_run_resumes_from_its_last_epoch(tmp_path, timed):
+    import time
+
     sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
     from runplan import command, load_plan
 
@@ -228,8 +231,12 @@ def test_a_stopped_run_resumes_from_its_last_epoch(tmp_path):
     rid = "long__seed=0"
     # an attempt stopped after 2 of 3 epochs (what a killed runner leaves behind)
     cmd = command(load_plan(path), "long", {}, 0, rid) + ["--trainer.max_epochs=2"]
+    t0 = time.time()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    first_attempt_s = time.time() - t0
     assert proc.returncode == 0, proc.stderr[-2000:]
+    if timed:  # as if the runner had started that attempt: it keeps the start in the scratch folder
+        (tmp_path / "scratch" / rid / "attempts.json").write_text(json.dumps([t0]))
     import torch
 
     latest = tmp_path / "scratch" / rid / "csv" / "version_0" / "checkpoints" / "latest.ckpt"
@@ -239,6 +246,12 @@ def test_a_stopped_run_resumes_from_its_last_epoch(tmp_path):
     assert "(resumed)" in out
     rec = json.loads((tmp_path / "results" / f"{rid}.json").read_text())
     assert rec["resumed_after_epochs"] == [1]
+    if timed:  # wall_s is both attempts; the first ended with its last epoch's files, before the process did
+        first, second = rec["attempts_s"]
+        assert 0 < first <= first_attempt_s + 0.1 and rec["wall_s"] == pytest.approx(first + second, abs=0.1)
+        assert "unmeasured_attempts" not in rec
+    else:  # the stopped attempt was not started by the runner: its time is unknown, and said to be
+        assert rec["unmeasured_attempts"] == 1 and "attempts_s" not in rec
     # epochs 0-1 from the stopped attempt, epoch 2 from the resumed one; nothing trained twice
     assert [row[0] for row in rec["metrics"]["val/loss"]] == [0.0, 1.0, 2.0]
     import csv
@@ -248,6 +261,32 @@ def test_a_stopped_run_resumes_from_its_last_epoch(tmp_path):
         assert {row["epoch"] for row in csv.DictReader(fh) if row.get("val/loss")} == {"2"}
     # and the best checkpoint over both attempts was tested
     assert "test/loss" in rec["metrics"] and "/checkpoints/best" in rec["test_command"]
+
+
+def test_earlier_attempts_end_at_the_last_file_they_wrote(tmp_path):
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    from runplan import earlier_attempts_s, unmeasured_attempts
+
+    def touch(rel, t):
+        f = tmp_path / rel
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text("x")
+        os.utime(f, (t, t))
+
+    # attempt 1 started at 1000 and wrote until 1040; attempt 2 started at 1100, wrote until 1130,
+    # attempt 3 started at 1200 (and rewrote fit.log: its time belongs to no earlier attempt)
+    touch("csv/version_0/metrics.csv", 1030.0)
+    touch("csv/version_0/checkpoints/latest.ckpt", 1040.0)
+    touch("csv/version_1/metrics.csv", 1130.0)
+    touch("fit.log", 1250.0)
+    assert earlier_attempts_s(tmp_path, [1000.0, 1100.0, 1200.0]) == [40.0, 30.0]
+    # an attempt that wrote nothing counts zero, not the next attempt's files
+    assert earlier_attempts_s(tmp_path, [1050.0, 1100.0]) == [0.0]
+    # stored records: timed ones say what they missed; older ones missed every earlier attempt
+    assert unmeasured_attempts({"resumed_after_epochs": [3, 9], "attempts_s": [5.0, 6.0, 7.0]}) == 0
+    assert unmeasured_attempts({"resumed_after_epochs": [3, 9], "attempts_s": [6.0, 7.0],
+                                "unmeasured_attempts": 1}) == 1
+    assert unmeasured_attempts({"resumed_after_epochs": [3, 9]}) == 2 and unmeasured_attempts({}) == 0
 
 
 def test_merged_metrics_take_each_epoch_from_the_newest_attempt(tmp_path):

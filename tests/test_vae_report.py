@@ -361,3 +361,21 @@ def test_readme_table_is_the_report_s_summary_of_the_stored_runs(tmp_path):
     report = Report(Path(ROOT) / "docs" / "benchmarks_vae" / "plan.yaml", tmp_path / "r.md")
     for name, lines in report.readme_tables().items():
         assert replace_block(readme, name, lines) == readme, name
+
+
+def test_compute_summary_says_which_resumed_runs_have_untimed_attempts():
+    from reproduction import compute_summary
+
+    host = {"machine": "x86_64", "cpus": 2, "accelerator": "cpu"}
+
+    def rec(wall, **extra):
+        return {"wall_s": wall, "threads": 1, "host": host, "finished": "2026-12-05T06:00:00", **extra}
+
+    recs = [rec(1800.0, resumed_after_epochs=[3, 9]),  # stored before attempts were timed: 2 untimed
+            rec(1800.0, resumed_after_epochs=[5], attempts_s=[600.0, 1200.0]),  # timed: none
+            rec(1800.0, resumed_after_epochs=[2, 4], attempts_s=[300.0, 1500.0], unmeasured_attempts=1),
+            rec(1800.0, resumed_after_epochs=[3, 9], same_as="x")]  # a copy: counted with its original
+    text = "\n".join(compute_summary(recs))
+    assert "**1.50 h**" in text  # 3 x 1800 s; the copy not again
+    assert "resumed before the runner timed every attempt: 2; their 3 earlier attempts" in text
+    assert "timed every attempt" not in "\n".join(compute_summary(recs[1:2]))
