@@ -7,6 +7,7 @@ Usage::
     python benchmarks/estimators.py --quick        # the 3 target estimators, QUICK_SHAPES, 1 and 2 threads (~1 min)
     python benchmarks/estimators.py --threads 1 2  # one table per thread count
     python benchmarks/estimators.py --device cuda  # the default when CUDA is available
+    python benchmarks/estimators.py --names gumbel_rao --shapes 3000x10  # some estimators, some shapes
 
 What one measurement is: ``est(logits).backward(target)`` with ``logits`` (float32,
 ``requires_grad``) and ``target`` (the upstream gradient) created beforehand; the
@@ -183,9 +184,15 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--shapes", default=None, help="e.g. '800x8,131072x8'")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory column")
+    parser.add_argument("--names", nargs="+", default=None,
+                        help="only the estimators whose name contains one of these, e.g. 'gumbel_rao'")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     names = list(QUICK) if args.quick else list(_categorical()) + list(_binary())
+    if args.names:
+        names = [n for n in names if any(part in n for part in args.names)]
+        if not names:
+            parser.error(f"no estimator name contains any of {args.names}")
     shapes = QUICK_SHAPES if args.quick else SHAPES
     if args.shapes:
         shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]

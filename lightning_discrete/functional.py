@@ -776,18 +776,31 @@ def reinmax(
     return _apply_on_dim(_ReinMax, logits, dim, tau, generator)
 
 
-def _conditional_gumbel_perturbed(x: Tensor, z: Tensor, num_samples: int, generator) -> Tensor:
-    """``num_samples`` draws of ``l + g`` with ``g ~ Gumbel`` conditioned on ``argmax = z``.
+def _gumbel_rao_grad(x: Tensor, idx: Tensor, grad: Tensor, tau: float, num_samples: int, generator) -> Tensor:
+    """The Gumbel-Rao gradient: ``J^T grad`` of ``softmax((x + g) / tau)`` averaged over
+    ``num_samples`` Gumbel draws ``g`` conditioned on ``argmax(x + g) = idx``.
 
-    x: ``(*, k)`` logits (compute dtype); z: ``(*, k)`` one-hot. Returns ``(S, *, k)``.
+    x: ``(*, k)`` logits (compute dtype); idx: ``(*, 1)`` the sampled categories; grad: ``(*, k)``.
+    Returns ``(*, k)``.
+
+    With ``E_i ~ Exp(1)`` the conditional draw is ``x_top + g_top = log Z - log E_top`` and
+    ``x_i + g_i = -log(E_i exp(-x_i) + E_top / Z)`` (Paulus et al., 2021, appendix), so the
+    perturbed logit of category i lies ``log(1 + E_i / (E_top p_i))`` below the top one, with
+    ``p = softmax(x)``. The relaxed sample is therefore ``(1 + E_i / (E_top p_i))^(-1 / tau)``
+    normalised, with 1 at the top: no exponential of a logit, nothing that overflows, and
+    three transcendental passes over the ``(num_samples, *, k)`` draws (the uniform-to-
+    exponential transform, ``log1p``, ``exp``) where the textbook form needs two more and a
+    softmax over a short last dimension.
     """
-    e = torch.empty((num_samples,) + x.shape, dtype=x.dtype, device=x.device)
-    log_e = e.exponential_(generator=generator).clamp_min_(torch.finfo(x.dtype).tiny).log_()
-    log_z = torch.logsumexp(x, -1, keepdim=True)
-    log_e_top = (log_e * z).sum(-1, keepdim=True)
-    top = log_z - log_e_top  # the max of l + g, ~ Gumbel(log Z)
-    rest = -torch.logaddexp(log_e - x, log_e_top - log_z)
-    return torch.where(z.bool(), top, rest)
+    e = torch.empty((num_samples,) + x.shape, dtype=x.dtype, device=x.device).uniform_(generator=generator)
+    e = e.neg_().log1p_().neg_().clamp_min_(torch.finfo(x.dtype).tiny)  # Exp(1), never 0
+    top = idx.expand((num_samples,) + idx.shape)
+    e_top = e.gather(-1, top)
+    y = e.mul_(torch.softmax(x, -1).reciprocal_()).div_(e_top)  # E_i / (E_top p_i)
+    y = y.log1p_().mul_(-1.0 / tau).exp_().scatter_(-1, top, 1.0)
+    y = y.div_(y.sum(-1, keepdim=True))
+    yg = y * grad
+    return yg.sub_(y.mul_(yg.sum(-1, keepdim=True))).mean(0).div_(tau)
 
 
 class _GumbelRao(torch.autograd.Function):
@@ -795,18 +808,15 @@ class _GumbelRao(torch.autograd.Function):
     def forward(ctx, logits: Tensor, tau: float, num_samples: int, generator):  # type: ignore[override]
         x = logits.to(_compute_dtype(logits.dtype))
         idx = (x + _gumbel(x, generator)).argmax(-1)
-        z = _one_hot_like(idx, x.shape[-1], x.dtype)
-        ctx.save_for_backward(logits, z)
+        ctx.save_for_backward(logits, idx.unsqueeze(-1))
         ctx.tau, ctx.num_samples, ctx.generator = tau, num_samples, generator
-        return z.to(logits.dtype)
+        return _one_hot_like(idx, x.shape[-1], logits.dtype)
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
-        logits, z = ctx.saved_tensors
-        x = logits.to(z.dtype)
-        perturbed = _conditional_gumbel_perturbed(x, z, ctx.num_samples, ctx.generator)
-        y = torch.softmax(perturbed / ctx.tau, -1)
-        g = _softmax_backward(y, grad.to(z.dtype).unsqueeze(0), ctx.tau).mean(0)
+        logits, idx = ctx.saved_tensors
+        x = logits.to(_compute_dtype(logits.dtype))
+        g = _gumbel_rao_grad(x, idx, grad.to(x.dtype), ctx.tau, ctx.num_samples, ctx.generator)
         return g.to(logits.dtype), None, None, None
 
 

@@ -165,6 +165,36 @@ def test_tau_f_zero_is_argmax():
     assert torch.equal(zb, (logits >= 0).to(zb.dtype))
 
 
+@pytest.mark.parametrize("sampled", [2, 1])  # the likeliest category (p 0.48) and an unlikely one (p 0.11)
+def test_gumbel_rao_gradient_is_st_gs_s_conditioned_on_the_sample(sampled, gen):
+    """Gumbel-Rao's backward = E[J^T grad of softmax((l + g) / tau) | argmax(l + g) = sample],
+    here against that expectation by rejection: unconditional Gumbel draws, kept when their
+    argmax is the sample."""
+    from lightning_discrete.functional import _gumbel_rao_grad
+
+    logits, tau = torch.tensor([0.3, -0.5, 1.0, 0.0], dtype=torch.float64), 0.7
+    up = torch.tensor([1.0, -2.0, 0.5, 3.0], dtype=torch.float64)
+    g = -torch.empty(800_000, 4, dtype=torch.float64).exponential_(generator=gen(11)).log()
+    kept = (logits + g)[(logits + g).argmax(-1) == sampled]
+    y = torch.softmax(kept / tau, -1)
+    ref = y * (up - (y * up).sum(-1, keepdim=True)) / tau  # one J^T up per kept draw
+    n = 200_000
+    mean = _gumbel_rao_grad(logits[None], torch.tensor([[sampled]]), up[None], tau, n, gen(13))[0]
+    # the per-draw spread of GR's average is that of the kept draws (same conditional law)
+    se = (ref.var(0) / len(ref) + ref.var(0) / n).sqrt()
+    assert bool(((mean - ref.mean(0)).abs() < 5 * se).all()), (mean, ref.mean(0), se)
+    assert abs(float(mean.sum())) < 1e-9  # a softmax Jacobian's columns sum to zero
+
+
+def test_gumbel_rao_gradient_stays_finite_for_extreme_logits(gen):
+    from lightning_discrete.functional import _gumbel_rao_grad
+
+    logits = torch.tensor([[0.0, -200.0, 150.0, 3.0]])
+    for sampled in range(4):  # even the categories a sample could not reach
+        grad = _gumbel_rao_grad(logits, torch.tensor([[sampled]]), torch.randn(1, 4, generator=gen(3)), 0.5, 64, gen(4))
+        assert bool(torch.isfinite(grad).all()), (sampled, grad)
+
+
 # --------------------------------------------------------------------------- #
 # 4. equivalences
 # --------------------------------------------------------------------------- #
