@@ -787,17 +787,19 @@ def _gumbel_rao_grad(x: Tensor, idx: Tensor, grad: Tensor, tau: float, num_sampl
     ``x_i + g_i = -log(E_i exp(-x_i) + E_top / Z)`` (Paulus et al., 2021, appendix), so the
     perturbed logit of category i lies ``log(1 + E_i / (E_top p_i))`` below the top one, with
     ``p = softmax(x)``. The relaxed sample is therefore ``(1 + E_i / (E_top p_i))^(-1 / tau)``
-    normalised, with 1 at the top: no exponential of a logit, nothing that overflows, and
-    three transcendental passes over the ``(num_samples, *, k)`` draws (the uniform-to-
-    exponential transform, ``log1p``, ``exp``) where the textbook form needs two more and a
-    softmax over a short last dimension.
+    normalised, with 1 at the top: no exponential of a logit, nothing that overflows, and two
+    transcendental passes over the ``(num_samples, *, k)`` draws (one at ``tau = 1``). ``E_i``
+    enters only through ``E_i / E_top = log U_i / log U_top`` with ``U`` uniform.
     """
-    e = torch.empty((num_samples,) + x.shape, dtype=x.dtype, device=x.device).uniform_(generator=generator)
-    e = e.neg_().log1p_().neg_().clamp_min_(torch.finfo(x.dtype).tiny)  # Exp(1), never 0
+    w = (x - x.amax(-1, keepdim=True)).exp_()
+    inv_p = torch.div(w.sum(-1, keepdim=True), w)  # 1 / softmax(x); ATen's softmax is slow at small k
+    log_u = torch.empty((num_samples,) + x.shape, dtype=x.dtype, device=x.device).uniform_(generator=generator)
+    log_u = log_u.clamp_min_(torch.finfo(x.dtype).tiny).log_()  # -E, strictly negative
     top = idx.expand((num_samples,) + idx.shape)
-    e_top = e.gather(-1, top)
-    y = e.mul_(torch.softmax(x, -1).reciprocal_()).div_(e_top)  # E_i / (E_top p_i)
-    y = y.log1p_().mul_(-1.0 / tau).exp_().scatter_(-1, top, 1.0)
+    log_u_top = log_u.gather(-1, top)
+    y = log_u.mul_(inv_p).div_(log_u_top).add_(1.0)  # 1 + E_i / (E_top p_i)
+    y = y.reciprocal_() if tau == 1.0 else y.log_().mul_(-1.0 / tau).exp_()
+    y = y.scatter_(-1, top, 1.0)
     y = y.div_(y.sum(-1, keepdim=True))
     yg = y * grad
     return yg.sub_(y.mul_(yg.sum(-1, keepdim=True))).mean(0).div_(tau)
@@ -807,7 +809,7 @@ class _GumbelRao(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits: Tensor, tau: float, num_samples: int, generator):  # type: ignore[override]
         x = logits.to(_compute_dtype(logits.dtype))
-        idx = (x + _gumbel(x, generator)).argmax(-1)
+        idx = _inverse_cdf_index(x, generator)  # an exact sample of softmax(x), as ST-GS's argmax(x + g)
         ctx.save_for_backward(logits, idx.unsqueeze(-1))
         ctx.tau, ctx.num_samples, ctx.generator = tau, num_samples, generator
         return _one_hot_like(idx, x.shape[-1], logits.dtype)
@@ -827,8 +829,9 @@ def gumbel_rao(
     dim: int = -1,
     generator: Optional[torch.Generator] = None,
 ) -> Tensor:
-    """Gumbel-Rao (Paulus et al., 2021): forward as ST Gumbel-Softmax; backward averages
-    the ST-GS Jacobian over ``num_samples`` Gumbel draws conditioned on the sample.
+    """Gumbel-Rao (Paulus et al., 2021): forward an exact one-hot sample of ``softmax(logits)``
+    (the law of ST Gumbel-Softmax's ``argmax(l + g)``, drawn with one uniform per row); backward
+    averages the ST-GS Jacobian over ``num_samples`` Gumbel draws conditioned on the sample.
 
     Args:
         logits: ``(*, k, *)``, categories on ``dim``.
