@@ -793,8 +793,7 @@ def _gumbel_rao_grad(x: Tensor, idx: Tensor, grad: Tensor, tau: float, num_sampl
     """
     w = (x - x.amax(-1, keepdim=True)).exp_()
     inv_p = torch.div(w.sum(-1, keepdim=True), w)  # 1 / softmax(x); ATen's softmax is slow at small k
-    log_u = torch.empty((num_samples,) + x.shape, dtype=x.dtype, device=x.device).uniform_(generator=generator)
-    log_u = log_u.clamp_min_(torch.finfo(x.dtype).tiny).log_()  # -E, strictly negative
+    log_u = _uniform((num_samples,) + x.shape, x, generator).log_()  # -E, strictly negative
     top = idx.expand((num_samples,) + idx.shape)
     log_u_top = log_u.gather(-1, top)
     y = log_u.mul_(inv_p).div_(log_u_top).add_(1.0)  # 1 + E_i / (E_top p_i)
@@ -1044,18 +1043,21 @@ def bernoulli_identity_st(logits: Tensor) -> Tensor:
 
 
 def _logistic(like: Tensor, generator: Optional[torch.Generator]) -> Tensor:
+    """Standard logistic noise ``log(u / (1 - u))`` shaped like ``like`` (compute dtype): one
+    logarithm (``log1p`` has no vectorised CPU kernel)."""
     u = _uniform(like.shape, like, generator)
-    return torch.log(u) - torch.log1p(-u)
+    return u.div_(1.0 - u).log_()
 
 
 class _BernoulliGumbelSoftmaxST(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits: Tensor, tau: float, generator):  # type: ignore[override]
         x = logits.to(_compute_dtype(logits.dtype))
-        y = x + _logistic(x, generator)
-        ctx.save_for_backward(torch.sigmoid(y / tau))
+        y = _logistic(x, generator).add_(x)
+        z = (y >= 0).to(logits.dtype)
+        ctx.save_for_backward((y.div_(tau) if tau != 1.0 else y).sigmoid_())
         ctx.tau = tau
-        return (y >= 0).to(logits.dtype)
+        return z
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
