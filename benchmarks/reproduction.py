@@ -910,7 +910,9 @@ def compute_summary(recs: Sequence[dict]) -> List[str]:
     dates = sorted(r["finished"][:10] for r in recs)
     out = [f"CPU time of the stored CPU runs: **{cpu_h:.2f} h** (one torch thread per run, two runs at "
            f"a time) on {', '.join(sorted(hosts)) or '-'}, {dates[0] if dates else '-'} to "
-           f"{dates[-1] if dates else '-'}. Runs of the same group are identical but for their cell and seed. "
+           f"{dates[-1] if dates else '-'}. Runs of the same group share their configs and arguments and "
+           "differ in cell and seed; each record names the commit it ran (`versions`), and the plan's "
+           "protocol notes any change to the training code between a group's runs. "
            "Wall times come from a shared machine (tests and other jobs ran beside many runs): read "
            "them as upper bounds, not as speed figures."]
     if gpu_recs:
