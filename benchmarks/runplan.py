@@ -348,10 +348,12 @@ def merge_epoch_metrics(files: Iterable[Path]) -> Dict[str, List[List[float]]]:
 
 def earlier_attempts_s(out: Path, starts: List[float]) -> List[float]:
     """Wall seconds of each attempt but the last of a run whose attempts started at the Unix times
-    ``starts`` (oldest first): attempt i ends at the newest modification of a file under ``out``
-    older than attempt i + 1's start (its last epoch's metrics or checkpoint), whether it was
-    stopped or killed."""
-    mtimes = sorted(f.stat().st_mtime for f in out.rglob("*") if f.is_file())
+    ``starts`` (oldest first): attempt i ends at the newest modification of a logger file (under
+    ``out/csv``: its last epoch's metrics or checkpoint) older than attempt i + 1's start, whether
+    it was stopped or killed. The runner's own files (logs, ``attempts.json``) are left out: the
+    next attempt rewrites them at its start, and a coarse file clock could date that a little
+    before the start the runner noted."""
+    mtimes = sorted(f.stat().st_mtime for f in (out / "csv").rglob("*") if f.is_file())
     walls = []
     for start, following in zip(starts, starts[1:]):
         end = max((t for t in mtimes if start <= t < following), default=start)

@@ -274,11 +274,12 @@ def test_earlier_attempts_end_at_the_last_file_they_wrote(tmp_path):
         os.utime(f, (t, t))
 
     # attempt 1 started at 1000 and wrote until 1040; attempt 2 started at 1100, wrote until 1130,
-    # attempt 3 started at 1200 (and rewrote fit.log: its time belongs to no earlier attempt)
+    # attempt 3 started at 1200 (and rewrote the runner's files: they belong to no earlier attempt)
     touch("csv/version_0/metrics.csv", 1030.0)
     touch("csv/version_0/checkpoints/latest.ckpt", 1040.0)
     touch("csv/version_1/metrics.csv", 1130.0)
     touch("fit.log", 1250.0)
+    touch("attempts.json", 1199.99)  # rewritten by attempt 3 at its start, dated a little early
     assert earlier_attempts_s(tmp_path, [1000.0, 1100.0, 1200.0]) == [40.0, 30.0]
     # an attempt that wrote nothing counts zero, not the next attempt's files
     assert earlier_attempts_s(tmp_path, [1050.0, 1100.0]) == [0.0]
