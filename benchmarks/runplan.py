@@ -48,7 +48,7 @@ model, optimiser, epoch and callbacks, the record joins the epochs of every atte
 ``resumed_after_epochs`` (random streams are not restored, so a resumed run is another draw
 from the same experiment, not a bit-identical repeat); its ``wall_s`` sums the attempts the
 runner timed (``attempts_s``: each earlier attempt from its start, kept in the scratch folder, to
-the last file it wrote), and ``unmeasured_attempts`` counts earlier attempts it did not start.
+its last logger file); earlier attempts it did not start are not timed, and the reports count them.
 A record deleted by hand is rebuilt from the run's scratch folder the same way; delete the
 folder too to train the run again from the start. ``--budget-minutes`` stops launching runs
 that would not finish in time (the estimate is the slowest finished run of the group on the
@@ -353,7 +353,7 @@ def earlier_attempts_s(out: Path, starts: List[float]) -> List[float]:
     it was stopped or killed. The runner's own files (logs, ``attempts.json``) are left out: the
     next attempt rewrites them at its start, and a coarse file clock could date that a little
     before the start the runner noted."""
-    mtimes = sorted(f.stat().st_mtime for f in (out / "csv").rglob("*") if f.is_file())
+    mtimes = [f.stat().st_mtime for f in (out / "csv").rglob("*") if f.is_file()]
     walls = []
     for start, following in zip(starts, starts[1:]):
         end = max((t for t in mtimes if start <= t < following), default=start)
@@ -362,11 +362,12 @@ def earlier_attempts_s(out: Path, starts: List[float]) -> List[float]:
 
 
 def unmeasured_attempts(rec: dict) -> int:
-    """Earlier attempts of a stored run whose time is not in its ``wall_s`` (attempts the runner
-    did not start, or records from before attempts were timed)."""
-    if "unmeasured_attempts" in rec or "attempts_s" in rec:
-        return rec.get("unmeasured_attempts", 0)
-    return len(rec.get("resumed_after_epochs", []))
+    """Earlier attempts of a stored run whose time is not in its ``wall_s``: every attempt before
+    the last one left an entry in ``resumed_after_epochs``, the timed ones also one in
+    ``attempts_s`` (which ends with the last attempt); records from before attempts were timed
+    have no ``attempts_s``."""
+    timed = len(rec.get("attempts_s", [None])) - 1
+    return max(0, len(rec.get("resumed_after_epochs", [])) - timed)
 
 
 def execute(plan: dict, name: str, cell: dict, seed: int, rid: str, threads: int) -> Tuple[str, Optional[dict], str]:
@@ -422,7 +423,6 @@ def execute(plan: dict, name: str, cell: dict, seed: int, rid: str, threads: int
         "threads": threads,
         "wall_s": round(sum(earlier) + wall, 1),
         **({"attempts_s": [round(w, 1) for w in earlier + [wall]]} if earlier else {}),
-        **({"unmeasured_attempts": len(resumed_after) - len(earlier)} if len(resumed_after) > len(earlier) else {}),
         "started": started.isoformat(timespec="seconds"),
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": versions(),

@@ -800,6 +800,8 @@ def _gumbel_rao_grad(x: Tensor, idx: Tensor, grad: Tensor, tau: float, num_sampl
     y = y.reciprocal_() if tau == 1.0 else y.log_().mul_(-1.0 / tau).exp_()
     y = y.scatter_(-1, top, 1.0)
     y = y.div_(y.sum(-1, keepdim=True))
+    # _softmax_backward's J^T grad, in place because y is ours to overwrite: one (S, *, k) temporary
+    # instead of three, and 1 / tau after the mean (calling the helper: 1.2x slower at 131072 x 8, K = 4)
     yg = y * grad
     return yg.sub_(y.mul_(yg.sum(-1, keepdim=True))).mean(0).div_(tau)
 

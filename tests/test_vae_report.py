@@ -373,7 +373,7 @@ def test_compute_summary_says_which_resumed_runs_have_untimed_attempts():
 
     recs = [rec(1800.0, resumed_after_epochs=[3, 9]),  # stored before attempts were timed: 2 untimed
             rec(1800.0, resumed_after_epochs=[5], attempts_s=[600.0, 1200.0]),  # timed: none
-            rec(1800.0, resumed_after_epochs=[2, 4], attempts_s=[300.0, 1500.0], unmeasured_attempts=1),
+            rec(1800.0, resumed_after_epochs=[2, 4], attempts_s=[300.0, 1500.0]),  # one of two timed
             rec(1800.0, resumed_after_epochs=[3, 9], same_as="x")]  # a copy: counted with its original
     text = "\n".join(compute_summary(recs))
     assert "**1.50 h**" in text  # 3 x 1800 s; the copy not again
