@@ -20,7 +20,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reproduction import (cell_label, compute_summary, curve_figure, final, finite, fmt, mean_best,  # noqa: E402
-                          report_main)
+                          report_main, welch)
 from runplan import (ROOT, best_value, fmt_value, group_runs, load_plan, run_signature, select_cells,  # noqa: E402
                      short, stored)
 
@@ -192,9 +192,40 @@ class Report:
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         return lines
 
+    def ranking(self, size: str) -> str:
+        """The estimators of the MNIST-VAE benchmark at ``size`` in order of mean test -ELBO (best first).
+
+        Neighbours are joined by ``<`` where Welch's t-test over their seeds gives p < 0.05 and by
+        ``~`` where it does not; estimators with fewer than 2 stored seeds are named as not ranked.
+        Decoupled ST is merged into ST's entry when its finals are ST's runs (``same_training``).
+        """
+        entries: Dict[str, Tuple[str, List[float]]] = {}
+        for est, label in BENCH_ESTIMATORS.items():
+            label = label.split(" (")[0]
+            if est == "dst" and self.same_training(f"mv_{size}_dst_final", f"mv_{size}_st_final"):
+                entries["st"] = (f"{entries['st'][0]} = {label}", entries["st"][1])
+                continue
+            entries[est] = (label, finite(self.values(self.runs(f"mv_{size}_{est}_final"), "test/loss")))
+        ranked = sorted((e for e in entries.values() if len(e[1]) >= 2), key=lambda e: statistics.fmean(e[1]))
+        text = ""
+        for i, (label, vals) in enumerate(ranked):
+            if i:
+                sep = "<" if welch(ranked[i - 1][1], vals)[1] < 0.05 else "~"
+                text += f" {sep} "
+            text += f"{label} {statistics.fmean(vals):.1f} (n={len(vals)})"
+        missing = [f"{label} (n={len(vals)})" for label, vals in entries.values() if len(vals) < 2]
+        return (f"{SIZES[size]}: " + (text or "nothing ranked yet")
+                + (f"; not ranked (fewer than 2 seeds): {', '.join(missing)}" if missing else ""))
+
+    def ranking_lines(self) -> List[str]:
+        """The ranking paragraph under the benchmark tables (report and README)."""
+        return ["Ranking by mean test -ELBO, best first (`<`: Welch's t-test over seeds, p < 0.05; `~`: not "
+                "separated at that level): " + "; ".join(self.ranking(size) for size in SIZES) + "."]
+
     def readme_tables(self) -> Dict[str, List[str]]:
         """The README's tables, each written between ``<!-- name -->`` and ``<!-- /name -->``."""
-        return {"vae-table1": self.table1_summary(), "vae-benchmark": self.benchmark_summary()}
+        return {"vae-table1": self.table1_summary(), "vae-benchmark": [*self.benchmark_summary(), "",
+                                                                       *self.ranking_lines()]}
 
     # ------------------------------------------------------------------------- sections
     def table1(self) -> None:
@@ -307,7 +338,8 @@ class Report:
                 group = f"mv_{size}_{est}_final"
                 self.final_row(group, [size_label, est_label], [], lambda recs, g=group: [
                     self.tuned_value(g), *(self.final_value(g, m) for m in ("test/loss", "test/nll", "train/loss"))])
-        self.w("", "Temperature cells each estimator's tuning tried (learning rates aside; Decoupled ST's two "
+        self.w("", *self.ranking_lines(), "")
+        self.w("Temperature cells each estimator's tuning tried (learning rates aside; Decoupled ST's two "
                "sequential steps together, so it gets more than the baselines): "
                + "; ".join(self.temperature_cells(size) for size in SIZES) + ".", "")
         for size, size_label in SIZES.items():

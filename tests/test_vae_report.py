@@ -288,6 +288,33 @@ def test_benchmark_summary_puts_each_size_s_finals_beside_its_tuning_preview(tmp
     assert rows["| Decoupled ST"][2] == "pending"
 
 
+def test_ranking_orders_by_mean_test_elbo_and_separates_neighbours_only_where_welch_p_is_below_5_percent(tmp_path):
+    from pathlib import Path
+
+    from vae_report import Report
+
+    def runs(*losses):
+        return [{"metrics": {"test/loss": [[0, 0, v]]}} for v in losses]
+
+    stored = {"mv_8x4_st_final": runs(137.0, 136.5, 137.5),
+              "mv_8x4_gumbel_rao_final": runs(130.0, 130.2, 129.8),  # mean 130.0, sd 0.2
+              "mv_8x4_reinmax_final": runs(129.9, 130.3, 130.1),  # mean 130.1: t = -0.61, p ~ 0.57 against GR
+              "mv_8x4_dst_final": runs(129.0),  # one seed: named, not ranked
+              "mv_10x30_st_final": runs(116.0, 116.4), "mv_10x30_st_gs_final": runs(102.0, 102.2)}
+    report = Report(Path(ROOT) / "docs" / "benchmarks_vae" / "plan.yaml", tmp_path / "r.md")
+    report.runs = lambda group: stored.get(group, [])
+    report.same_training = lambda a, b: "10x30" in a  # 10 x 30: Decoupled ST's finals are ST's runs
+    assert report.ranking("8x4") == (
+        "8 x 4: Gumbel-Rao 130.0 (n=3) ~ ReinMax 130.1 (n=3) < ST 137.0 (n=3); "
+        "not ranked (fewer than 2 seeds): ST Gumbel-Softmax (n=0), Decoupled ST (n=1)")
+    # 14 nats apart with sd 0.28 and 0.14 over 2 seeds each: t = 70, p ~ 0.01
+    assert report.ranking("10x30") == (
+        "10 x 30: ST Gumbel-Softmax 102.1 (n=2) < ST = Decoupled ST 116.2 (n=2); "
+        "not ranked (fewer than 2 seeds): Gumbel-Rao (n=0), ReinMax (n=0)")
+    stored.clear()
+    assert report.ranking("8x4").startswith("8 x 4: nothing ranked yet; not ranked (fewer than 2 seeds): ST (n=0)")
+
+
 def test_temperature_cells_count_distinct_temperatures_and_join_decoupled_st_s_two_steps(tmp_path):
     from pathlib import Path
 
