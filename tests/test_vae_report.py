@@ -315,6 +315,33 @@ def test_ranking_orders_by_mean_test_elbo_and_separates_neighbours_only_where_we
     assert report.ranking("8x4").startswith("8 x 4: nothing ranked yet; not ranked (fewer than 2 seeds): ST (n=0)")
 
 
+def test_elbo_terms_split_each_vae_final_s_test_loss_into_reconstruction_and_kl(tmp_path):
+    from pathlib import Path
+
+    from vae_report import Report
+
+    def run(recon, kl, nll=None):
+        metrics = {"test/recon": [[0, 0, recon]], "test/kl": [[0, 0, kl]], "test/loss": [[0, 0, recon + kl]]}
+        if nll is not None:
+            metrics["test/nll"] = [[0, 0, nll]]
+        return {"metrics": metrics}
+
+    stored = {"gs_vae_cat_st_final": [run(99.0, 19.0, 101.0), run(100.0, 18.6, 102.0)],
+              "mv_8x4_reinmax_final": [run(122.4, 6.8)],  # tested without the m = 1000 bound
+              "gs_sbn_cat_st_final": [run(70.0, 0.0, 61.0)]}  # not a VAE: not a row
+    report = Report(Path(ROOT) / "docs" / "benchmarks_vae" / "plan.yaml", tmp_path / "r.md")
+    report.runs = lambda group: stored.get(group, [])
+    report.elbo_terms()
+    rows = [line for line in report.lines if line.startswith("| ") and not line.startswith("| task")]
+    # recon mean 99.5, KL 18.8, -ELBO (118 + 118.6) / 2 = 118.3, bound 101.5: looser by 16.8
+    assert rows == ["| VAE, categorical (20 x 10) | ST | 2 | 99.5 | 18.8 | 118.3 | 16.8 |",
+                    "| MNIST-VAE 8 x 4 | ReinMax | 1 | 122.4 | 6.8 | 129.2 | - |"]
+    stored.clear()
+    report.lines = []
+    report.elbo_terms()
+    assert report.lines == []
+
+
 def test_temperature_cells_count_distinct_temperatures_and_join_decoupled_st_s_two_steps(tmp_path):
     from pathlib import Path
 
