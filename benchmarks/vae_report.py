@@ -197,15 +197,20 @@ class Report:
 
         Neighbours are joined by ``<`` where Welch's t-test over their seeds gives p < 0.05 and by
         ``~`` where it does not; estimators with fewer than 2 stored seeds are named as not ranked.
-        Decoupled ST is merged into ST's entry when its finals are ST's runs (``same_training``).
+        Decoupled ST is merged into ST's entry when its finals are ST's runs (``same_training``), and
+        its runs are then counted once in the stored / planned finals.
         """
         entries: Dict[str, Tuple[str, List[float]]] = {}
+        stored = planned = 0
         for est, label in BENCH_ESTIMATORS.items():
             label = label.split(" (")[0]
-            if est == "dst" and self.same_training(f"mv_{size}_dst_final", f"mv_{size}_st_final"):
+            group = f"mv_{size}_{est}_final"
+            if est == "dst" and self.same_training(group, f"mv_{size}_st_final"):
                 entries["st"] = (f"{entries['st'][0]} = {label}", entries["st"][1])
                 continue
-            entries[est] = (label, finite(self.values(self.runs(f"mv_{size}_{est}_final"), "test/loss")))
+            entries[est] = (label, finite(self.values(self.runs(group), "test/loss")))
+            stored += len(entries[est][1])
+            planned += len(self.planned_seeds(group))
         ranked = sorted((e for e in entries.values() if len(e[1]) >= 2), key=lambda e: statistics.fmean(e[1]))
         text = ""
         for i, (label, vals) in enumerate(ranked):
@@ -214,7 +219,7 @@ class Report:
                 text += f" {sep} "
             text += f"{label} {statistics.fmean(vals):.1f} (n={len(vals)})"
         missing = [f"{label} (n={len(vals)})" for label, vals in entries.values() if len(vals) < 2]
-        return (f"{SIZES[size]}: " + (text or "nothing ranked yet")
+        return (f"{SIZES[size]} ({stored} of {planned} distinct finals stored): " + (text or "nothing ranked yet")
                 + (f"; not ranked (fewer than 2 seeds): {', '.join(missing)}" if missing else ""))
 
     def ranking_lines(self) -> List[str]:

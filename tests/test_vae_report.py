@@ -305,14 +305,14 @@ def test_ranking_orders_by_mean_test_elbo_and_separates_neighbours_only_where_we
     report.runs = lambda group: stored.get(group, [])
     report.same_training = lambda a, b: "10x30" in a  # 10 x 30: Decoupled ST's finals are ST's runs
     assert report.ranking("8x4") == (
-        "8 x 4: Gumbel-Rao 130.0 (n=3) ~ ReinMax 130.1 (n=3) < ST 137.0 (n=3); "
+        "8 x 4 (10 of 25 distinct finals stored): Gumbel-Rao 130.0 (n=3) ~ ReinMax 130.1 (n=3) < ST 137.0 (n=3); "
         "not ranked (fewer than 2 seeds): ST Gumbel-Softmax (n=0), Decoupled ST (n=1)")
     # 14 nats apart with sd 0.28 and 0.14 over 2 seeds each: t = 70, p ~ 0.01
     assert report.ranking("10x30") == (
-        "10 x 30: ST Gumbel-Softmax 102.1 (n=2) < ST = Decoupled ST 116.2 (n=2); "
+        "10 x 30 (4 of 20 distinct finals stored): ST Gumbel-Softmax 102.1 (n=2) < ST = Decoupled ST 116.2 (n=2); "
         "not ranked (fewer than 2 seeds): Gumbel-Rao (n=0), ReinMax (n=0)")
     stored.clear()
-    assert report.ranking("8x4").startswith("8 x 4: nothing ranked yet; not ranked (fewer than 2 seeds): ST (n=0)")
+    assert report.ranking("8x4").startswith("8 x 4 (0 of 25 distinct finals stored): nothing ranked yet; not ranked (fewer than 2 seeds): ST (n=0)")
 
 
 def test_elbo_terms_split_each_vae_final_s_test_loss_into_reconstruction_and_kl(tmp_path):
