@@ -192,16 +192,12 @@ class Report:
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         return lines
 
-    def ranking(self, size: str) -> str:
-        """The estimators of the MNIST-VAE benchmark at ``size`` in order of mean test -ELBO (best first).
-
-        Neighbours are joined by ``<`` where Welch's t-test over their seeds gives p < 0.05 and by
-        ``~`` where it does not; estimators with fewer than 2 stored seeds are named as not ranked.
-        Decoupled ST is merged into ST's entry when its finals are ST's runs (``same_training``), and
-        its runs are then counted once in the stored / planned finals.
-        """
+    def bench_finals(self, size: str) -> Tuple[List[Tuple[str, List[float]]], int]:
+        """The MNIST-VAE finals at ``size``: ``([(estimator label, test -ELBO per stored seed)], planned
+        distinct finals)`` in the order of ``BENCH_ESTIMATORS``. Decoupled ST is merged into ST's entry
+        (label ``ST = Decoupled ST``, counted once) when its finals are ST's runs (``same_training``)."""
         entries: Dict[str, Tuple[str, List[float]]] = {}
-        stored = planned = 0
+        planned = 0
         for est, label in BENCH_ESTIMATORS.items():
             label = label.split(" (")[0]
             group = f"mv_{size}_{est}_final"
@@ -209,18 +205,54 @@ class Report:
                 entries["st"] = (f"{entries['st'][0]} = {label}", entries["st"][1])
                 continue
             entries[est] = (label, finite(self.values(self.runs(group), "test/loss")))
-            stored += len(entries[est][1])
             planned += len(self.planned_seeds(group))
-        ranked = sorted((e for e in entries.values() if len(e[1]) >= 2), key=lambda e: statistics.fmean(e[1]))
+        return list(entries.values()), planned
+
+    def ranking(self, size: str) -> str:
+        """The estimators of the MNIST-VAE benchmark at ``size`` in order of mean test -ELBO (best first).
+
+        Neighbours are joined by ``<`` where Welch's t-test over their seeds gives p < 0.05 and by
+        ``~`` where it does not; estimators with fewer than 2 stored seeds are named as not ranked.
+        Entries as :meth:`bench_finals` gives them.
+        """
+        entries, planned = self.bench_finals(size)
+        stored = sum(len(vals) for _, vals in entries)
+        ranked = sorted((e for e in entries if len(e[1]) >= 2), key=lambda e: statistics.fmean(e[1]))
         text = ""
         for i, (label, vals) in enumerate(ranked):
             if i:
                 sep = "<" if welch(ranked[i - 1][1], vals)[1] < 0.05 else "~"
                 text += f" {sep} "
             text += f"{label} {statistics.fmean(vals):.1f} (n={len(vals)})"
-        missing = [f"{label} (n={len(vals)})" for label, vals in entries.values() if len(vals) < 2]
+        missing = [f"{label} (n={len(vals)})" for label, vals in entries if len(vals) < 2]
         return (f"{SIZES[size]} ({stored} of {planned} distinct finals stored): " + (text or "nothing ranked yet")
                 + (f"; not ranked (fewer than 2 seeds): {', '.join(missing)}" if missing else ""))
+
+    def finals_plot(self) -> List[str]:
+        """Each MNIST-VAE final's test -ELBO as a dot (one per seed) with the estimator's mean as a bar,
+        a panel per size, saved as ``mnist_vae_finals.png``; the Markdown image line, or nothing while
+        no final is stored."""
+        panels = {size: self.bench_finals(size)[0] for size in SIZES}
+        if not any(vals for entries in panels.values() for _, vals in entries):
+            return []
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.2))
+        for ax, (size, entries) in zip(axes, panels.items()):
+            for row, (label, vals) in enumerate(entries):
+                ax.plot(vals, [row] * len(vals), "o", color="C0", alpha=0.7)
+                if vals:
+                    ax.plot([statistics.fmean(vals)] * 2, [row - 0.3, row + 0.3], color="k", lw=2)
+            ax.set_yticks(range(len(entries)), [f"{label} (n={len(vals)})" for label, vals in entries])
+            ax.invert_yaxis()
+            ax.set_title(f"MNIST-VAE {SIZES[size]}")
+            ax.set_xlabel("test -ELBO (nats, lower is better)")
+            ax.grid(axis="x", alpha=0.3)
+        fig.tight_layout()
+        self.fig_dir.mkdir(parents=True, exist_ok=True)
+        fig.savefig(self.fig_dir / "mnist_vae_finals.png", dpi=110)
+        plt.close(fig)
+        return [f"![MNIST-VAE finals]({self.fig_dir.name}/mnist_vae_finals.png)"]
 
     def ranking_lines(self) -> List[str]:
         """The ranking paragraph under the benchmark tables (report and README)."""
@@ -372,6 +404,9 @@ class Report:
                 self.final_row(group, [size_label, est_label], [], lambda recs, g=group: [
                     self.tuned_value(g), *(self.final_value(g, m) for m in ("test/loss", "test/nll", "train/loss"))])
         self.w("", *self.ranking_lines(), "")
+        dots = self.finals_plot()
+        if dots:
+            self.w("Test -ELBO of each final (dots: seeds; bars: means):", "", *dots, "")
         self.w("Temperature cells each estimator's tuning tried (learning rates aside; Decoupled ST's two "
                "sequential steps together, so it gets more than the baselines): "
                + "; ".join(self.temperature_cells(size) for size in SIZES) + ".", "")

@@ -315,6 +315,36 @@ def test_ranking_orders_by_mean_test_elbo_and_separates_neighbours_only_where_we
     assert report.ranking("8x4").startswith("8 x 4 (0 of 25 distinct finals stored): nothing ranked yet; not ranked (fewer than 2 seeds): ST (n=0)")
 
 
+def test_finals_plot_draws_a_dot_per_seed_and_nothing_without_finals(tmp_path):
+    from pathlib import Path
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from vae_report import Report
+
+    stored = {"mv_8x4_st_final": [{"metrics": {"test/loss": [[0, 0, v]]}} for v in (136.6, 137.1)]}
+    report = Report(Path(ROOT) / "docs" / "benchmarks_vae" / "plan.yaml", tmp_path / "r.md")
+    report.runs = lambda group: stored.get(group, [])
+    report.same_training = lambda a, b: False
+    drawn = []
+    savefig = plt.Figure.savefig
+    plt.Figure.savefig = lambda fig, *a, **k: (drawn.append(fig), savefig(fig, *a, **k))[1]
+    try:
+        assert report.finals_plot() == ["![MNIST-VAE finals](r/mnist_vae_finals.png)"]
+    finally:
+        plt.Figure.savefig = savefig
+    assert (tmp_path / "r" / "mnist_vae_finals.png").stat().st_size > 0
+    ax = drawn[0].axes[0]
+    dots = [line for line in ax.lines if line.get_marker() == "o" and len(line.get_xdata())]
+    assert [list(d.get_xdata()) for d in dots] == [[136.6, 137.1]]  # ST's two seeds, on ST's row (0)
+    assert list(dots[0].get_ydata()) == [0, 0]
+    assert [t.get_text() for t in ax.get_yticklabels()][:2] == ["ST (n=2)", "ST Gumbel-Softmax (n=0)"]
+    stored.clear()
+    assert report.finals_plot() == []
+
+
 def test_elbo_terms_split_each_vae_final_s_test_loss_into_reconstruction_and_kl(tmp_path):
     from pathlib import Path
 
