@@ -581,6 +581,27 @@ def cmd_status(plan: dict, args) -> None:
         print(f"{name:28s} {done:4d} / {len(runs):4d} stored{per}" + (f"  ({waiting})" if waiting else "")
               + (f"  ({stopped} stopped midway: resumed by the next run)" if stopped else ""))
     print(f"CPU time of the stored runs: {cpu_h:.2f} h" + (f"; GPU runs: {gpu_h:.2f} h of wall time" if gpu_h else ""))
+    count, hours = left_to_train(plan, results)
+    print(f"Left to train: {count} runs (a run that another group shares counted once), about {hours:.1f} CPU "
+          "hours at their groups' mean CPU time per stored run (else the runner's estimate); groups waiting on a "
+          "selection not counted")
+
+
+def left_to_train(plan: dict, results: Dict[str, dict]) -> Tuple[int, float]:
+    """``(runs, CPU hours)`` still to train among the runs the plan can expand now: a run with a
+    stored twin costs nothing, runs shared by several groups count once; each costs its group's
+    mean CPU time (wall x threads) per stored CPU run (a copied record's time is its original's, a
+    run of the same kind), or :func:`estimate_s` without one."""
+    pending: Dict[Tuple[Tuple[str, ...], bool], float] = {}
+    for name in plan["groups"]:
+        cpu = [r["wall_s"] * r.get("threads", 1) for r in results.values() if r["group"] == name and not on_gpu(r)]
+        cost = sum(cpu) / len(cpu) if cpu else estimate_s(plan, name, results)
+        for rid, cell, seed in group_runs(plan, name, results)[0]:
+            sig = run_signature(plan, name, cell, seed, rid)
+            if rid in results or sig in pending or twin(plan, name, cell, seed, rid, results) is not None:
+                continue
+            pending[sig] = cost
+    return len(pending), sum(pending.values()) / 3600
 
 
 def lock(plan: dict):

@@ -185,6 +185,36 @@ def test_a_twin_is_the_same_command_seed_and_testing_only():
     assert estimate_s(plan, "f", {}) == 99 * 60.0           # nothing measured: the plan's `minutes`
 
 
+def test_left_to_train_counts_shared_and_twinned_runs_once_at_the_group_s_mean_cpu_time():
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    from runplan import command, left_to_train
+
+    base = {"configs": ["recipes/quickstart.yaml"], "args": ["--trainer.max_epochs=2"]}
+    plan = {"results": "r", "scratch": "s", "data_dir": "data", "groups": {
+        "a": dict(base, grid={"model.init_args.tau_b": [0.5, 1.0]}, seeds=[0, 1]),
+        "b": dict(base, grid={"model.init_args.tau_b": [0.5]}, seeds=[0, 1, 2]),  # a's tau_b 0.5 runs, seed 2 too
+        "c": dict(base, grid={"model.init_args.tau_b": [2.0]}, seeds=[0], minutes=10)}}
+
+    def rec(group, tau, seed, wall, threads=1, accel="cpu", **extra):
+        cell = {"model.init_args.tau_b": tau}
+        rid = f"{group}__tau_b={tau:g}__seed={seed}"
+        return {"id": rid, "group": group, "cell": cell, "seed": seed, "wall_s": wall, "threads": threads,
+                "host": {"accelerator": accel}, "command": " ".join(command(plan, group, cell, seed, rid)[1:]),
+                **extra}
+
+    stored = [rec("a", 0.5, 0, 100.0), rec("a", 1.0, 0, 200.0, threads=2),  # a: mean CPU time (100 + 400) / 2
+              rec("a", 1.0, 1, 30.0, accel="NVIDIA H200")]                 # a GPU run: stored, not in the mean
+    results = {r["id"]: r for r in stored}
+    count, hours = left_to_train(plan, results)
+    # left: a tau 0.5 seed 1 (250 s; b's seed 1 is the same run, counted once), b seed 2 (b has no CPU run of
+    # its own and no `minutes`: 0 s), c seed 0 (no stored run: its `minutes`, 600 s); b seed 0 is a's stored run
+    assert count == 3
+    assert hours == pytest.approx((250.0 + 0.0 + 600.0) / 3600)
+    # a copied record's time (its original's) stands for its group's runs: b seed 2 now costs 100 s
+    results["b__tau_b=0.5__seed=0"] = rec("b", 0.5, 0, 100.0, same_as="a__tau_b=0.5__seed=0")
+    assert left_to_train(plan, results) == (3, pytest.approx(950.0 / 3600))
+
+
 def test_the_same_training_as_a_run_in_flight_waits_for_it_and_is_copied(tmp_path, monkeypatch):
     """Two groups share one training and a third has its own; with three workers the shared one is
     trained once, not twice at once."""
