@@ -60,6 +60,11 @@ BENCH_ESTIMATORS = {
 }
 
 
+def bench_name(est: str) -> str:
+    """An MNIST-VAE estimator's name without the table's gloss: ``ST``, not ``ST (exact sample, ...)``."""
+    return BENCH_ESTIMATORS[est].split(" (")[0]
+
+
 def paper_gap(values: Sequence[Optional[float]], paper: Optional[float]) -> str:
     """Ours minus the paper's number, in nats, and in units of our seed spread when there are >= 2 seeds.
 
@@ -198,8 +203,8 @@ class Report:
         (label ``ST = Decoupled ST``, counted once) when its finals are ST's runs (``same_training``)."""
         entries: Dict[str, Tuple[str, List[float]]] = {}
         planned = 0
-        for est, label in BENCH_ESTIMATORS.items():
-            label = label.split(" (")[0]
+        for est in BENCH_ESTIMATORS:
+            label = bench_name(est)
             group = f"mv_{size}_{est}_final"
             if est == "dst" and self.same_training(group, f"mv_{size}_st_final"):
                 entries["st"] = (f"{entries['st'][0]} = {label}", entries["st"][1])
@@ -324,8 +329,8 @@ class Report:
         and the MNIST-VAE benchmark; nothing while no VAE final is stored."""
         rows = [(TASKS[task], label, f"gs_{task}_{est}_final")
                 for task in ("vae_bern", "vae_cat") for est, label in TABLE1_ESTIMATORS.items()]
-        rows += [(f"MNIST-VAE {size_label}", label.split(" (")[0], f"mv_{size}_{est}_final")
-                 for size, size_label in SIZES.items() for est, label in BENCH_ESTIMATORS.items()]
+        rows += [(f"MNIST-VAE {size_label}", bench_name(est), f"mv_{size}_{est}_final")
+                 for size, size_label in SIZES.items() for est in BENCH_ESTIMATORS]
         lines = []
         for task, label, group in rows:
             recs = self.runs(group)
@@ -432,7 +437,7 @@ class Report:
         for est, groups in tuning.items():
             cells = {tuple(sorted((k, v) for k, v in rec["cell"].items() if not k.endswith(".lr")))
                      for g in groups for rec in self.runs(g)}
-            counts.append(f"{BENCH_ESTIMATORS[est].split(' (')[0]} {len(cells)}")
+            counts.append(f"{bench_name(est)} {len(cells)}")
         return f"{SIZES[size]}: " + ", ".join(counts)
 
     def checks_of(self, prefix: str) -> List[str]:
@@ -547,8 +552,8 @@ class Report:
                "evaluation always draws exact samples from q(z|x). MNIST-VAE benchmark: temperatures from {0.5, 1, 2}, "
                "widened once by a factor 2 where the best value sat at an edge; Decoupled ST tuned by the "
                "sequential protocol (tau_f at tau_b = 1, then tau_b), so it tries more temperature cells than the "
-               "baselines (counted under the benchmark table); tuning on one seed for 20 epochs. The later papers' "
-               "MNIST-VAE code (the `reinmax` authors' examples repository, `mnist_vae/`, built on the GST code) trains "
+               "baselines (counted under the benchmark table); tuning on one seed for 20 epochs. The ReinMax "
+               "authors' MNIST-VAE code (their examples repository, `mnist_vae/`, built on the GST code) trains "
                "on grey-level MNIST (torchvision's `ToTensor`, no binarisation) with a binary cross-entropy against the "
                "grey values, on all 60,000 training images: its -ELBO is on another scale than ours (binarised pixels, "
                "a 10,000-image validation split), so this benchmark ranks the estimators against each other and its "
