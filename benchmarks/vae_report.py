@@ -416,6 +416,12 @@ class Report:
                "sequential steps together, so it gets more than the baselines): "
                + "; ".join(self.temperature_cells(size) for size in SIZES) + ".", "")
         for size, size_label in SIZES.items():
+            cell = self.selected_cell(f"mv_{size}_dst_final") or {}
+            tau_f = cell.get("model.init_args.tau_f", 1.0)
+            if tau_f != 1.0:
+                self.w(f"{size_label}: Decoupled ST samples from softmax(l / {tau_f:g}) in training while its KL, "
+                       "validation and test use q = softmax(l), so its `train/loss` is not q's negative ELBO (nor "
+                       "comparable with the other rows' `train/loss`); its `test/loss` is.", "")
             if self.same_training(f"mv_{size}_dst_final", f"mv_{size}_st_final"):
                 self.w(f"{size_label}: Decoupled ST's sequential tuning kept tau_f = 1 and chose ST's tau_b, so its "
                        "selected cell is ST's and its finals are the ST runs (trained once, stored under both "

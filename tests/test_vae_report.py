@@ -315,6 +315,23 @@ def test_ranking_orders_by_mean_test_elbo_and_separates_neighbours_only_where_we
     assert report.ranking("8x4").startswith("8 x 4 (0 of 25 distinct finals stored): nothing ranked yet; not ranked (fewer than 2 seeds): ST (n=0)")
 
 
+def test_benchmark_warns_that_decoupled_st_s_train_loss_is_not_an_elbo_when_it_samples_at_tau_f(tmp_path):
+    from pathlib import Path
+
+    from vae_report import Report
+
+    report = Report(Path(ROOT) / "docs" / "benchmarks_vae" / "plan.yaml", tmp_path / "r.md")
+    cells = {"mv_8x4_dst_final": {"model.init_args.tau_f": 2.0, "model.init_args.tau_b": 2.0},
+             "mv_10x30_dst_final": {"model.init_args.tau_f": 1.0, "model.init_args.tau_b": 2.0}}
+    report.selected_cell = lambda group: cells.get(group)
+    report.runs = lambda group: []
+    report.same_training = lambda a, b: False
+    report.benchmark()
+    said = [line for line in report.lines if "so its `train/loss` is not q's negative ELBO" in line]
+    assert said and all(line.startswith("8 x 4: Decoupled ST samples from softmax(l / 2)") for line in said)
+    assert len(said) == 1  # 10 x 30 samples at tau_f = 1: its training loss is an ELBO
+
+
 def test_finals_plot_draws_a_dot_per_seed_and_nothing_without_finals(tmp_path):
     from pathlib import Path
 
