@@ -480,3 +480,47 @@ def test_compute_summary_says_which_resumed_runs_have_untimed_attempts():
     assert "**1.50 h**" in text  # 3 x 1800 s; the copy not again
     assert "resumed before the runner timed every attempt: 2; their 3 earlier attempts" in text
     assert "timed every attempt" not in "\n".join(compute_summary(recs[1:2]))
+
+
+def test_seeds_further_apart_than_the_spread_are_listed_with_their_validation_curves(tmp_path):
+    from pathlib import Path
+
+    from vae_report import Report
+
+    def rec(seed, test, curve, metric="test/loss"):
+        return {"seed": seed, "metrics": {metric: [[0, 0, test]],
+                                          "val/loss": [[e, 0, v] for e, v in enumerate(curve)]}}
+
+    stored = {
+        # 145.8 - 129.1 = 16.7 nats apart: listed; seed 1's best (146.7) is at epoch 2 of 3 (counted from 1)
+        "mv_8x4_dst_final": [rec(1, 145.8, [150.0, 146.7, 152.7]), rec(0, 129.1, [140.0, 131.0, 129.9])],
+        # 3.0 apart: not more than the spread, not listed
+        "mv_8x4_st_final": [rec(0, 136.0, [138.0]), rec(1, 139.0, [140.0])],
+        # Table 1 SBN rows compare test/nll: 60.0 vs 64.5 listed although test/loss agrees
+        "gs_sbn_bern_st_final": [rec(0, 60.0, [73.0], "test/nll"), rec(1, 64.5, [73.1], "test/nll")],
+        # one seed: nothing to disagree with
+        "mv_10x30_reinmax_final": [rec(0, 100.0, [101.0])],
+    }
+    for r in stored["gs_sbn_bern_st_final"]:
+        r["metrics"]["test/loss"] = [[0, 0, 70.0]]
+    report = Report(Path(ROOT) / "docs" / "benchmarks_vae" / "plan.yaml", tmp_path / "r.md")
+    report.runs = lambda group: stored.get(group, [])
+    report.same_training = lambda a, b: False
+    report.seed_disagreements(spread=3.0)
+    items = [line for line in report.lines if line.startswith("* ")]
+    assert items == [
+        "* SBN, Bernoulli (392-200-200-392), ST (`test/nll`, 4.5 nats apart): seed 0 60.0 (validation best 73.0 "
+        "at epoch 1, 73.0 at epoch 1); seed 1 64.5 (validation best 73.1 at epoch 1, 73.1 at epoch 1)",
+        "* MNIST-VAE 8 x 4, Decoupled ST (`test/loss`, 16.7 nats apart): seed 0 129.1 (validation best 129.9 at "
+        "epoch 3, 129.9 at epoch 3); seed 1 145.8 (validation best 146.7 at epoch 2, 152.7 at epoch 3)"]
+    # when Decoupled ST's finals are ST's runs, they are listed once (under ST)
+    stored["mv_8x4_st_final"] = stored["mv_8x4_dst_final"]
+    report.same_training = lambda a, b: True
+    report.lines = []
+    report.seed_disagreements(spread=3.0)
+    assert sum(line.startswith("* MNIST-VAE 8 x 4") for line in report.lines) == 1
+    # nothing apart: no section
+    report.runs = lambda group: []
+    report.lines = []
+    report.seed_disagreements()
+    assert report.lines == []
