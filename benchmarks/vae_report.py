@@ -354,8 +354,9 @@ class Report:
     def seed_disagreements(self, spread: float = 3.0) -> None:
         """Final groups whose seeds lie more than ``spread`` nats apart in the headline measure (the
         paper's for Table 1, test -ELBO for the MNIST-VAE benchmark), each seed with its best
-        validation -ELBO, the epoch of it, and the last epoch's: a seed that stalled or drifted shows
-        there. Groups another group's training stands for are listed once; nothing without such a group."""
+        validation loss, the epoch of it, the last epoch's, and the share of dead codes (where the
+        runs logged ``train/dead_codes/*``): a seed that stalled, drifted or lost codes shows there.
+        Groups another group's training stands for are listed once; nothing without such a group."""
         rows = [(f"{TASKS[task]}, {label}", f"gs_{task}_{est}_final", PAPER_MEASURE[task])
                 for task in TASKS for est, label in TABLE1_ESTIMATORS.items()]
         rows += [(f"MNIST-VAE {size_label}, {bench_name(est)}", f"mv_{size}_{est}_final", "test/loss")
@@ -375,13 +376,19 @@ class Report:
                     best = min(curve, key=lambda e: e[2])
                     text += (f" (validation best {best[2]:.1f} at epoch {int(best[0]) + 1}, "
                              f"{curve[-1][2]:.1f} at epoch {int(curve[-1][0]) + 1})")
+                dead = next((c for k, c in sorted(rec["metrics"].items()) if k.startswith("train/dead_codes/")), None)
+                if dead:
+                    first = next((int(e[0]) + 1 for e in dead if e[2] > 0), None)
+                    text += f", dead codes {100 * dead[-1][2]:.0f}%" + (f" (from epoch {first})" if first else "")
                 seeds.append(text)
             lines.append(f"* {label} (`{metric}`, {max(vals) - min(vals):.1f} nats apart): " + "; ".join(seeds))
         if lines:
             self.w("## Seeds that disagree", "",
                    f"Finals whose seeds lie more than {spread:g} nats apart (validation: `val/loss` per epoch, "
-                   "epochs counted from 1; the test uses the best epoch's checkpoint). A seed whose best "
-                   "epoch comes early and whose validation rises after it stalled or drifted in training:", "",
+                   "epochs counted from 1; the test uses the best epoch's checkpoint; dead codes: the share of "
+                   "(latent, category) pairs no training sample took in the last epoch, from the recipes' "
+                   "`LatentUtilizationMonitor`, and the first epoch that had any). A seed whose best epoch comes "
+                   "early and whose validation rises after it stalled or drifted in training:", "",
                    *lines, "")
 
     def annealing_effect(self) -> None:

@@ -503,6 +503,9 @@ def test_seeds_further_apart_than_the_spread_are_listed_with_their_validation_cu
     }
     for r in stored["gs_sbn_bern_st_final"]:
         r["metrics"]["test/loss"] = [[0, 0, 70.0]]
+    # the utilisation monitor's dead codes: none on seed 0, 47% at the end on seed 1, first at epoch 2
+    stored["mv_8x4_dst_final"][0]["metrics"]["train/dead_codes/bottleneck"] = [[0, 0, 0.0], [1, 0, 0.25], [2, 0, 0.47]]
+    stored["mv_8x4_dst_final"][1]["metrics"]["train/dead_codes/bottleneck"] = [[0, 0, 0.0], [1, 0, 0.0], [2, 0, 0.0]]
     report = Report(Path(ROOT) / "docs" / "benchmarks_vae" / "plan.yaml", tmp_path / "r.md")
     report.runs = lambda group: stored.get(group, [])
     report.same_training = lambda a, b: False
@@ -512,7 +515,8 @@ def test_seeds_further_apart_than_the_spread_are_listed_with_their_validation_cu
         "* SBN, Bernoulli (392-200-200-392), ST (`test/nll`, 4.5 nats apart): seed 0 60.0 (validation best 73.0 "
         "at epoch 1, 73.0 at epoch 1); seed 1 64.5 (validation best 73.1 at epoch 1, 73.1 at epoch 1)",
         "* MNIST-VAE 8 x 4, Decoupled ST (`test/loss`, 16.7 nats apart): seed 0 129.1 (validation best 129.9 at "
-        "epoch 3, 129.9 at epoch 3); seed 1 145.8 (validation best 146.7 at epoch 2, 152.7 at epoch 3)"]
+        "epoch 3, 129.9 at epoch 3), dead codes 0%; seed 1 145.8 (validation best 146.7 at epoch 2, 152.7 at epoch 3), "
+        "dead codes 47% (from epoch 2)"]
     # when Decoupled ST's finals are ST's runs, they are listed once (under ST)
     stored["mv_8x4_st_final"] = stored["mv_8x4_dst_final"]
     report.same_training = lambda a, b: True
