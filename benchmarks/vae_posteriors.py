@@ -8,8 +8,8 @@ For each run (the scratch folder ``benchmarks/runplan.py`` trained it in, with i
 :class:`~lightning_discrete.models.CategoricalVAE` and reads the first ``--images`` validation
 images of the recipes' binarised MNIST (fixed binarisation, seed 0; validation split 10,000,
 split seed 42), then prints one row of :func:`posterior_stats`: the one-sample -ELBO and its
-terms, the mean entropy of q(z|x) per latent, the mean encoder-logit range per latent, the
-smallest per-latent perplexity of the codes' marginal (mean q over the images), and the
+terms, the mean entropy of q(z|x) per latent, the mean encoder-logit range per latent and the
+share of latents saturated at the backward temperature, the smallest per-latent perplexity of the codes' marginal (mean q over the images), and the
 reconstruction when the decoder gets each latent's most likely code instead of a sample.
 
 Where two estimators reach different -ELBOs, these say whether the encoder is less certain
@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from lightning_discrete.metrics import saturation
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from runplan import ROOT, best_checkpoint, load_plan, run_versions, stored  # noqa: E402
 
@@ -40,6 +42,7 @@ COLUMNS = {
     "kl": "KL",
     "entropy": "H(q) per latent",
     "logit_range": "logit range",
+    "saturated": "saturated at tau_b",
     "min_marginal_perplexity": "min marginal perplexity",
     "recon_mode": "recon, most likely code",
 }
@@ -57,8 +60,10 @@ def posterior_stats(model, x: Tensor) -> Dict[str, float]:
 
     * ``loss``, ``recon``, ``kl``: the model's own one-sample -ELBO and its two terms;
     * ``entropy``: ``H(q(z|x))`` per latent;
-    * ``logit_range``: ``max - min`` of the encoder's logits per latent (a Bernoulli latent's
-      logit ``l`` counts as the pair ``(0, l)``), the input of the bottleneck;
+    * ``logit_range``, ``saturated``: the mean ``max - min`` of the encoder's logits per latent
+      (``|l|`` for a Bernoulli latent), the input of the bottleneck, and the share of latents
+      whose backward distribution at the bottleneck's ``tau_b`` is one-hot within 1e-6
+      (:func:`lightning_discrete.metrics.saturation`: no gradient passes there);
     * ``min_marginal_perplexity``: over the latents, the smallest ``exp(H)`` of the codes'
       marginal ``mean_x q(z|x)`` (``k``: every code used alike; 1: one code for every image);
     * ``recon_mode``: ``-log p(x|z)`` with each latent's most likely code under q.
@@ -77,7 +82,7 @@ def posterior_stats(model, x: Tensor) -> Dict[str, float]:
     log_q = cat.log_softmax(-1)
     q = log_q.exp()
     entropy = -(q * log_q).sum(-1)  # (B, L)
-    raw = _categories(logits, model.bernoulli)
+    saturated, logit_range = saturation(logits, float(model.bottleneck.tau_b), binary=model.bernoulli)
     marginal = q.mean(0)  # (L, k)
     marginal_entropy = -(marginal * marginal.clamp_min(torch.finfo(marginal.dtype).tiny).log()).sum(-1)
     mode = (q_logits > 0).to(x.dtype) if model.bernoulli else F.one_hot(q_logits.argmax(-1), q_logits.shape[-1]).to(x.dtype)
@@ -88,7 +93,8 @@ def posterior_stats(model, x: Tensor) -> Dict[str, float]:
         "recon": float(terms["recon"]),
         "kl": float(terms["kl"]),
         "entropy": entropy.mean().item(),
-        "logit_range": (raw.amax(-1) - raw.amin(-1)).mean().item(),
+        "logit_range": float(logit_range),
+        "saturated": float(saturated),
         "min_marginal_perplexity": math.exp(marginal_entropy.min().item()),
         "recon_mode": recon_mode.mean().item(),
     }
