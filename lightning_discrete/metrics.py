@@ -40,6 +40,7 @@ __all__ = [
     "active_units",
     "inactive_neurons",
     "saturation",
+    "buried_codes",
     "importance_weighted_nll",
     "CodebookPerplexity",
     "DeadCodeFraction",
@@ -47,6 +48,7 @@ __all__ = [
     "ActiveUnits",
     "InactiveNeurons",
     "Saturation",
+    "BuriedCodes",
     "ImportanceWeightedNLL",
 ]
 
@@ -550,14 +552,18 @@ class InactiveNeurons(Metric):
 
 
 # --------------------------------------------------------------------------- saturation
+def _backward_probs(logits: Tensor, tau_b: float, binary: bool, dim: int) -> Tuple[Tensor, Tensor]:
+    """``(B, ..., k)`` backward probabilities at ``tau_b`` and the logits they come from, both
+    with the categories last; a binary unit's logit ``l`` is the pair ``(0, l)`` (off, on)."""
+    x = logits.detach().float()
+    x = torch.stack([torch.zeros_like(x), x], -1) if binary else x.movedim(dim, -1)
+    return torch.softmax(x / tau_b, -1), x
+
+
 def _saturation_update(logits: Tensor, tau_b: float, binary: bool, dim: int = -1, tol: float = 1e-6) -> Tuple[Tensor, Tensor, int]:
     """Saturated latents (device scalar), the sum of their logit ranges (device scalar) and the latents."""
-    x = logits.detach().float()
-    if binary:
-        a = x.abs()  # the logits of a binary unit are (l, 0): range |l|, backward p = sigmoid(l / tau_b)
-        return (torch.sigmoid(-a / tau_b) < tol).sum(), a.sum(), x.numel()
-    x = x.movedim(dim, -1)
-    top = torch.softmax(x / tau_b, -1).amax(-1)
+    probs, x = _backward_probs(logits, tau_b, binary, dim)
+    top = probs.amax(-1)
     return (top > 1.0 - tol).sum(), (x.amax(-1) - x.amin(-1)).sum(), top.numel()
 
 
@@ -650,6 +656,107 @@ class Saturation(Metric):
     @override
     def compute(self) -> Tuple[Tensor, Tensor]:
         return _saturation_compute(self.saturated, self.spread, self.total)
+
+
+
+# --------------------------------------------------------------------------- buried codes
+def _buried_codes_update(logits: Tensor, tau_b: float, binary: bool, dim: int = -1, tol: float = 1e-6) -> Tuple[Tensor, int]:
+    """Per code ``(..., k)``: how many examples give it a backward probability of at least
+    ``tol`` (long, on the device), and the number of examples."""
+    reach = _backward_probs(logits, tau_b, binary, dim)[0] >= tol
+    return reach.sum(0), logits.shape[0]
+
+
+def _buried_codes_compute(reachable: Tensor, total: Tensor) -> Tensor:
+    """Share of codes no example reached (float64); NaN when no example was seen."""
+    share = (reachable == 0).to(torch.float64).mean()
+    return torch.where(total.to(share.device) > 0, share, torch.full_like(share, torch.nan))
+
+
+def buried_codes(logits: Tensor, tau_b: float, binary: bool = False, dim: int = -1, tol: float = 1e-6) -> Tensor:
+    """Share of codes buried at ``tau_b``: codes whose backward probability
+    ``softmax(logits / tau_b)`` is below ``tol`` on **every** example of the batch.
+
+    A straight-through backward through the softmax Jacobian gives such a code's logit a
+    gradient scaled by that probability, so it gets (almost) none and is unlikely ever to be
+    sampled again: a dead code that cannot come back. Unlike :func:`saturation` (latents
+    whose distribution is one-hot), the latent itself may still use its other codes freely.
+
+    Args:
+        logits: ``(B, ..., k)`` categorical logits (categories on ``dim``) or ``(B, ...)``
+            binary logits (each unit has the codes off and on).
+        tau_b: the backward temperature (``> 0``).
+        binary: whether ``logits`` are binary units.
+        dim: the category dimension (categorical only).
+        tol: the probability below which a code counts as out of reach.
+
+    Returns:
+        A float64 scalar in ``[0, 1]``: buried codes over all ``(latent, code)`` pairs.
+
+    Examples:
+        >>> logits = torch.tensor([[[0.0, 1.0, -90.0]], [[2.0, 0.0, -80.0]]])  # 2 examples, 1 latent, k = 3
+        >>> round(float(buried_codes(logits, tau_b=1.0)), 4)  # the third code: e^-80 at most
+        0.3333
+        >>> float(buried_codes(logits, tau_b=10.0))  # a higher tau_b reaches it: e^-8 > 1e-6
+        0.0
+    """
+    reachable, total = _buried_codes_update(logits, tau_b, binary, dim, tol)
+    return _buried_codes_compute(reachable, torch.tensor(total, device=reachable.device))
+
+
+class BuriedCodes(Metric):
+    """Share of buried codes over many batches (see :func:`buried_codes`): a code is buried
+    when no example of any batch since the last reset gave it a backward probability of at
+    least ``tol``.
+
+    States ``reachable`` (``(*code_shape)``, long: per code, the examples that reached it)
+    and ``total`` (long) are summed across ranks; an update never synchronises.
+
+    Args:
+        code_shape: one example's latent shape with the categories last, e.g. ``(L, k)``;
+            ``(L, 2)`` for ``L`` binary units.
+        tol: the probability below which a code counts as out of reach.
+        **kwargs: torchmetrics ``Metric`` options.
+
+    Examples:
+        >>> metric = BuriedCodes((1, 3))
+        >>> metric.update(torch.tensor([[[0.0, 1.0, -90.0]]]), tau_b=1.0)
+        >>> metric.update(torch.tensor([[[0.0, -90.0, 1.0]]]), tau_b=1.0)  # reaches the third code
+        >>> float(metric.compute())
+        0.0
+    """
+
+    full_state_update = False
+    is_differentiable = False
+    higher_is_better = False
+
+    reachable: Tensor
+    total: Tensor
+
+    def __init__(self, code_shape: Sequence[int], tol: float = 1e-6, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if not 0.0 < tol < 1.0:
+            raise ValueError(f"`tol` must be in (0, 1), got {tol}")
+        code_shape = tuple(int(n) for n in code_shape)
+        if not code_shape or min(code_shape) < 1:
+            raise ValueError(f"`code_shape` must be non-empty with sizes >= 1, got {code_shape}")
+        self.tol = float(tol)
+        self.code_shape = code_shape
+        self.add_state("reachable", torch.zeros(code_shape, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("total", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
+
+    @override
+    def update(self, logits: Tensor, tau_b: float, binary: bool = False, dim: int = -1) -> None:
+        """Add a batch of logits (shapes as :func:`buried_codes`) at backward temperature ``tau_b``."""
+        reachable, total = _buried_codes_update(logits, tau_b, binary, dim, self.tol)
+        if tuple(reachable.shape) != self.code_shape:
+            raise ValueError(f"expected codes of shape {self.code_shape} per example, got {tuple(reachable.shape)}")
+        self.reachable += reachable
+        self.total += total
+
+    @override
+    def compute(self) -> Tensor:
+        return _buried_codes_compute(self.reachable, self.total)
 
 
 # --------------------------------------------------------------------------- importance-weighted NLL

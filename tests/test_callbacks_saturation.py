@@ -1,4 +1,5 @@
-"""SaturationMonitor: a bottleneck whose backward distribution is one-hot is reported and warned about."""
+"""SaturationMonitor: a bottleneck whose backward distribution is one-hot, or whose codes are out of
+the backward pass's reach, is reported and warned about."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 import torch
 
 from lightning_discrete.callbacks import SaturationMonitor
-from lightning_discrete.metrics import Saturation, saturation
+from lightning_discrete.metrics import BuriedCodes, Saturation, buried_codes, saturation
 
 
 def test_statistics_by_hand():
@@ -39,7 +40,8 @@ def test_metric_sums_batches_like_the_functional_on_their_union():
     assert 0.0 < float(expected[0]) < 1.0  # some but not all latents saturated at this scale
 
 
-@pytest.mark.parametrize("kwargs", [{"tol": 0.0}, {"tol": 1.0}, {"warn_above": 1.5}, {"patience": 0}])
+@pytest.mark.parametrize("kwargs", [{"tol": 0.0}, {"tol": 1.0}, {"warn_above": 1.5}, {"patience": 0},
+                                    {"warn_buried_above": -0.1}])
 def test_bad_arguments_are_rejected(kwargs):
     with pytest.raises(ValueError, match=next(iter(kwargs))):
         SaturationMonitor(**kwargs)
@@ -59,12 +61,12 @@ def _collapsed(model):
     return model
 
 
-def _fit(make_trainer, model, data, callbacks, steps=6, **kw):
+def _fit(make_trainer, model, data, callbacks, steps=6, kind="saturated", **kw):
     trainer = make_trainer(max_steps=steps, log_every_n_steps=1, callbacks=callbacks, **kw)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         trainer.fit(model, data)
-    return trainer, [w for w in caught if "saturated" in str(w.message)]
+    return trainer, [w for w in caught if kind in str(w.message)]
 
 
 def test_a_collapsed_autoencoder_is_reported_and_warned_about_once(
@@ -121,3 +123,77 @@ def test_two_instances_checkpoint_and_resume_without_warning_again(
                     loader(binary_images()), ckpt_path=ckpt)
     assert resumed.global_step == 8
     assert [w for w in again if "saturated" in str(w.message)] == []  # already warned before the checkpoint
+
+
+def test_buried_codes_by_hand():
+    # 2 examples, 2 latents, k = 3. Latent 0: code 2 at most e^-80 on both examples -> buried;
+    # latent 1: code 1 is e^-80 on example 0 but likely on example 1 -> reached
+    logits = torch.tensor([[[0.0, 1.0, -80.0], [0.0, -80.0, 0.0]],
+                           [[1.0, 0.0, -90.0], [0.0, 5.0, 0.0]]])
+    assert float(buried_codes(logits, tau_b=1.0)) == pytest.approx(1 / 6)
+    # a backward temperature of 10 brings code 2 within reach: e^-9 > 1e-6
+    assert float(buried_codes(logits, tau_b=10.0)) == 0.0
+    # the category dim may be any dim
+    assert float(buried_codes(logits.transpose(1, 2), 1.0, dim=1)) == pytest.approx(1 / 6)
+    # binary units: codes (off, on) with probabilities sigmoid(-l), sigmoid(l). Unit 0 always on
+    # (l = 30: "off" e^-30, buried), unit 1 on and off (reached both ways), unit 2 l = 12 then 13:
+    # "off" 6.1e-6 and 2.3e-6, above tol 1e-6, buried only at tol 1e-5
+    units = torch.tensor([[30.0, 2.0, 12.0], [40.0, -2.0, 13.0]])
+    assert float(buried_codes(units, 1.0, binary=True)) == pytest.approx(1 / 6)
+    assert float(buried_codes(units, 1.0, binary=True, tol=1e-5)) == pytest.approx(2 / 6)
+
+
+def test_buried_metric_over_batches_is_the_functional_on_their_union():
+    torch.manual_seed(0)
+    a = torch.randn(4, 3, 5) * 30
+    b = torch.randn(6, 3, 5) * 30
+    metric = BuriedCodes((3, 5))
+    metric.update(a, tau_b=1.0)
+    metric.update(b, tau_b=1.0)
+    union = float(buried_codes(torch.cat([a, b]), tau_b=1.0))
+    assert float(metric.compute()) == pytest.approx(union)
+    # a code is buried on the union only if buried on each batch: never more than either alone
+    assert union <= min(float(buried_codes(a, 1.0)), float(buried_codes(b, 1.0)))
+    assert 0.0 < union < 1.0
+    with pytest.raises(ValueError, match="shape"):
+        metric.update(torch.zeros(2, 3, 4), tau_b=1.0)
+    with pytest.raises(ValueError, match="code_shape"):
+        BuriedCodes(())
+
+
+def _buried(model):
+    """Codes 2 and 3 of every latent far below codes 0 and 1 (a bias of -100): half the code book
+    buried while no latent is one-hot (codes 0 and 1 stay equally likely)."""
+    last = model.encoder[-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.zero_()
+        last.bias.view(model.num_latents, model.num_categories)[:, 2:] = -100.0
+    return model
+
+
+def test_buried_codes_are_reported_and_warned_about_once(make_trainer, tiny_autoencoder, binary_images, loader):
+    model = _buried(tiny_autoencoder(tau_f=2.0, tau_b=2.0, optimizer=lambda p: torch.optim.SGD(p, lr=0.0)))
+    trainer, caught = _fit(make_trainer, model, loader(binary_images()), [SaturationMonitor(patience=2)],
+                           kind="buried codes")
+    assert len(caught) == 1
+    text = str(caught[0].message)
+    assert "'bottleneck'" in text and "50%" in text and "tau_b=2" in text and "lower learning rate" in text
+    assert float(trainer.logged_metrics["buried/bottleneck"]) == 0.5
+    assert float(trainer.logged_metrics["saturation/bottleneck"]) == 0.0
+
+
+def test_a_saturated_bottleneck_gets_the_saturation_warning_only(make_trainer, tiny_autoencoder, binary_images, loader):
+    model = _collapsed(tiny_autoencoder(tau_f=2.0, tau_b=0.5, optimizer=lambda p: torch.optim.SGD(p, lr=0.0)))
+    trainer, caught = _fit(make_trainer, model, loader(binary_images()), [SaturationMonitor(patience=2)],
+                           kind="")
+    assert [str(w.message).split(":")[0] for w in caught if "Bottleneck" in str(w.message)] == [
+        "Bottleneck 'bottleneck' is saturated"]
+    assert float(trainer.logged_metrics["buried/bottleneck"]) == 0.75  # 3 of 4 codes under the one-hot code
+
+
+def test_a_healthy_autoencoder_buries_no_code(make_trainer, tiny_autoencoder, binary_images, loader):
+    trainer, caught = _fit(make_trainer, tiny_autoencoder(), loader(binary_images()),
+                           [SaturationMonitor(patience=1, warn_buried_above=0.0)], kind="buried codes")
+    assert caught == []
+    assert float(trainer.logged_metrics["buried/bottleneck"]) == 0.0
