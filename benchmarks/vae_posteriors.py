@@ -9,7 +9,7 @@ For each run (the scratch folder ``benchmarks/runplan.py`` trained it in, with i
 images of the recipes' binarised MNIST (fixed binarisation, seed 0; validation split 10,000,
 split seed 42), then prints one row of :func:`posterior_stats`: the one-sample -ELBO and its
 terms, the mean entropy of q(z|x) per latent, the mean encoder-logit range per latent and the
-share of latents saturated at the backward temperature, the smallest per-latent perplexity of the codes' marginal (mean q over the images), and the
+share of latents saturated and of codes buried at the backward temperature, the smallest per-latent perplexity of the codes' marginal (mean q over the images), and the
 reconstruction when the decoder gets each latent's most likely code instead of a sample.
 
 Where two estimators reach different -ELBOs, these say whether the encoder is less certain
@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lightning_discrete.metrics import saturation
+from lightning_discrete.metrics import buried_codes, saturation
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from runplan import ROOT, best_checkpoint, load_plan, run_versions, stored  # noqa: E402
@@ -43,6 +43,7 @@ COLUMNS = {
     "entropy": "H(q) per latent",
     "logit_range": "logit range",
     "saturated": "saturated at tau_b",
+    "buried": "buried at tau_b",
     "min_marginal_perplexity": "min marginal perplexity",
     "recon_mode": "recon, most likely code",
 }
@@ -64,6 +65,8 @@ def posterior_stats(model, x: Tensor) -> Dict[str, float]:
       (``|l|`` for a Bernoulli latent), the input of the bottleneck, and the share of latents
       whose backward distribution at the bottleneck's ``tau_b`` is one-hot within 1e-6
       (:func:`lightning_discrete.metrics.saturation`: no gradient passes there);
+    * ``buried``: the share of ``(latent, code)`` pairs below 1e-6 at ``tau_b`` on every image
+      (:func:`lightning_discrete.metrics.buried_codes`: codes no gradient can revive);
     * ``min_marginal_perplexity``: over the latents, the smallest ``exp(H)`` of the codes'
       marginal ``mean_x q(z|x)`` (``k``: every code used alike; 1: one code for every image);
     * ``recon_mode``: ``-log p(x|z)`` with each latent's most likely code under q.
@@ -95,6 +98,7 @@ def posterior_stats(model, x: Tensor) -> Dict[str, float]:
         "entropy": entropy.mean().item(),
         "logit_range": float(logit_range),
         "saturated": float(saturated),
+        "buried": float(buried_codes(logits, float(model.bottleneck.tau_b), binary=model.bernoulli)),
         "min_marginal_perplexity": math.exp(marginal_entropy.min().item()),
         "recon_mode": recon_mode.mean().item(),
     }

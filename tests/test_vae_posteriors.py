@@ -41,6 +41,8 @@ def test_categorical_posterior_statistics_match_the_hand_computed_values():
     assert stats["entropy"] == pytest.approx((h0 + h1) / 2, abs=1e-5)
     assert stats["logit_range"] == pytest.approx((10.0 + math.log(2.0) - math.log(5.0) + 40.0) / 2, abs=1e-4)
     assert stats["saturated"] == 0.5
+    # buried: latent 1's codes 1 and 2 (e^-40); latent 0's code 2 is 5 e^-10 / 3 ~ 8e-5, within reach
+    assert stats["buried"] == pytest.approx(2 / 6)
     # the same q for every image: each latent's marginal is q itself; the smaller perplexity is latent 1's
     assert stats["min_marginal_perplexity"] == pytest.approx(math.exp(h1), abs=1e-4)
     # the most likely codes: category 1 of latent 0 (log 2 is the largest logit), category 0 of latent 1
@@ -53,7 +55,8 @@ def test_categorical_posterior_statistics_match_the_hand_computed_values():
     assert vae.training  # the mode it came in with
     # a higher backward temperature unsaturates latent 1: 1 - max softmax(l1 / 4) = 2 e^-10 > 1e-6
     vae.bottleneck.set_temperature(tau=4.0)
-    assert posterior_stats(vae, x)["saturated"] == 0.0
+    unburied = posterior_stats(vae, x)
+    assert unburied["saturated"] == 0.0 and unburied["buried"] == 0.0
 
 
 def test_bernoulli_latent_counts_as_the_pair_zero_and_its_logit():
