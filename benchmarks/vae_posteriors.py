@@ -65,8 +65,9 @@ def posterior_stats(model, x: Tensor) -> Dict[str, float]:
       (``|l|`` for a Bernoulli latent), the input of the bottleneck, and the share of latents
       whose backward distribution at the bottleneck's ``tau_b`` is one-hot within 1e-6
       (:func:`lightning_discrete.metrics.saturation`: no gradient passes there);
-    * ``buried``: the share of ``(latent, code)`` pairs below 1e-6 at ``tau_b`` on every image
-      (:func:`lightning_discrete.metrics.buried_codes`: codes no gradient can revive);
+    * ``buried``: the share of ``(latent, code)`` pairs whose mean backward probability at
+      ``tau_b`` over the images is below 1e-6 (:func:`lightning_discrete.metrics.buried_codes`:
+      dead codes that get almost no gradient);
     * ``min_marginal_perplexity``: over the latents, the smallest ``exp(H)`` of the codes'
       marginal ``mean_x q(z|x)`` (``k``: every code used alike; 1: one code for every image);
     * ``recon_mode``: ``-log p(x|z)`` with each latent's most likely code under q.

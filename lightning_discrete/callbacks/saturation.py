@@ -29,10 +29,10 @@ class SaturationMonitor(Callback):
       distribution at ``tau_b`` is one-hot within ``tol`` (see
       :func:`lightning_discrete.metrics.saturation`);
     * ``logit_range/{name}``: the mean logit range (``max - min``) per latent;
-    * ``buried/{name}``: the share in ``[0, 1]`` of ``(latent, code)`` pairs that no example
-      of the batch gives a backward probability of at least ``tol`` at ``tau_b``
-      (:func:`lightning_discrete.metrics.buried_codes`): dead codes that get no gradient and
-      so cannot come back, while the latent may still use its other codes.
+    * ``buried/{name}``: the share in ``[0, 1]`` of ``(latent, code)`` pairs whose backward
+      probability at ``tau_b``, averaged over the batch, is below ``tol``
+      (:func:`lightning_discrete.metrics.buried_codes`): dead codes that get (almost) no
+      gradient and so do not come back, while the latent may still use its other codes.
 
     When the saturated share stays above ``warn_above``, or the buried share above
     ``warn_buried_above``, for ``patience`` consecutive logging steps it warns once per
@@ -40,7 +40,7 @@ class SaturationMonitor(Callback):
     ``tau_b``, normalised logits. (A categorical autoencoder on MNIST at Adam 1e-3 collapses to
     one code by saturation: its logit range jumps to 50-90 in the first epoch. One seed of the
     8 x 4 MNIST-VAE with Decoupled ST at ``tau_f = tau_b = 2`` lost 47% of its codes within
-    13 epochs and stalled, their logits some 100 below the live ones: 42% of its codes are
+    13 epochs and stalled, their logits some 100 below the live ones: 47% of its codes are
     buried at its best checkpoint while only 2% of its latents are saturated.) Steps that log nothing cost nothing: the hook does no work there.
 
     Args:
@@ -164,7 +164,7 @@ class SaturationMonitor(Callback):
         metric.reset()
         if int(states["total"]) == 0:
             return
-        share = float(_buried_codes_compute(states["reachable"], states["total"]))
+        share = float(_buried_codes_compute(states["mass"], states["total"], self.tol))
         log_value(pl_module, f"buried/{name}", torch.tensor(share), on_step=True)
         key = f"buried:{name}"
         self._streak[key] = self._streak.get(key, 0) + 1 if share > self.warn_buried_above and not saturated else 0
@@ -172,7 +172,7 @@ class SaturationMonitor(Callback):
             self._warned.add(key)
             rank_zero_warn(
                 f"Bottleneck {name!r} has buried codes: {100 * share:.0f}% of its (latent, code) pairs get "
-                f"a backward probability below {self.tol:g} at tau_b={m.temperatures()[1]:g} on every example, "
+                f"a mean backward probability below {self.tol:g} at tau_b={m.temperatures()[1]:g}, "
                 f"{self.patience} logged batches running, so they get almost no gradient and are unlikely to "
                 "be sampled again: the code book has shrunk and training may stall above where it could get. "
                 "Try a lower learning rate (e.g. 3x lower), a higher tau_b, or another seed.",
