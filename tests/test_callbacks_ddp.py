@@ -61,11 +61,12 @@ def test_ddp_all_monitors_do_not_hang(tmp_path, free_master_port, make_trainer, 
         ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=1, save_top_k=-1, filename="{step}"),
     ]
     trainer = make_trainer(max_epochs=2, callbacks=callbacks, devices=2, strategy="ddp_spawn", accumulate_grad_batches=2,
-                           enable_checkpointing=True)
+                           enable_checkpointing=True, log_every_n_steps=1)  # every step logs: the saturation check runs
     trainer.fit(mixed_net(), loader(classification_data(32), 4), loader(classification_data(16, seed=1), 4))
     metrics = trainer.callback_metrics
     names = {"train/perplexity/code", "val/perplexity/units", "active_units/all", "grad_snr/mean",
-             "grad_snr_window/mean", "gates/perplexity", "temperature/tau_f"}
+             "grad_snr_window/mean", "gates/perplexity", "temperature/tau_f", "saturation/code", "buried/code",
+             "buried/units"}
     assert names <= set(metrics)
     assert all(math.isfinite(float(metrics[k])) for k in names)
     saved = torch.load(tmp_path / "step=1.ckpt", weights_only=False)["callbacks"]
