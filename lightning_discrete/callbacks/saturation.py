@@ -3,11 +3,13 @@ gradient gets through, to a whole latent or to some of its codes."""
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_warn
+from torch import Tensor
+from torchmetrics import Metric
 from typing_extensions import override
 
 from ..metrics import BuriedCodes, Saturation, _buried_codes_compute, _saturation_compute
@@ -130,17 +132,13 @@ class SaturationMonitor(Callback):
             return
         self._armed = False
         for name, m in self._modules:
-            metric = self._metrics[name]
-            states = global_states(metric)  # a collective on every rank, on logging steps only
-            metric.reset()
-            if int(states["total"]) == 0:
+            states = self._collect(self._metrics[name])
+            if states is None:
                 continue
             share, spread = (float(v) for v in _saturation_compute(states["saturated"], states["spread"], states["total"]))
             log_value(pl_module, f"saturation/{name}", torch.tensor(share), on_step=True)
             log_value(pl_module, f"logit_range/{name}", torch.tensor(spread), on_step=True)
-            self._streak[name] = self._streak.get(name, 0) + 1 if share > self.warn_above else 0
-            if self._streak[name] >= self.patience and name not in self._warned:
-                self._warned.add(name)
+            if self._should_warn(name, share > self.warn_above):
                 rank_zero_warn(
                     f"Bottleneck {name!r} is saturated: {100 * share:.0f}% of its latents have a one-hot "
                     f"backward distribution at tau_b={m.temperatures()[1]:g} (mean logit range "
@@ -152,24 +150,34 @@ class SaturationMonitor(Callback):
                 )
             self._log_buried(pl_module, name, m, saturated=share > self.warn_above)
 
+    def _collect(self, metric: Metric) -> Optional[Dict[str, Tensor]]:
+        """``metric``'s states summed across ranks, then reset it; None when no example was seen.
+        A collective: called on every rank, on logging steps only."""
+        states = global_states(metric)
+        metric.reset()
+        return states if int(states["total"]) else None
+
+    def _should_warn(self, key: str, high: bool) -> bool:
+        """Count a logging step towards ``key``'s streak (reset when not ``high``): True once, when
+        the streak first reaches ``patience``."""
+        self._streak[key] = self._streak.get(key, 0) + 1 if high else 0
+        if self._streak[key] < self.patience or key in self._warned:
+            return False
+        self._warned.add(key)
+        return True
+
     def _log_buried(self, pl_module: LightningModule, name: str, m: DiscreteBottleneck, saturated: bool) -> None:
         """Log ``buried/{name}`` of this logging step and warn once when it stays high; not while
         the bottleneck counts as saturated (whose warning says more: a one-hot latent buries all its
         other codes). Every rank runs the bottleneck on a logging step, so every rank has made
         its metric."""
         metric = self._buried.get(name)
-        if metric is None:
-            return
-        states = global_states(metric)  # a collective, as above
-        metric.reset()
-        if int(states["total"]) == 0:
+        states = None if metric is None else self._collect(metric)
+        if states is None:
             return
         share = float(_buried_codes_compute(states["mass"], states["total"], self.tol))
         log_value(pl_module, f"buried/{name}", torch.tensor(share), on_step=True)
-        key = f"buried:{name}"
-        self._streak[key] = self._streak.get(key, 0) + 1 if share > self.warn_buried_above and not saturated else 0
-        if self._streak[key] >= self.patience and key not in self._warned:
-            self._warned.add(key)
+        if self._should_warn(f"buried:{name}", share > self.warn_buried_above and not saturated):
             rank_zero_warn(
                 f"Bottleneck {name!r} has buried codes: {100 * share:.0f}% of its (latent, code) pairs get "
                 f"a mean backward probability below {self.tol:g} at tau_b={m.temperatures()[1]:g}, "
