@@ -8,14 +8,16 @@ For each run (the scratch folder ``benchmarks/runplan.py`` trained it in, with i
 :class:`~lightning_discrete.models.CategoricalVAE` and reads the first ``--images`` validation
 images of the recipes' binarised MNIST (fixed binarisation, seed 0; validation split 10,000,
 split seed 42), then prints one row of :func:`posterior_stats`: the one-sample -ELBO and its
-terms, the mean entropy of q(z|x) per latent, the mean encoder-logit range per latent and the
-share of latents saturated and of codes buried at the backward temperature, the smallest per-latent perplexity of the codes' marginal (mean q over the images), and the
-reconstruction when the decoder gets each latent's most likely code instead of a sample.
+terms, the mean entropy of q(z|x) per latent, the mean encoder-logit range per latent, the
+shares of latents saturated and of codes buried at the backward temperature, the smallest
+per-latent perplexity of the codes' marginal (mean q over the images), and the reconstruction
+when the decoder gets each latent's most likely code instead of a sample.
 
 Where two estimators reach different -ELBOs, these say whether the encoder is less certain
-(entropy), its logits are squashed or blown up (range: the softmax Jacobian of the backward
-pass vanishes as it grows), codes died (marginal perplexity), or the decoder is worse even on
-the most likely code. Run folders are scratch (not in the repository): run the plan first.
+(entropy), its logits are squashed or spread (range), the backward pass has stopped reaching
+whole latents (saturated) or some of their codes (buried), codes died (marginal perplexity),
+or the decoder is worse even on the most likely code. Run folders are scratch (not in the
+repository): run the plan first.
 """
 
 from __future__ import annotations

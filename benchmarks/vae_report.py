@@ -376,10 +376,12 @@ class Report:
                     best = min(curve, key=lambda e: e[2])
                     text += (f" (validation best {best[2]:.1f} at epoch {int(best[0]) + 1}, "
                              f"{curve[-1][2]:.1f} at epoch {int(curve[-1][0]) + 1})")
-                dead = next((c for k, c in sorted(rec["metrics"].items()) if k.startswith("train/dead_codes/")), None)
-                if dead:
+                deads = [(k.split("/", 2)[2], c) for k, c in sorted(rec["metrics"].items())
+                         if k.startswith("train/dead_codes/") and c]
+                for module, dead in deads:  # one per bottleneck; named where there are several
                     first = next((int(e[0]) + 1 for e in dead if e[2] > 0), None)
-                    text += f", dead codes {100 * dead[-1][2]:.0f}%" + (f" (from epoch {first})" if first else "")
+                    text += (f", dead codes{f' of {module}' if len(deads) > 1 else ''} {100 * dead[-1][2]:.0f}%"
+                             + (f" (from epoch {first})" if first else ""))
                 seeds.append(text)
             lines.append(f"* {label} (`{metric}`, {max(vals) - min(vals):.1f} nats apart): " + "; ".join(seeds))
         if lines:

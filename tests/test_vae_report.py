@@ -517,6 +517,16 @@ def test_seeds_further_apart_than_the_spread_are_listed_with_their_validation_cu
         "* MNIST-VAE 8 x 4, Decoupled ST (`test/loss`, 16.7 nats apart): seed 0 129.1 (validation best 129.9 at "
         "epoch 3, 129.9 at epoch 3), dead codes 0%; seed 1 145.8 (validation best 146.7 at epoch 2, 152.7 at epoch 3), "
         "dead codes 47% (from epoch 2)"]
+    # several bottlenecks (the SBN's two layers): each named
+    for r, (a, b) in zip(stored["gs_sbn_bern_st_final"], [(0.0, 0.5), (0.25, 0.0)]):
+        r["metrics"]["train/dead_codes/units.0"] = [[0, 0, a]]
+        r["metrics"]["train/dead_codes/units.1"] = [[0, 0, b]]
+    report.lines = []
+    report.seed_disagreements(spread=3.0)
+    assert report.lines[4].endswith("seed 0 60.0 (validation best 73.0 at epoch 1, 73.0 at epoch 1), dead codes of units.0 "
+                                    "0%, dead codes of units.1 50% (from epoch 1); seed 1 64.5 (validation best 73.1 at "
+                                    "epoch 1, 73.1 at epoch 1), dead codes of units.0 25% (from epoch 1), dead codes of "
+                                    "units.1 0%")
     # when Decoupled ST's finals are ST's runs, they are listed once (under ST)
     stored["mv_8x4_st_final"] = stored["mv_8x4_dst_final"]
     report.same_training = lambda a, b: True
