@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lightning_discrete.metrics import buried_codes, saturation
+from lightning_discrete.metrics import _backward_probs, buried_codes, saturation
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from runplan import ROOT, best_checkpoint, load_plan, run_versions, stored  # noqa: E402
@@ -49,11 +49,6 @@ COLUMNS = {
     "min_marginal_perplexity": "min marginal perplexity",
     "recon_mode": "recon, most likely code",
 }
-
-
-def _categories(logits: Tensor, bernoulli: bool) -> Tensor:
-    """``(B, L, k)`` categorical logits; a Bernoulli latent's logit ``l`` is the pair ``(0, l)``."""
-    return torch.stack([torch.zeros_like(logits), logits], -1) if bernoulli else logits
 
 
 @torch.no_grad()
@@ -84,10 +79,8 @@ def posterior_stats(model, x: Tensor) -> Dict[str, float]:
     logits = model.encode(x)
     q_logits = model.q_logits(logits, model.bottleneck)
     loss, terms = model.step(x)
-    cat = _categories(q_logits, model.bernoulli)
-    log_q = cat.log_softmax(-1)
-    q = log_q.exp()
-    entropy = -(q * log_q).sum(-1)  # (B, L)
+    q = _backward_probs(q_logits, 1.0, model.bernoulli, -1)[0]  # (B, L, k); a Bernoulli latent: (off, on)
+    entropy = -(q * q.clamp_min(torch.finfo(q.dtype).tiny).log()).sum(-1)  # (B, L)
     saturated, logit_range = saturation(logits, float(model.bottleneck.tau_b), binary=model.bernoulli)
     marginal = q.mean(0)  # (L, k)
     marginal_entropy = -(marginal * marginal.clamp_min(torch.finfo(marginal.dtype).tiny).log()).sum(-1)
