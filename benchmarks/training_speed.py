@@ -6,7 +6,8 @@ Run (from the repository root)::
     python benchmarks/training_speed.py --quick             # binary task only, 1 repeat
     python benchmarks/training_speed.py --tasks binary --threads 2 --repeats 3 --json out.json
 
-Tasks (real Fashion-MNIST in ``--data-dir``; MNIST is not needed):
+Tasks (real Fashion-MNIST in ``--data-dir``; MNIST for ``vae`` only, which runs by default when
+``data/MNIST/raw`` holds it: ``lightning-discrete import-mnist-pickle``):
 
 * ``binary`` — ``recipes/binary_fashion_mnist.yaml`` (784-200-200-10 stochastic binary
   network, Decoupled ST ``tau_f=0.1, tau_b=0.7``, Adam 1e-3, batch 128).
@@ -18,6 +19,12 @@ Tasks (real Fashion-MNIST in ``--data-dir``; MNIST is not needed):
   (``in_features`` 3 * 784 = 2352), batch 100, the recipe's monitors, Adam 1e-2.
   The recipe's ``max_steps``/``val_check_interval: 2000`` are replaced by epochs of
   ``--limit-train-batches`` steps (default 100) each followed by the 5,000-image validation.
+* ``vae`` — ``recipes/vae_mnist.yaml`` as it is (20 x 10 categorical VAE, relaxed
+  Gumbel-Softmax with the annealing of ``tau`` every 500 steps, fused Adam 1e-3, batch 100,
+  fixed binarisation of MNIST, 50,000 training / 10,000 validation images). Its plain loop
+  is ``benchmarks/vae_step.py``'s ``PlainVAE``: ``F.gumbel_softmax``, the KL through
+  ``torch.log_softmax``, the default Adam, the same annealing, and a validation pass with
+  exact samples of ``q(z|x)`` like the recipe's.
 
 Contenders, per task and thread count (``torch.set_num_threads``), run in a rotating
 order ``--repeats`` times in this one process, each for ``--epochs`` epochs:
@@ -101,11 +108,12 @@ if ROOT not in sys.path:
 
 from lightning_discrete import functional as LF  # noqa: E402
 from lightning_discrete.cli import cli_main  # noqa: E402
-from lightning_discrete.data import FashionMNISTDataModule  # noqa: E402
+from lightning_discrete.data import FashionMNISTDataModule, MNISTDataModule  # noqa: E402
 from lightning_discrete.nn.logic import GroupSum, LogicGateLayer  # noqa: E402
+from vae_step import PlainVAE  # noqa: E402  (benchmarks/vae_step.py)
 
-TASKS = ("binary", "autoencoder", "logic")
-DEFAULT_LIMIT = {"binary": None, "autoencoder": None, "logic": 100}
+TASKS = ("binary", "autoencoder", "logic", "vae")
+DEFAULT_LIMIT = {"binary": None, "autoencoder": None, "logic": 100, "vae": None}
 
 # --------------------------------------------------------------------------- #
 # task configurations (recipe YAML -> dict, with the task's changes)
@@ -131,6 +139,8 @@ def task_config(task: str) -> Dict[str, Any]:
         cfg["data"]["class_path"] = "FashionMNISTDataModule"
         cfg["data"]["init_args"].update(batch_size=100, binarize_thresholds=3)
         return cfg
+    if task == "vae":
+        return _load_recipe("vae_mnist.yaml")
     raise ValueError(task)
 
 
@@ -307,6 +317,8 @@ def plain_model(task: str) -> nn.Module:
         return PlainBinaryNet()
     if task == "autoencoder":
         return PlainAutoencoder()
+    if task == "vae":
+        return PlainVAE(_mlp([784, 512, 256, 200]), _mlp([200, 256, 512, 784]), (20, 10), hard=False)
     kw = dict(wiring="random", init="residual", estimator="decoupled_st", tau_f=0.1, tau_b=2.0)
     return nn.Sequential(
         LogicGateLayer(3 * 784, 8000, generator_seed=0, **kw),
@@ -319,12 +331,17 @@ PLAIN_SETTINGS = {  # batch size, lr, binarisation thresholds
     "binary": (128, 1e-3, None),
     "autoencoder": (200, 1e-3, None),
     "logic": (100, 1e-2, 3),
+    "vae": (100, 1e-3, None),
 }
 
 
-def load_split(data_dir: str):
-    """uint8 ``(N, 784)`` images and labels of the datamodule's train/validation split."""
-    dm = FashionMNISTDataModule(data_dir=data_dir, val_size=5000, split_seed=42)
+def load_split(task: str, data_dir: str):
+    """uint8 ``(N, 784)`` images and labels of the task's datamodule's train/validation split
+    (``vae``: MNIST as the recipe binarises it, pixels 0 or 255)."""
+    if task == "vae":
+        dm = MNISTDataModule(data_dir=data_dir, val_size=10000, split_seed=42, binarization="fixed", binarization_seed=0)
+    else:
+        dm = FashionMNISTDataModule(data_dir=data_dir, val_size=5000, split_seed=42)
     dm.setup("fit")
     tr, va = dm.train_set, dm.val_set
     xtr, ytr = tr.images[tr.indices].flatten(1), tr.targets[tr.indices]
@@ -346,14 +363,17 @@ def run_plain(task: str, data, epochs: int, limit: Optional[int], device: str) -
             x = torch.cat([(x > (i + 1) / (k + 1)).float() for i in range(k)], 1)
         return x
 
-    def loss_fn(out: Tensor, x: Tensor, y: Tensor) -> Tensor:
+    def loss_and_output(x: Tensor, y: Tensor):
+        if task == "vae":
+            return model.loss(x), None
+        out = model(x)
         if task == "autoencoder":
-            return F.binary_cross_entropy_with_logits(out, x, reduction="none").sum(-1).mean()
-        return F.cross_entropy(out, y)
+            return F.binary_cross_entropy_with_logits(out, x, reduction="none").sum(-1).mean(), out
+        return F.cross_entropy(out, y), out
 
     n = len(ytr)
     nb = math.ceil(n / bs) if limit is None else min(limit, math.ceil(n / bs))
-    times, val = [], {}
+    times, val, step = [], {}, 0
     for _ in range(epochs):
         _sync(device)
         t0 = time.perf_counter()
@@ -362,22 +382,25 @@ def run_plain(task: str, data, epochs: int, limit: Optional[int], device: str) -
         for b in range(nb):
             idx = perm[b * bs : (b + 1) * bs]
             x, y = prep(xtr[idx]), ytr[idx]
-            loss = loss_fn(model(x), x, y)
+            if task == "vae" and step % 500 == 0:  # the recipe's tau = max(0.5, exp(-1e-4 t))
+                model.tau = max(0.5, math.exp(-1e-4 * step))
+            loss, _ = loss_and_output(x, y)
             opt.zero_grad()
             loss.backward()
             opt.step()
+            step += 1
         model.eval()
         correct, total_loss = 0, 0.0
         with torch.no_grad():
             for b in range(0, len(yva), bs):
                 x, y = prep(xva[b : b + bs]), yva[b : b + bs]
-                out = model(x)
-                total_loss += float(loss_fn(out, x, y)) * len(y)
-                if task != "autoencoder":
+                loss, out = loss_and_output(x, y)
+                total_loss += float(loss) * len(y)
+                if task not in ("autoencoder", "vae"):
                     correct += int((out.argmax(-1) == y).sum())
         _sync(device)
         times.append(time.perf_counter() - t0)
-        val = {"val_loss": total_loss / len(yva), "val_acc": None if task == "autoencoder" else correct / len(yva)}
+        val = {"val_loss": total_loss / len(yva), "val_acc": None if task in ("autoencoder", "vae") else correct / len(yva)}
     return {"epoch_times": times, "startup": float("nan"), "steps": nb * epochs, **val}
 
 
@@ -450,6 +473,9 @@ def bench_task(task: str, threads: int, args, data) -> Dict[str, Any]:
         # the autoencoder's loss after a few hundred steps depends on the seed (codebook
         # collapse or not): plain-loop seeds 0..3 gave 385, 318, 385, 387 after 180 steps
         summary["val_check"] = {"metric": "val_loss", "plain": a, "recipe": b, "ok": abs(a - b) <= 0.2 * abs(a)}
+    elif task == "vae":
+        a, b = c["plain"]["val_loss"], c["recipe"]["val_loss"]  # -ELBO (nats), one exact sample
+        summary["val_check"] = {"metric": "val_loss", "plain": a, "recipe": b, "ok": abs(a - b) <= 0.05 * abs(a)}
     else:
         a, b = c["plain"]["val_acc"], c["recipe"]["val_acc"]
         tol = 0.05 if task == "logic" else 0.03
@@ -508,7 +534,8 @@ def print_table(results: List[Dict[str, Any]]) -> None:
 
 def main(argv: Optional[List[str]] = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
+    p.add_argument("--tasks", nargs="+", default=None, choices=TASKS,
+                   help="default: all, vae only when data/MNIST/raw holds MNIST")
     p.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     p.add_argument("--repeats", type=int, default=3, help="runs of every contender (rotating order)")
     p.add_argument("--epochs", type=int, default=2, help="epochs per run; the first is dropped as warm-up")
@@ -537,6 +564,11 @@ def main(argv: Optional[List[str]] = None) -> None:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         p.error("--device cuda but CUDA is not available")
     args.data_dir = os.path.abspath(args.data_dir)
+    have_mnist = os.path.isfile(os.path.join(args.data_dir, "MNIST", "raw", "train-images-idx3-ubyte"))
+    if args.tasks is None:
+        args.tasks = [t for t in TASKS if t != "vae" or have_mnist]
+    elif "vae" in args.tasks and not have_mnist:
+        p.error(f"--tasks vae needs MNIST in {args.data_dir}/MNIST/raw (lightning-discrete import-mnist-pickle)")
     if not args.keep_denormals:
         # Denormal floats appear or not depending on the training trajectory (data order,
         # samples), which differs between contenders, and make CPU matmuls up to ~2x slower
@@ -555,11 +587,11 @@ def main(argv: Optional[List[str]] = None) -> None:
         f"device {args.device}; load average {os.getloadavg()[0]:.2f} at start; "
         f"denormals {'kept' if args.keep_denormals else 'flushed'}"
     )
-    print("Data: Fashion-MNIST for every task (the autoencoder recipe's MNIST replaced by Fashion-MNIST).")
+    print("Data: Fashion-MNIST (the autoencoder recipe's MNIST replaced by Fashion-MNIST); vae: binarised MNIST.")
     t_all = time.perf_counter()
-    data = load_split(args.data_dir)
     results = []
     for task in args.tasks:
+        data = load_split(task, args.data_dir)
         for threads in args.threads:
             results.append(bench_task(task, threads, args, data))
     print_table(results)

@@ -72,6 +72,7 @@ from typing import Any, Callable, Dict, Iterator, Optional, Tuple, Union
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 __all__ = [
     "decoupled_st",
@@ -312,6 +313,18 @@ def _softmax_backward(p: Tensor, grad: Tensor, tau: float) -> Tensor:
     return p * (grad - (grad * p).sum(-1, keepdim=True)) / tau
 
 
+def _softmax(x: Tensor) -> Tensor:
+    """``softmax(x)`` along the last dim, for kernels that run without autograd (inside an
+    autograd Function). On the CPU below ``_FUSED_SOFTMAX_MIN_K`` categories it makes its own
+    passes (max, exp, sum, divide; about 5x faster than ATen's last-dim kernel at k = 8-10);
+    elsewhere, and under ``torch.compile``, it is ``torch.softmax``."""
+    if x.shape[-1] >= _FUSED_SOFTMAX_MIN_K or x.device.type != "cpu" or _is_compiling():
+        return torch.softmax(x, -1)
+    p = x - x.amax(-1, keepdim=True)
+    p.exp_()
+    return p.div_(p.sum(-1, keepdim=True))
+
+
 def _one_hot_like(index: Tensor, k: int, dtype: torch.dtype) -> Tensor:
     """Exact one-hot of ``index`` (shape ``(*)``) as shape ``(*, k)``."""
     out = torch.zeros(*index.shape, k, dtype=dtype, device=index.device)
@@ -384,8 +397,8 @@ def _softmax_vjp_into(out: Tensor, x: Tensor, g: Tensor, tau: float) -> None:
     multiply by ``1 / tau``), ``p (g - <g, p>)``, then divide by ``tau``."""
     k = x.shape[-1]
     cdt = x.dtype
+    p = _softmax(x / tau if tau != 1.0 else x)
     if k >= _FUSED_SOFTMAX_MIN_K or x.device.type != "cpu":
-        p = torch.softmax(x / tau if tau != 1.0 else x, -1)
         if out.dtype == cdt:
             torch.ops.aten._softmax_backward_data.out(g, p, -1, cdt, grad_input=out)
             if tau != 1.0:
@@ -394,9 +407,6 @@ def _softmax_vjp_into(out: Tensor, x: Tensor, g: Tensor, tau: float) -> None:
             gi = torch._softmax_backward_data(g, p, -1, cdt)
             out.copy_(gi.div_(tau) if tau != 1.0 else gi)
         return
-    p = x / tau if tau != 1.0 else x.clone()
-    p.sub_(p.amax(-1, keepdim=True)).exp_()
-    p.div_(p.sum(-1, keepdim=True))
     gp = (g * p).sum(-1, keepdim=True)
     if out.dtype == cdt:
         gi = torch.sub(g, gp, out=out).mul_(p)
@@ -587,7 +597,7 @@ def identity_st(logits: Tensor, dim: int = -1) -> Tensor:
 class _GumbelST(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits: Tensor, gumbels: Tensor, tau: float):  # type: ignore[override]
-        y = torch.softmax((logits.to(gumbels.dtype) + gumbels) / tau, -1)
+        y = _softmax((logits.to(gumbels.dtype) + gumbels) / tau)
         ctx.save_for_backward(y)
         ctx.tau = tau
         return _one_hot_like(y.argmax(-1), logits.shape[-1], logits.dtype)
@@ -628,10 +638,30 @@ def gumbel_softmax_st(
     return _apply_on_dim(_GumbelST, logits, dim, tau, noise=_gumbel, generator=generator)
 
 
+class _GumbelSoftmax(torch.autograd.Function):
+    """``softmax((l + g) / tau)`` on ``(*, k)`` logits with the softmax's own backward (what
+    autograd computes, without ATen's slow small-k CPU kernels); refuses a second derivative
+    (its backward reads the saved sample as a constant)."""
+
+    @staticmethod
+    def forward(ctx, logits: Tensor, gumbels: Tensor, tau: float):  # type: ignore[override]
+        y = _softmax((logits.to(gumbels.dtype) + gumbels) / tau)
+        ctx.save_for_backward(y)
+        ctx.tau = tau
+        return y.to(logits.dtype)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        (y,) = ctx.saved_tensors
+        return _softmax_backward(y, grad.to(y.dtype), ctx.tau).to(grad.dtype), None, None
+
+
 def gumbel_softmax(
     logits: Tensor, tau: float = 1.0, dim: int = -1, generator: Optional[torch.Generator] = None
 ) -> Tensor:
-    """Relaxed Gumbel-Softmax ``softmax((l + g) / tau)`` (not discrete), plain autograd.
+    """Relaxed Gumbel-Softmax ``softmax((l + g) / tau)`` (not discrete); backward the
+    softmax's Jacobian, as autograd computes it (no second derivative).
 
     Args:
         logits: ``(*, k, *)``, categories on ``dim``.
@@ -649,12 +679,8 @@ def gumbel_softmax(
         >>> torch.allclose(y.sum(-1), torch.ones(2))
         True
     """
-    check_logits(logits)
-    dim = check_dim(logits, dim)
     tau = check_tau(tau, "tau")
-    gumbels = _gumbel(logits, generator)
-    y = torch.softmax((logits.to(gumbels.dtype) + gumbels) / tau, dim)
-    return y.to(logits.dtype)
+    return _apply_on_dim(_GumbelSoftmax, logits, dim, tau, noise=_gumbel, generator=generator)
 
 
 def project_simplex(v: Tensor) -> Tensor:
@@ -737,9 +763,9 @@ class _ReinMax(torch.autograd.Function):
         logits, z = ctx.saved_tensors
         x = logits.to(z.dtype)
         g = grad.to(z.dtype)
-        p = torch.softmax(x, -1)
+        p = _softmax(x)
         # second-order (Heun) term at the midpoint between the sample and p(tau)
-        d = 0.5 * (torch.softmax(x / ctx.tau, -1) + z)
+        d = 0.5 * (_softmax(x / ctx.tau) + z)
         g1 = 2.0 * g * d
         g1 = g1 - d * g1.sum(-1, keepdim=True)
         g0 = -0.5 * g * p
@@ -1327,6 +1353,71 @@ def bernoulli_log_prob(logits: Tensor, z: Tensor) -> Tensor:
     return z * F.logsigmoid(x) + (1 - z) * F.logsigmoid(-x)
 
 
+def _log_softmax_parts(x: Tensor) -> Tuple[Tensor, Tensor]:
+    """``(softmax(x), log_softmax(x))`` over the last dim from one ``exp`` pass: three plain
+    ops, about 2x faster than ATen's ``log_softmax`` for the small category counts of
+    discrete latents (ATen's kernel vectorises across a row, and rows of 2-10 are short)."""
+    y = x - x.amax(-1, keepdim=True)
+    e = y.exp()
+    s = e.sum(-1, keepdim=True)
+    return e / s, y - s.log()
+
+
+class _CategoricalKL(torch.autograd.Function):
+    """``KL(Cat(softmax(x)) || Cat(softmax(prior)))`` over the last dim, with the analytic
+    gradients ``dKL/dx = q (log q - log p - KL)`` and ``dKL/dprior = p - q``: one softmax
+    pass forward, one fused elementwise pass backward (3x faster than autograd through
+    ``log_softmax`` at ``(100, 30, 10)``: ``benchmarks/vae_step.py``)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, prior: Optional[Tensor]):  # type: ignore[override]
+        q, log_q = _log_softmax_parts(x)
+        if prior is None:
+            p, t = None, log_q + math.log(x.shape[-1])  # log q - log(1/k)
+        else:
+            p, log_p = _log_softmax_parts(prior)
+            t = log_q - log_p
+        kl = (q * t).sum(-1)
+        ctx.save_for_backward(q, t, kl, p)
+        return kl
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        q, t, kl, p = ctx.saved_tensors
+        g = grad.unsqueeze(-1)
+        gx = q * (t - kl.unsqueeze(-1)) * g if ctx.needs_input_grad[0] else None
+        gp = (p - q) * g if p is not None and ctx.needs_input_grad[1] else None
+        return gx, gp
+
+
+class _BernoulliKL(torch.autograd.Function):
+    """Elementwise ``KL(Bernoulli(sigmoid(x)) || Bernoulli(sigmoid(prior)))`` with the analytic
+    gradients ``dKL/dx = q (1 - q) (x - prior)`` and ``dKL/dprior = p - q``: 1.7x faster
+    forward+backward than autograd through the four ``logsigmoid`` terms at ``(100, 200)``
+    (``benchmarks/vae_step.py``). The forward keeps the ``q log q + (1 - q) log(1 - q)`` form:
+    rewriting ``log(1 - q)`` as ``log q - x`` cancels catastrophically at large ``|x|``."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, prior: Optional[Tensor]):  # type: ignore[override]
+        q = torch.sigmoid(x)
+        log_q1, log_q0 = F.logsigmoid(x), F.logsigmoid(-x)
+        if prior is None:
+            kl = torch.lerp(log_q0, log_q1, q).add_(math.log(2.0))
+        else:
+            kl = torch.lerp(log_q0 - F.logsigmoid(-prior), log_q1 - F.logsigmoid(prior), q)
+        ctx.save_for_backward(x, q, prior)
+        return kl
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        x, q, prior = ctx.saved_tensors
+        gx = grad * q * (1 - q) * (x if prior is None else x - prior) if ctx.needs_input_grad[0] else None
+        gp = grad * (torch.sigmoid(prior) - q) if prior is not None and ctx.needs_input_grad[1] else None
+        return gx, gp
+
+
 def categorical_kl(logits: Tensor, prior_logits: Optional[Tensor] = None, dim: int = -1) -> Tensor:
     """``KL(Cat(softmax(l)) || Cat(softmax(prior)))``, analytic; the category ``dim`` is
     reduced away. The prior is uniform (``log p = -log k``) when ``prior_logits`` is
@@ -1357,12 +1448,8 @@ def categorical_kl(logits: Tensor, prior_logits: Optional[Tensor] = None, dim: i
     check_logits(logits)
     dim = check_dim(logits, dim)
     x = logits.to(_compute_dtype(logits.dtype))
-    log_q = torch.log_softmax(x, dim)
-    if prior_logits is None:
-        log_p = -math.log(x.shape[dim])
-    else:
-        log_p = torch.log_softmax(prior_logits.to(x.dtype).expand_as(x), dim)
-    return (log_q.exp() * (log_q - log_p)).sum(dim)
+    prior = None if prior_logits is None else prior_logits.to(x.dtype).expand_as(x).movedim(dim, -1)
+    return _CategoricalKL.apply(x.movedim(dim, -1), prior)
 
 
 def bernoulli_kl(logits: Tensor, prior_logits: Optional[Tensor] = None) -> Tensor:
@@ -1385,13 +1472,8 @@ def bernoulli_kl(logits: Tensor, prior_logits: Optional[Tensor] = None) -> Tenso
     """
     check_logits(logits)
     x = logits.to(_compute_dtype(logits.dtype))
-    q = torch.sigmoid(x)
-    if prior_logits is None:
-        log_p1 = log_p0 = -math.log(2.0)
-    else:
-        prior = prior_logits.to(x.dtype)
-        log_p1, log_p0 = F.logsigmoid(prior), F.logsigmoid(-prior)
-    return q * (F.logsigmoid(x) - log_p1) + (1 - q) * (F.logsigmoid(-x) - log_p0)
+    prior = None if prior_logits is None else prior_logits.to(x.dtype).expand_as(x)
+    return _BernoulliKL.apply(x, prior)
 
 
 def reinforce_loo_surrogate(log_probs: Tensor, losses: Tensor) -> Tensor:

@@ -178,3 +178,28 @@ def test_readme_subclass_example_trains():
     assert issubclass(namespace["CodeClassifier"], DiscreteModule)
     assert isinstance(namespace["model"].code, CategoricalBottleneck)
     assert namespace["accuracy"] >= 0.9
+
+
+def test_default_adam_is_fused_where_it_can_be_and_updates_like_the_plain_adam():
+    from lightning_discrete.models.base import default_adam
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Tanh(), torch.nn.Linear(5, 3))
+    twin = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Tanh(), torch.nn.Linear(5, 3))
+    twin.load_state_dict(net.state_dict())
+    fused, plain = default_adam(net.parameters()), torch.optim.Adam(twin.parameters(), lr=1e-3)
+    assert fused.defaults["fused"] is True and not plain.defaults["fused"]
+    x, y = torch.randn(32, 6), torch.randint(0, 3, (32,))
+    start = net[0].weight.detach().clone()
+    for _ in range(50):
+        for model, opt in ((net, fused), (twin, plain)):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+    assert (net[0].weight - start).abs().max() > 1e-3  # it trained
+    for a, b in zip(net.parameters(), twin.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    # parameter groups count too; a tensor fused Adam cannot take (meta device) turns fusing off
+    groups = [{"params": [torch.nn.Parameter(torch.zeros(3))]}, {"params": [torch.nn.Parameter(torch.zeros(2))]}]
+    assert default_adam(groups).defaults["fused"] is True
+    assert not default_adam([torch.nn.Parameter(torch.zeros(3, device="meta"))]).defaults["fused"]

@@ -43,6 +43,59 @@ def test_bernoulli_kl_by_hand():
     assert got.item() == pytest.approx(by_hand, abs=1e-6)
 
 
+def _kl_reference(logits, prior, dim, bernoulli):
+    """The analytic KL through autograd-differentiable log-probabilities, in float64."""
+    if bernoulli:
+        x, pr = logits, torch.zeros(()) if prior is None else prior
+        q = torch.sigmoid(x)
+        return q * (F.logsigmoid(x) - F.logsigmoid(pr)) + (1 - q) * (F.logsigmoid(-x) - F.logsigmoid(-pr))
+    log_q = torch.log_softmax(logits, dim)
+    log_p = -math.log(logits.shape[dim]) if prior is None else torch.log_softmax(prior.expand_as(logits), dim)
+    return (log_q.exp() * (log_q - log_p)).sum(dim)
+
+
+@pytest.mark.parametrize("with_prior", [False, True])
+@pytest.mark.parametrize("bernoulli, dim", [(False, -1), (False, 1), (True, -1)])
+def test_kl_values_and_gradients_match_autograd(bernoulli, dim, with_prior):
+    """The KLs' analytic backward (both logits and a broadcast learned prior) against autograd
+    through log-softmax / logsigmoid, logits spread over +-15 so saturated units are covered."""
+    g = torch.Generator().manual_seed(0)
+    logits = (torch.randn(6, 5, 4, generator=g) * 6).clamp(-15, 15)
+    prior = torch.randn((5, 1) if dim == 1 else (4,), generator=g) if with_prior else None
+    kl = LF.bernoulli_kl if bernoulli else (lambda l, p: LF.categorical_kl(l, p, dim))
+    ref = (lambda l, p: _kl_reference(l, p, dim, bernoulli))
+    leaves = [logits.requires_grad_()] + ([prior.requires_grad_()] if with_prior else [])
+    leaves64 = [t.detach().double().requires_grad_() for t in leaves]
+    got = kl(*leaves, *([None] if not with_prior else []))
+    want = ref(*leaves64, *([None] if not with_prior else []))
+    upstream = torch.randn(got.shape, generator=g)
+    grads = torch.autograd.grad(got, leaves, upstream)
+    grads64 = torch.autograd.grad(want, leaves64, upstream.double())
+    torch.testing.assert_close(got.double(), want, rtol=0, atol=2e-6)
+    for a, b in zip(grads, grads64):
+        torch.testing.assert_close(a.double(), b, rtol=0, atol=2e-6)
+    # float64 in, float64 out, gradients exact to float64 rounding (torch.autograd.gradcheck)
+    args = tuple(t.detach().double().requires_grad_() for t in leaves)
+    assert torch.autograd.gradcheck(lambda *a: kl(*a, *([None] if not with_prior else [])), args)
+
+
+def test_kl_saturated_logits_and_second_derivative():
+    """Logits far in the tails give the exact limits (no cancellation against |l|), and the
+    analytic backward refuses to be differentiated again rather than give a wrong Hessian."""
+    sure = torch.tensor([[0.0, 1e4, -1e4], [60.0, -60.0, 0.0]])  # one-hot q over 3: KL = log 3
+    torch.testing.assert_close(LF.categorical_kl(sure), torch.full((2,), math.log(3.0)))
+    sure = torch.tensor([-1e4, -60.0, 60.0, 1e4])  # q in {0, 1}: KL to Bernoulli(1/2) = log 2
+    torch.testing.assert_close(LF.bernoulli_kl(sure), torch.full((4,), math.log(2.0)))
+    # a sure unit against prior logit 0.3: KL = -log p(the sure value) = softplus(-+0.3)
+    got = LF.bernoulli_kl(torch.tensor([-1e4, 60.0]), torch.tensor([0.3]))
+    torch.testing.assert_close(got, torch.tensor([_softplus(0.3), _softplus(-0.3)]), rtol=0, atol=1e-6)
+    for kl_fn in (LF.categorical_kl, LF.bernoulli_kl):
+        x = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+        (gx,) = torch.autograd.grad(kl_fn(x).sum(), x, create_graph=True)
+        with pytest.raises(RuntimeError):
+            torch.autograd.grad(gx.sum(), x)
+
+
 @pytest.mark.parametrize("prior", ["uniform", "learned"])
 def test_negative_elbo_by_hand(prior):
     # one latent of 2 categories, no hidden layer: q(z|x) = (0.75, 0.25) for every x; the

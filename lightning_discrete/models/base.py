@@ -61,7 +61,14 @@ def is_logging_step(trainer: Any) -> bool:
 
 
 def default_adam(params: Iterable) -> torch.optim.Optimizer:
-    """Adam with lr 1e-3, the default optimizer of every model here.
+    """Adam with lr 1e-3, the default optimizer of every model here; ``fused=True`` when every
+    parameter is a floating tensor on the CPU or a CUDA device (one kernel over all
+    parameters: on the CPU about 3x faster than Adam's default per-parameter loop for the VAE
+    recipes' 1.2 M parameters, ``benchmarks/vae_step.py``; the same updates up to float
+    rounding). The recipes set ``fused: true`` on their Adam the same way.
+
+    Lightning refuses gradient clipping with a fused optimizer under ``precision="16-mixed"``
+    (the fused step unscales the gradients itself): pass ``optimizer=`` a non-fused Adam there.
 
     Args:
         params: the parameters to optimise.
@@ -69,10 +76,14 @@ def default_adam(params: Iterable) -> torch.optim.Optimizer:
     Examples:
         >>> import torch
         >>> from lightning_discrete.models.base import default_adam
-        >>> default_adam(torch.nn.Linear(2, 2).parameters()).defaults["lr"]
-        0.001
+        >>> opt = default_adam(torch.nn.Linear(2, 2).parameters())
+        >>> opt.defaults["lr"], opt.defaults["fused"]
+        (0.001, True)
     """
-    return torch.optim.Adam(params, lr=1e-3)
+    params = list(params)
+    tensors = [t for p in params for t in (p["params"] if isinstance(p, dict) else [p])]
+    fused = bool(tensors) and all(t.is_floating_point() and t.device.type in ("cpu", "cuda") for t in tensors)
+    return torch.optim.Adam(params, lr=1e-3, fused=fused or None)
 
 
 def classification_step(logits: Tensor, y: Tensor) -> Tuple[Tensor, Dict[str, Tensor]]:
