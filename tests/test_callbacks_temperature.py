@@ -100,6 +100,28 @@ def test_scheduler_sets_every_bottleneck_and_logs(make_trainer, tiny_binary_net,
     assert float(trainer.callback_metrics["temperature/tau_b"]) == 2.0
 
 
+def test_per_step_values_are_logged_on_logging_steps_and_the_last(
+    monkeypatch, make_trainer, tiny_binary_net, loader, classification_data
+):
+    """``self.log`` costs as much as a small training step: the scheduler calls it only on the
+    steps Lightning writes (every ``log_every_n_steps``) and on an epoch's last batch, while it
+    sets the temperature on every step."""
+    import lightning_discrete.callbacks.temperature as temperature
+
+    logged = []
+    monkeypatch.setattr(temperature, "log_value", lambda pl_module, name, value, on_step: logged.append(
+        (name, pl_module.trainer.global_step, float(value))))
+    model = tiny_binary_net()
+    sched = TemperatureScheduler(tau_f={"kind": "linear", "start": 1.0, "end": 0.0}, tau_b=2.0)
+    trainer = make_trainer(max_epochs=1, log_every_n_steps=4, callbacks=[sched])
+    trainer.fit(model, loader(classification_data(40), 4))  # 10 steps
+    steps = [step for name, step, _ in logged if name == "temperature/tau_f"]
+    assert steps == [3, 7, 9]
+    assert [v for name, _, v in logged if name == "temperature/tau_f"] == pytest.approx([0.7, 0.3, 0.1])
+    for m in model.discrete_modules():  # set on every step: the last step's value is in use
+        assert float(m.tau_f) == pytest.approx(0.1)
+
+
 def test_epoch_interval(make_trainer, tiny_binary_net, temperature_recorder, loader, classification_data):
     model = tiny_binary_net()
     rec = temperature_recorder()
