@@ -26,6 +26,9 @@ Rows, each a ratio of medians measured in this run, the contenders alternated:
   part of an epoch; the Lightning loop around it is ``benchmarks/training_speed.py``'s.
   ``training step, both default Adam`` gives the library's model the hand-written step's
   optimiser, so what is left is the model code (sampling, KL, loss) alone.
+* ``test bound``: ``CategoricalVAE.sample_log_weights`` for 100 exact samples of each of 100
+  images (one chunk of ``test/nll``) against ``torch.distributions.OneHotCategorical`` /
+  ``Bernoulli`` sampling and ``log_prob`` with the same decoder.
 
 Times are medians over ``--repeats`` rounds of ``--iters`` calls each after a warm-up.
 """
@@ -160,6 +163,24 @@ def bench(name: str, repeats: int, iters: int) -> List[tuple]:
     m = _median_ms({"lib": lib_step, "lib_loop": lib_step_loop, "ref": ref_step}, repeats, iters)
     rows.append((name, "training step", m["lib"], m["ref"]))
     rows.append((name, "training step, both default Adam", m["lib_loop"], m["ref"]))
+
+    # one chunk of the test bound (100 exact samples of each of the 100 images)
+    vae.eval()
+
+    def plain_log_weights():
+        logits = vae.encoder(x).view(-1, *vae.latent_shape)
+        q = (torch.distributions.Bernoulli(logits=logits) if bern
+             else torch.distributions.OneHotCategorical(logits=logits))
+        z = q.sample((100,))
+        log_q = q.log_prob(z).flatten(2).sum(-1) if bern else q.log_prob(z).sum(-1)
+        log_px = -F.binary_cross_entropy_with_logits(vae.decoder(z.flatten(2)), x.expand(100, *x.shape),
+                                                     reduction="none").sum(-1)
+        return log_px - L * math.log(k) - log_q
+
+    with torch.no_grad():
+        m = _median_ms({"lib": lambda: vae.sample_log_weights(x, 100), "ref": plain_log_weights},
+                       max(3, repeats // 3), max(1, iters // 10))
+    rows.append((name, "test bound, 100 x 100 samples", m["lib"], m["ref"]))
     return rows
 
 

@@ -1308,15 +1308,19 @@ def bernoulli_reinforce(logits: Tensor, generator: Optional[torch.Generator] = N
 def categorical_log_prob(logits: Tensor, z: Tensor, dim: int = -1) -> Tensor:
     """``log softmax(l)[z]`` for one-hot ``z``; the category ``dim`` is reduced away.
 
-    Computed in float32 (float64 for float64 logits).
+    Computed in float32 (float64 for float64 logits), as ``<l, z> - logsumexp(l) <1, z>``
+    (``logsumexp`` from one ``exp`` pass: ATen's ``log_softmax`` is several times slower over
+    the short rows of discrete latents on the CPU). ``z`` may carry leading sample dims that
+    ``logits`` lacks: the normaliser is then computed once per row of ``logits``, not once
+    per sample (the importance-weighted bound's ``m`` samples of one encoder output).
 
     Args:
         logits: ``(*, k, *)``, categories on ``dim``.
-        z: one-hot tensor shaped like ``logits``.
-        dim: the category dimension.
+        z: one-hot tensor shaped like ``logits`` or broadcastable with it (e.g. ``(S, *, k)``).
+        dim: the category dimension, counted from the end when negative.
 
     Returns:
-        ``logits``'s shape without ``dim``.
+        The broadcast shape of ``logits`` and ``z`` without ``dim``.
 
     Examples:
         >>> import torch
@@ -1325,9 +1329,12 @@ def categorical_log_prob(logits: Tensor, z: Tensor, dim: int = -1) -> Tensor:
         tensor([-1.3863])
     """
     check_logits(logits)
-    dim = check_dim(logits, dim)
+    dim = check_dim(logits, dim) - logits.dim()  # from the end: z may have more leading dims
     x = logits.to(_compute_dtype(logits.dtype))
-    return (torch.log_softmax(x, dim) * z.to(x.dtype)).sum(dim)
+    z = z.to(x.dtype)
+    m = x.detach().amax(dim, keepdim=True)  # the shift: no gradient of its own
+    lse = (x - m).exp().sum(dim).log() + m.squeeze(dim)
+    return (x * z).sum(dim) - lse * z.sum(dim)
 
 
 def bernoulli_log_prob(logits: Tensor, z: Tensor) -> Tensor:

@@ -226,6 +226,28 @@ def test_float64_is_kept_in_log_probs_and_surrogates(gen):
     )
 
 
+
+@pytest.mark.parametrize("dim", [-1, 1])
+def test_categorical_log_prob_broadcasts_samples_and_has_the_log_softmax_gradient(dim, gen):
+    """Samples ``(S, *)`` of one set of logits: the same values and gradients as ``log_softmax``
+    of the logits repeated S times (the importance-weighted bound's use), and exact in the tails."""
+    x = (torch.randn(5, 6, 3, generator=gen(2)) * 4).requires_grad_()  # categories on `dim`
+    k, end = x.shape[dim], dim % x.dim() - x.dim()  # the category dim counted from the end
+    idx = torch.randint(0, k, (7, 5, 3 if dim == 1 else 6), generator=gen(3))
+    z = torch.nn.functional.one_hot(idx, k).double().movedim(-1, end)  # (7, 5, 6, 3)
+    got = LF.categorical_log_prob(x, z, dim)
+    up = torch.randn(got.shape, generator=gen(4))
+    (g,) = torch.autograd.grad(got, x, up)
+    x64 = x.detach().double().requires_grad_()
+    want = (torch.log_softmax(x64.expand(7, *x.shape), end) * z).sum(end)
+    (g64,) = torch.autograd.grad(want, x64, up.double())
+    assert got.shape == ((7, 5, 3) if dim == 1 else (7, 5, 6))
+    torch.testing.assert_close(got.double(), want, rtol=0, atol=2e-6)
+    torch.testing.assert_close(g.double(), g64, rtol=0, atol=2e-6)
+    tails = torch.tensor([[1e4, 0.0, -1e4]])
+    assert LF.categorical_log_prob(tails, torch.tensor([[1.0, 0.0, 0.0]])).item() == 0.0
+    assert LF.categorical_log_prob(tails, torch.tensor([[0.0, 1.0, 0.0]])).item() == -1e4
+
 # --------------------------------------------------------------------------- #
 # 9. bad input raises ValueError naming the argument
 # --------------------------------------------------------------------------- #

@@ -149,7 +149,10 @@ class CategoricalVAE(LatentVariableModule):
         Args:
             z: one-hot (``{0, 1}``) samples.
         """
-        prior = (self.prior_logits if self.prior_logits is not None else z.new_zeros(())).expand_as(z)
+        batch_shape = z.shape[: z.dim() - len(self.latent_shape)]
+        if self.prior_logits is None:  # uniform: log p(z) = -L log k for every z
+            return z.new_full(batch_shape, -self.num_latents * math.log(self.num_categories))
+        prior = self.prior_logits  # (L, k) ((L,)): broadcast against the samples
         lp = LF.bernoulli_log_prob(prior, z) if self.bernoulli else LF.categorical_log_prob(prior, z)
         return lp.sum(-1)  # (..., L): the category dim is already reduced
 
@@ -193,9 +196,9 @@ class CategoricalVAE(LatentVariableModule):
         """
         x = self._target(batch)
         logits = self.q_logits(self.encode(x), self.bottleneck)
-        logits_s = logits.expand(num_samples, *logits.shape)
-        z = exact_sample(logits_s, self.bernoulli)
-        log_q = (LF.bernoulli_log_prob(logits_s, z) if self.bernoulli else LF.categorical_log_prob(logits_s, z)).sum(-1)
+        z = exact_sample(logits.expand(num_samples, *logits.shape), self.bernoulli)
+        # log q(z_s|x) from the (B, L, k) logits, broadcast over the samples: normalised once
+        log_q = (LF.bernoulli_log_prob(logits, z) if self.bernoulli else LF.categorical_log_prob(logits, z)).sum(-1)
         log_px = -F.binary_cross_entropy_with_logits(
             self.decode(z), x.expand(num_samples, *x.shape), reduction="none"
         ).sum(-1)
