@@ -308,6 +308,12 @@ def _gumbel(like: Tensor, generator: Optional[torch.Generator]) -> Tensor:
     return e.exponential_(generator=generator).clamp_min_(torch.finfo(dtype).tiny).log_().neg_()
 
 
+def _second(tau: Union[float, Tensor]) -> Union[float, Tensor]:
+    """The same temperature as a second argument: a copy of a tensor temperature (under
+    ``torch.compile`` an autograd Function may not take one tensor twice), a float as it is."""
+    return tau.clone() if isinstance(tau, Tensor) else tau
+
+
 def _softmax_backward(p: Tensor, grad: Tensor, tau: float) -> Tensor:
     """``J^T grad`` for ``p = softmax(x / tau)`` along the last dim."""
     return p * (grad - (grad * p).sum(-1, keepdim=True)) / tau
@@ -562,7 +568,9 @@ def softmax_st(
         tensor([1., 1., 1., 1., 1.])
     """
     check_tau(tau, "tau")
-    return decoupled_st(logits, tau, tau, dim=dim, generator=generator)
+    # a tensor temperature (torch.compile) goes in twice as two tensors: dynamo refuses one
+    # tensor passed twice to an autograd Function
+    return decoupled_st(logits, tau, _second(tau), dim=dim, generator=generator)
 
 
 class _IdentityST(torch.autograd.Function):
@@ -823,7 +831,7 @@ def _gumbel_rao_grad(x: Tensor, idx: Tensor, grad: Tensor, tau: float, num_sampl
     top = idx.expand((num_samples,) + idx.shape)
     log_u_top = log_u.gather(-1, top)
     y = log_u.mul_(inv_p).div_(log_u_top).add_(1.0)  # 1 + E_i / (E_top p_i)
-    y = y.reciprocal_() if tau == 1.0 else y.log_().mul_(-1.0 / tau).exp_()
+    y = y.reciprocal_() if not isinstance(tau, Tensor) and tau == 1.0 else y.log_().mul_(-1.0 / tau).exp_()
     y = y.scatter_(-1, top, 1.0)
     y = y.div_(y.sum(-1, keepdim=True))
     # _softmax_backward's J^T grad, in place because y is ours to overwrite: one (S, *, k) temporary
@@ -1038,7 +1046,7 @@ def bernoulli_softmax_st(
         (torch.Size([2, 3]), True)
     """
     check_tau(tau, "tau")
-    return bernoulli_decoupled_st(logits, tau, tau, generator=generator)
+    return bernoulli_decoupled_st(logits, tau, _second(tau), generator=generator)
 
 
 class _BernoulliIdentityST(torch.autograd.Function):
@@ -1083,7 +1091,7 @@ class _BernoulliGumbelSoftmaxST(torch.autograd.Function):
         x = logits.to(_compute_dtype(logits.dtype))
         y = _logistic(x, generator).add_(x)
         z = (y >= 0).to(logits.dtype)
-        ctx.save_for_backward((y.div_(tau) if tau != 1.0 else y).sigmoid_())
+        ctx.save_for_backward((y.div_(tau) if isinstance(tau, Tensor) or tau != 1.0 else y).sigmoid_())
         ctx.tau = tau
         return z
 
