@@ -308,10 +308,11 @@ def _gumbel(like: Tensor, generator: Optional[torch.Generator]) -> Tensor:
     return e.exponential_(generator=generator).clamp_min_(torch.finfo(dtype).tiny).log_().neg_()
 
 
-def _second(tau: Union[float, Tensor]) -> Union[float, Tensor]:
-    """The same temperature as a second argument: a copy of a tensor temperature (under
-    ``torch.compile`` an autograd Function may not take one tensor twice), a float as it is."""
-    return tau.clone() if isinstance(tau, Tensor) else tau
+def _distinct(tau_f: Union[float, Tensor], tau_b: Union[float, Tensor]) -> Union[float, Tensor]:
+    """``tau_b``, copied when it is the very tensor ``tau_f`` is (``softmax_st`` passes its one
+    temperature as both): under ``torch.compile`` an autograd Function may not take one tensor
+    twice."""
+    return tau_b.clone() if isinstance(tau_b, Tensor) and tau_b is tau_f else tau_b
 
 
 def _softmax_backward(p: Tensor, grad: Tensor, tau: float) -> Tensor:
@@ -319,12 +320,18 @@ def _softmax_backward(p: Tensor, grad: Tensor, tau: float) -> Tensor:
     return p * (grad - (grad * p).sum(-1, keepdim=True)) / tau
 
 
+def _own_softmax_passes(x: Tensor) -> bool:
+    """Whether a softmax over the last dim of ``x`` is faster as hand-written passes than as
+    ATen's kernels: on the CPU, below ``_FUSED_SOFTMAX_MIN_K`` categories, outside
+    ``torch.compile`` (which fuses either way)."""
+    return x.shape[-1] < _FUSED_SOFTMAX_MIN_K and x.device.type == "cpu" and not _is_compiling()
+
+
 def _softmax(x: Tensor) -> Tensor:
     """``softmax(x)`` along the last dim, for kernels that run without autograd (inside an
-    autograd Function). On the CPU below ``_FUSED_SOFTMAX_MIN_K`` categories it makes its own
-    passes (max, exp, sum, divide; about 5x faster than ATen's last-dim kernel at k = 8-10);
-    elsewhere, and under ``torch.compile``, it is ``torch.softmax``."""
-    if x.shape[-1] >= _FUSED_SOFTMAX_MIN_K or x.device.type != "cpu" or _is_compiling():
+    autograd Function): hand-written passes (max, exp, sum, divide; about 5x faster than
+    ATen's last-dim kernel at k = 8-10) where :func:`_own_softmax_passes`, else ``torch.softmax``."""
+    if not _own_softmax_passes(x):
         return torch.softmax(x, -1)
     p = x - x.amax(-1, keepdim=True)
     p.exp_()
@@ -404,7 +411,7 @@ def _softmax_vjp_into(out: Tensor, x: Tensor, g: Tensor, tau: float) -> None:
     k = x.shape[-1]
     cdt = x.dtype
     p = _softmax(x / tau if tau != 1.0 else x)
-    if k >= _FUSED_SOFTMAX_MIN_K or x.device.type != "cpu":
+    if not _own_softmax_passes(x):
         if out.dtype == cdt:
             torch.ops.aten._softmax_backward_data.out(g, p, -1, cdt, grad_input=out)
             if tau != 1.0:
@@ -542,7 +549,7 @@ def decoupled_st(
     """
     tau_f = check_tau(tau_f, "tau_f", allow_zero=True)
     tau_b = check_tau(tau_b, "tau_b")
-    return _apply_on_dim(_DecoupledST, logits, dim, tau_f, tau_b, generator)
+    return _apply_on_dim(_DecoupledST, logits, dim, tau_f, _distinct(tau_f, tau_b), generator)
 
 
 def softmax_st(
@@ -568,9 +575,7 @@ def softmax_st(
         tensor([1., 1., 1., 1., 1.])
     """
     check_tau(tau, "tau")
-    # a tensor temperature (torch.compile) goes in twice as two tensors: dynamo refuses one
-    # tensor passed twice to an autograd Function
-    return decoupled_st(logits, tau, _second(tau), dim=dim, generator=generator)
+    return decoupled_st(logits, tau, tau, dim=dim, generator=generator)
 
 
 class _IdentityST(torch.autograd.Function):
@@ -1021,7 +1026,7 @@ def bernoulli_decoupled_st(
     check_logits(logits)
     tau_f = check_tau(tau_f, "tau_f", allow_zero=True)
     tau_b = check_tau(tau_b, "tau_b")
-    return _BernoulliDecoupledST.apply(logits, tau_f, tau_b, generator)
+    return _BernoulliDecoupledST.apply(logits, tau_f, _distinct(tau_f, tau_b), generator)
 
 
 def bernoulli_softmax_st(
@@ -1046,7 +1051,7 @@ def bernoulli_softmax_st(
         (torch.Size([2, 3]), True)
     """
     check_tau(tau, "tau")
-    return bernoulli_decoupled_st(logits, tau, _second(tau), generator=generator)
+    return bernoulli_decoupled_st(logits, tau, tau, generator=generator)
 
 
 class _BernoulliIdentityST(torch.autograd.Function):
@@ -1313,12 +1318,23 @@ def bernoulli_reinforce(logits: Tensor, generator: Optional[torch.Generator] = N
     return (_uniform(x.shape, x, generator) <= torch.sigmoid(x)).to(logits.dtype)
 
 
+def _log_softmax_parts(x: Tensor) -> Tuple[Tensor, Tensor]:
+    """``(softmax(x), log_softmax(x))`` over the last dim from one ``exp`` pass: three plain
+    ops, about 2x faster than ATen's ``log_softmax`` for the small category counts of
+    discrete latents (ATen's kernel vectorises across a row, and rows of 2-10 are short).
+    Differentiable: the shift by the row maximum carries no gradient of its own."""
+    y = x - x.detach().amax(-1, keepdim=True)
+    e = y.exp()
+    s = e.sum(-1, keepdim=True)
+    return e / s, y - s.log()
+
+
 def categorical_log_prob(logits: Tensor, z: Tensor, dim: int = -1) -> Tensor:
     """``log softmax(l)[z]`` for one-hot ``z``; the category ``dim`` is reduced away.
 
-    Computed in float32 (float64 for float64 logits), as ``<l, z> - logsumexp(l) <1, z>``
-    (``logsumexp`` from one ``exp`` pass: ATen's ``log_softmax`` is several times slower over
-    the short rows of discrete latents on the CPU). ``z`` may carry leading sample dims that
+    Computed in float32 (float64 for float64 logits), the log-softmax from one ``exp`` pass
+    (ATen's ``log_softmax`` is several times slower over the short rows of discrete latents
+    on the CPU). ``z`` may carry leading sample dims that
     ``logits`` lacks: the normaliser is then computed once per row of ``logits``, not once
     per sample (the importance-weighted bound's ``m`` samples of one encoder output).
 
@@ -1339,10 +1355,8 @@ def categorical_log_prob(logits: Tensor, z: Tensor, dim: int = -1) -> Tensor:
     check_logits(logits)
     dim = check_dim(logits, dim) - logits.dim()  # from the end: z may have more leading dims
     x = logits.to(_compute_dtype(logits.dtype))
-    z = z.to(x.dtype)
-    m = x.detach().amax(dim, keepdim=True)  # the shift: no gradient of its own
-    lse = (x - m).exp().sum(dim).log() + m.squeeze(dim)
-    return (x * z).sum(dim) - lse * z.sum(dim)
+    log_p = _log_softmax_parts(x.movedim(dim, -1))[1].movedim(-1, dim)  # once per row of `logits`
+    return (log_p * z.to(x.dtype)).sum(dim)
 
 
 def bernoulli_log_prob(logits: Tensor, z: Tensor) -> Tensor:
@@ -1368,21 +1382,12 @@ def bernoulli_log_prob(logits: Tensor, z: Tensor) -> Tensor:
     return z * F.logsigmoid(x) + (1 - z) * F.logsigmoid(-x)
 
 
-def _log_softmax_parts(x: Tensor) -> Tuple[Tensor, Tensor]:
-    """``(softmax(x), log_softmax(x))`` over the last dim from one ``exp`` pass: three plain
-    ops, about 2x faster than ATen's ``log_softmax`` for the small category counts of
-    discrete latents (ATen's kernel vectorises across a row, and rows of 2-10 are short)."""
-    y = x - x.amax(-1, keepdim=True)
-    e = y.exp()
-    s = e.sum(-1, keepdim=True)
-    return e / s, y - s.log()
-
-
 class _CategoricalKL(torch.autograd.Function):
     """``KL(Cat(softmax(x)) || Cat(softmax(prior)))`` over the last dim, with the analytic
     gradients ``dKL/dx = q (log q - log p - KL)`` and ``dKL/dprior = p - q``: one softmax
     pass forward, one fused elementwise pass backward (3x faster than autograd through
-    ``log_softmax`` at ``(100, 30, 10)``: ``benchmarks/vae_step.py``)."""
+    ``log_softmax`` at ``(100, 30, 10)``: ``benchmarks/vae_step.py``). ``prior``
+    (``(..., k)``) broadcasts against ``x``: normalised once, its gradient summed back."""
 
     @staticmethod
     def forward(ctx, x: Tensor, prior: Optional[Tensor]):  # type: ignore[override]
@@ -1402,8 +1407,24 @@ class _CategoricalKL(torch.autograd.Function):
         q, t, kl, p = ctx.saved_tensors
         g = grad.unsqueeze(-1)
         gx = q * (t - kl.unsqueeze(-1)) * g if ctx.needs_input_grad[0] else None
-        gp = (p - q) * g if p is not None and ctx.needs_input_grad[1] else None
+        gp = None
+        if p is not None and ctx.needs_input_grad[1]:
+            gp = ((p - q) * g).sum_to_size(p.shape)
         return gx, gp
+
+
+def _prior_like(prior_logits: Tensor, x: Tensor) -> Tensor:
+    """``prior_logits`` in ``x``'s dtype, checked to broadcast to ``x``'s shape (not expanded:
+    the KLs compute the prior's terms once per prior entry)."""
+    try:
+        ok = torch.broadcast_shapes(prior_logits.shape, x.shape) == x.shape
+    except RuntimeError:
+        ok = False
+    if not ok:
+        raise ValueError(
+            f"`prior_logits` of shape {tuple(prior_logits.shape)} must broadcast to the logits' {tuple(x.shape)}"
+        )
+    return prior_logits.to(x.dtype)
 
 
 class _BernoulliKL(torch.autograd.Function):
@@ -1419,7 +1440,7 @@ class _BernoulliKL(torch.autograd.Function):
         log_q1, log_q0 = F.logsigmoid(x), F.logsigmoid(-x)
         if prior is None:
             kl = torch.lerp(log_q0, log_q1, q).add_(math.log(2.0))
-        else:
+        else:  # ``prior`` broadcasts against ``x``: its log-probabilities once per prior unit
             kl = torch.lerp(log_q0 - F.logsigmoid(-prior), log_q1 - F.logsigmoid(prior), q)
         ctx.save_for_backward(x, q, prior)
         return kl
@@ -1429,7 +1450,9 @@ class _BernoulliKL(torch.autograd.Function):
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         x, q, prior = ctx.saved_tensors
         gx = grad * q * (1 - q) * (x if prior is None else x - prior) if ctx.needs_input_grad[0] else None
-        gp = grad * (torch.sigmoid(prior) - q) if prior is not None and ctx.needs_input_grad[1] else None
+        gp = None
+        if prior is not None and ctx.needs_input_grad[1]:
+            gp = (grad * (torch.sigmoid(prior) - q)).sum_to_size(prior.shape)
         return gx, gp
 
 
@@ -1463,7 +1486,11 @@ def categorical_kl(logits: Tensor, prior_logits: Optional[Tensor] = None, dim: i
     check_logits(logits)
     dim = check_dim(logits, dim)
     x = logits.to(_compute_dtype(logits.dtype))
-    prior = None if prior_logits is None else prior_logits.to(x.dtype).expand_as(x).movedim(dim, -1)
+    prior = None
+    if prior_logits is not None:  # broadcastable to ``logits``: leading 1s, categories last, k of them
+        prior = _prior_like(prior_logits, x)
+        prior = prior.reshape((1,) * (x.dim() - prior.dim()) + tuple(prior.shape)).movedim(dim, -1)
+        prior = prior.expand(*prior.shape[:-1], x.shape[dim])
     return _CategoricalKL.apply(x.movedim(dim, -1), prior)
 
 
@@ -1487,8 +1514,7 @@ def bernoulli_kl(logits: Tensor, prior_logits: Optional[Tensor] = None) -> Tenso
     """
     check_logits(logits)
     x = logits.to(_compute_dtype(logits.dtype))
-    prior = None if prior_logits is None else prior_logits.to(x.dtype).expand_as(x)
-    return _BernoulliKL.apply(x, prior)
+    return _BernoulliKL.apply(x, None if prior_logits is None else _prior_like(prior_logits, x))
 
 
 def reinforce_loo_surrogate(log_probs: Tensor, losses: Tensor) -> Tensor:

@@ -91,9 +91,15 @@ def test_kl_saturated_logits_and_second_derivative():
     torch.testing.assert_close(got, torch.tensor([_softplus(0.3), _softplus(-0.3)]), rtol=0, atol=1e-6)
     for kl_fn in (LF.categorical_kl, LF.bernoulli_kl):
         x = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
-        (gx,) = torch.autograd.grad(kl_fn(x).sum(), x, create_graph=True)
-        with pytest.raises(RuntimeError):
-            torch.autograd.grad(gx.sum(), x)
+        # squared: the backward's incoming gradient depends on x, so a backward that read its
+        # saved tensors as constants would give a (wrong) second derivative instead of failing
+        (gx,) = torch.autograd.grad((kl_fn(x) ** 2).sum(), x, create_graph=True)
+        with pytest.raises(RuntimeError, match="once_differentiable"):
+            gx.sum().backward()
+    with pytest.raises(ValueError, match="prior_logits"):  # a prior that does not broadcast to the logits
+        LF.categorical_kl(torch.zeros(2, 3, 4), torch.zeros(2, 2, 3, 4))
+    with pytest.raises(ValueError, match="prior_logits"):
+        LF.bernoulli_kl(torch.zeros(2, 3), torch.zeros(4))
 
 
 @pytest.mark.parametrize("prior", ["uniform", "learned"])
