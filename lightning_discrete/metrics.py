@@ -377,9 +377,12 @@ class CodebookUsage(_CodeCounts):
 # --------------------------------------------------------------------------- active units
 def _active_units_update(grads: Tensor, threshold: Union[float, Tensor]) -> Tuple[Tensor, int]:
     """Entries of ``grads`` with ``|g| > threshold`` (an int64 device scalar, no sync) and their
-    number. The comparison writes 0/1 into the ``abs`` buffer and a float64 sum counts them
-    exactly (up to 2^53): about 2x faster on the CPU than a bool tensor and its sum."""
-    return grads.detach().abs().gt_(threshold).sum(dtype=torch.float64).to(torch.long), grads.numel()
+    number. The comparison writes 0/1 into the ``abs`` buffer and a float sum counts them
+    exactly: in float32 below 2^24 entries (every partial sum is an integer float32 holds),
+    else in float64. On the CPU about 3x faster than a bool tensor and its sum."""
+    n = grads.numel()
+    exact = torch.float32 if n < 1 << 24 else torch.float64
+    return grads.detach().abs().gt_(threshold).sum(dtype=exact).to(torch.long), n
 
 
 def _active_units_compute(active: Tensor, total: Tensor) -> Tensor:

@@ -297,6 +297,34 @@ def test_active_units_two_monitors_resume_continue_the_window(tmp_path, make_tra
     assert run(ckpt_path=str(tmp_path / "step=2.ckpt")) == pytest.approx(full)
 
 
+@pytest.mark.parametrize("stride, accumulate", [(2, 1), (3, 1), (2, 2)])
+def test_active_units_stride_counts_only_the_sampled_steps(stride, accumulate, make_trainer, known_logit_grad_model,
+                                                           classification_data, loader):
+    """tau_b doubles every optimizer step; with ``stride`` the window's percentages (per entry
+    and per neuron) are those of steps 0, stride, 2 * stride, ... alone (every micro-batch of
+    a sampled step), not of all four steps."""
+    logits = torch.tensor([-8.0, -6.0, -5.0, -2.0, -1.0, 0.0, 1.0, 2.5, 5.0, 7.0])
+    taus = [0.5, 1.0, 2.0, 4.0]
+    sched = TemperatureScheduler(tau_b={"kind": "step", "start": 0.5, "end": 4.0, "step_size": 1, "gamma": 2.0})
+    mon = ActiveUnitMonitor(threshold=0.02, neuron_thresholds=[0.03], stride=stride)
+    trainer = make_trainer(max_epochs=1, callbacks=[sched, mon], accumulate_grad_batches=accumulate)
+    trainer.fit(known_logit_grad_model(logits, torch.ones(10)), loader(classification_data(32), 8 // accumulate))
+    assert trainer.global_step == 4
+    model = known_logit_grad_model(logits, torch.ones(10))
+    grads = [model.per_example_logit_grad(t).abs() for t in taus[::stride]]
+    active = sum(100.0 * float((g > 0.02).double().mean()) for g in grads) / len(grads)
+    inactive = 100.0 * float((sum(grads) / len(grads) <= 0.03).double().mean())
+    every_step = sum(100.0 * float((model.per_example_logit_grad(t).abs() > 0.02).double().mean()) for t in taus) / 4
+    assert active != pytest.approx(every_step)  # the stride changes the answer here
+    assert mon.last_results["active_units/all"] == pytest.approx(active)
+    assert mon.last_results["inactive_neurons/all@0.03"] == pytest.approx(inactive)
+
+
+def test_active_units_stride_is_checked():
+    with pytest.raises(ValueError, match="`stride`"):
+        ActiveUnitMonitor(stride=0)
+
+
 @pytest.mark.parametrize("accumulate, precision, batch", [(1, "32-true", 8), (2, "32-true", 4), (1, "bf16-mixed", 16)])
 def test_inactive_neurons_exact_on_known_gradients(accumulate, precision, batch, make_trainer, known_logit_grad_model,
                                                    classification_data, loader):

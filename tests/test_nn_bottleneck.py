@@ -91,6 +91,53 @@ def test_recording_is_off_by_default_and_unions_owner_requests():
     assert b.last_indices is None
 
 
+def test_recorded_indices_are_taken_from_the_forward_when_first_read():
+    """``last_indices`` is computed on the first read from the recorded forward's sample: a
+    forward inside ``recording_paused`` in between does not change it, an in-place change of
+    the sample before the first read is an error (not wrong codes), one after it is harmless."""
+    b = CategoricalBottleneck(4, estimator="decoupled_st", tau_f=1.0, tau_b=1.0)
+    b.record(True)
+    z = b(torch.randn(6, 3, 4))
+    expected = z.argmax(-1)
+    with b.recording_paused():
+        b(torch.randn(2, 3, 4))
+    torch.testing.assert_close(b.last_indices, expected)
+    z.zero_()  # after the read: the codes were kept
+    torch.testing.assert_close(b.last_indices, expected)
+    z = b(torch.randn(6, 3, 4))
+    z.mul_(2.0)
+    with pytest.raises(RuntimeError, match="modified in place"):
+        b.last_indices
+
+
+@pytest.mark.parametrize("name", [n for n in LF.ESTIMATORS if LF.get_estimator(n).has_binary])
+def test_binary_training_codes_are_the_sample_above_one_half(name):
+    """Every binary estimator's recorded training codes are ``z > 0.5`` of its output (hard
+    unsigned ones take the {0, 1} sample itself as the codes: this checks that it is one)."""
+    b = BinaryBottleneck(estimator=name, tau_f=0.5, tau_b=0.5).train()
+    b.record(True)
+    z = b(torch.randn(64, 7) * 3)
+    assert b.last_indices.dtype == torch.long
+    assert torch.equal(b.last_indices, (z > 0.5).long().reshape(64, 7))
+
+
+@pytest.mark.parametrize("inference", [False, True])
+def test_binary_codes_of_signed_samples_and_soft_evaluation(inference):
+    """Binary codes are ``z > 0.5`` of the sample (a signed estimator's -1 and 0 are code 0) and, in
+    ``eval_mode="soft"``, ``logits >= 0`` (a logit of exactly 0 is code 1), whether the
+    forward ran under ``inference_mode`` (codes taken at once) or not (taken when read)."""
+    logits = torch.tensor([[-2.0, -0.0, 0.0, 0.3, 4.0]])
+    signed = BinaryBottleneck(estimator="sign_st").eval()
+    soft = BinaryBottleneck(estimator="decoupled_st", eval_mode="soft").eval()
+    for b in (signed, soft):
+        b.record(True)
+        with torch.inference_mode(inference):
+            b(logits)
+    assert torch.equal(signed.last_indices, torch.tensor([[0, 0, 0, 1, 1]]))  # sign: -1, 0, 0, 1, 1
+    assert torch.equal(soft.last_indices, torch.tensor([[0, 1, 1, 1, 1]]))
+    assert signed.last_indices.dtype == soft.last_indices.dtype == torch.long
+
+
 def test_categories_checked_and_estimator_forms():
     b = CategoricalBottleneck(4)
     with pytest.raises(ValueError, match="expected 4 categories"):

@@ -7,10 +7,12 @@ Protocols (see ``docs/design.md``, "Protocols between layers") every callback re
   :meth:`DiscreteBottleneck.set_temperature`.  Single-temperature estimators keep
   ``tau_f == tau_b``.
 * **Observation** — after :meth:`DiscreteBottleneck.record` is switched on, each
-  training/validation forward stores ``last_indices`` (``(N, L)`` long: the chosen
-  category of each of ``L`` latents for ``N`` rows) and, with ``grads=True``, the
-  next backward stores ``last_logit_grad`` (shaped like the logits).  Nothing is
-  recorded (and nothing costs) while recording is off.
+  training/validation forward records ``last_indices`` (``(N, L)`` long: the chosen
+  category of each of ``L`` latents for ``N`` rows; computed from the forward's sample
+  when first read, so a monitor that reads only gradients, or reads on some steps, does
+  not pay for it) and, with ``grads=True``, the next backward stores ``last_logit_grad``
+  (shaped like the logits).  Nothing is recorded (and nothing costs) while recording is
+  off.
 * **Score function** — when the estimator is a score-function one (``reinforce``,
   ``disarm``: :attr:`lightning_discrete.functional.Estimator.score_function`), the
   forward keeps what :meth:`DiscreteBottleneck.surrogate_loss` needs; the model calls
@@ -25,7 +27,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from typing import Any, Dict, Iterator, Optional, Tuple
+import functools
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -35,6 +38,23 @@ from .. import functional as LF
 __all__ = ["BottleneckConfig", "DiscreteBottleneck", "CategoricalBottleneck", "BinaryBottleneck"]
 
 _EVAL_MODES = ("argmax", "sample", "soft")
+
+
+def _rows(indices: Tensor) -> Tensor:
+    """``(N, ...) -> (N, L)``: one row of latent codes per example."""
+    return indices.reshape(indices.shape[0], -1) if indices.dim() else indices
+
+
+# Binary codes as long. The comparison writes into a float buffer first: on the CPU a
+# float -> bool comparison plus the bool -> long copy take about 1.5x as long.
+def _above_half(z: Tensor) -> Tensor:
+    """``(z > 0.5)`` as long: the code of a binary sample."""
+    return torch.gt(z, 0.5, out=torch.empty_like(z)).long()
+
+
+def _nonnegative(logits: Tensor) -> Tensor:
+    """``(logits >= 0)`` as long: the code of the most likely state."""
+    return torch.ge(logits, 0.0, out=torch.empty_like(logits)).long()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,7 +175,9 @@ class DiscreteBottleneck(nn.Module):
         self._record_requests: Dict[int, bool] = {}
         self._recording = False
         self._recording_grads = False
-        self.last_indices: Optional[Tensor] = None
+        self._last_indices: Optional[Tensor] = None
+        # what the next read of ``last_indices`` computes them from: (source, its version, how)
+        self._indices_source: Optional[Tuple[Tensor, int, Callable[[Tensor], Tensor]]] = None
         self.last_logit_grad: Optional[Tensor] = None
         self._score_cache: Optional[Tuple[Tensor, Any]] = None
 
@@ -258,8 +280,9 @@ class DiscreteBottleneck(nn.Module):
         """Switch recording of chosen indices (and, with ``grads``, logit gradients) on or off.
 
         Several monitors may ask at once: each passes itself as ``owner`` and
-        ``record(False, owner=self)`` withdraws only its own request. Recording is on
-        while anyone asks, with gradients while anyone asks for gradients.
+        ``record(False, owner=self)`` withdraws only its own request; an owner's new request
+        replaces its earlier one. Recording is on while anyone asks, with gradients while
+        anyone asks for gradients.
 
         Args:
             enabled: ask for recording (``False``: withdraw ``owner``'s request).
@@ -277,7 +300,7 @@ class DiscreteBottleneck(nn.Module):
         """
         key = id(owner)
         if enabled:
-            self._record_requests[key] = bool(grads) or self._record_requests.get(key, False)
+            self._record_requests[key] = bool(grads)
         else:
             self._record_requests.pop(key, None)
         self._recording = bool(self._record_requests)
@@ -285,6 +308,33 @@ class DiscreteBottleneck(nn.Module):
         if not self._recording:
             self.last_indices = None
             self.last_logit_grad = None
+
+    @property
+    def last_indices(self) -> Optional[Tensor]:
+        """``(N, L)`` long: the category chosen for each latent in the last recorded forward
+        (``None`` before one). Computed from that forward's sample on the first read and kept.
+
+        Raises:
+            RuntimeError: the forward's output (or, in ``eval_mode="soft"``, its input logits)
+                was modified in place before the first read, so the indices cannot be
+                recovered: read them before modifying it, or modify a copy.
+        """
+        pending = self._indices_source
+        if pending is not None:
+            source, version, to_indices = pending
+            if source._version != version:
+                raise RuntimeError(
+                    f"{type(self).__name__}: the tensor the recorded indices come from (the forward's output, "
+                    "or its logits in eval_mode='soft') was modified in place after the forward; read "
+                    "`last_indices` before modifying it in place, or modify a copy"
+                )
+            self.last_indices = _rows(to_indices(source))
+        return self._last_indices
+
+    @last_indices.setter
+    def last_indices(self, value: Optional[Tensor]) -> None:
+        self._last_indices = value
+        self._indices_source = None
 
     @contextlib.contextmanager
     def recording_paused(self) -> Iterator[None]:
@@ -302,22 +352,31 @@ class DiscreteBottleneck(nn.Module):
             >>> b.last_indices.shape
             torch.Size([2, 3])
         """
-        saved = (self._recording, self._recording_grads, self.last_indices, self.last_logit_grad)
+        saved = (self._recording, self._recording_grads, self._last_indices, self._indices_source, self.last_logit_grad)
         self._recording = self._recording_grads = False
         try:
             yield
         finally:
-            self._recording, self._recording_grads, self.last_indices, self.last_logit_grad = saved
+            (self._recording, self._recording_grads, self._last_indices, self._indices_source,
+             self.last_logit_grad) = saved
 
     @property
     def num_categories(self) -> int:
         """Categories per latent (2 for binary units)."""
         raise NotImplementedError
 
-    def _observe(self, logits: Tensor, indices: Tensor) -> None:
+    def _observe(self, logits: Tensor, source: Tensor, to_indices: Callable[[Tensor], Tensor]) -> None:
+        """Record a forward: ``last_indices`` will be ``to_indices(source)`` (computed when first
+        read), and with gradients requested the next backward keeps the logits' gradient."""
         if not self._recording:
             return
-        self.last_indices = indices.detach().reshape(indices.shape[0], -1) if indices.dim() else indices
+        source = source.detach()  # shares the version counter: in-place changes stay visible
+        if torch.compiler.is_compiling() or source.is_inference():
+            # now: inside a compiled graph (no Python to save there), or without a version
+            # counter (validation under inference_mode)
+            self._last_indices, self._indices_source = _rows(to_indices(source)), None
+        else:
+            self._last_indices, self._indices_source = None, (source, source._version, to_indices)
         if self._recording_grads and self.training and logits.requires_grad:
             def hook(g: Tensor) -> None:
                 self.last_logit_grad = g.detach()
@@ -478,7 +537,7 @@ class CategoricalBottleneck(DiscreteBottleneck):
         z = self._estimate(logits, dim) if self.training else self._evaluate(logits, dim)
         if self._recording:
             soft = not self.training and self.eval_mode == "soft"
-            self._observe(logits, (logits if soft else z).argmax(dim))
+            self._observe(logits, logits if soft else z, functools.partial(torch.argmax, dim=dim))
         return z
 
 
@@ -513,6 +572,10 @@ class BinaryBottleneck(DiscreteBottleneck):
         """``(B, ...) -> (B, ...)``."""
         z = self._estimate(logits, -1) if self.training else self._evaluate(logits, -1)
         if self._recording:
-            soft = not self.training and self.eval_mode == "soft"
-            self._observe(logits, (logits >= 0).long() if soft else (z > 0.5).long())
+            if not self.training and self.eval_mode == "soft":
+                self._observe(logits, logits, _nonnegative)
+            elif self.training and self._estimator.hard and not self._estimator.signed:
+                self._observe(logits, z, torch.Tensor.long)  # exact {0, 1}: the codes themselves
+            else:
+                self._observe(logits, z, _above_half)
         return z

@@ -574,8 +574,9 @@ class LogicGateLayer(DiscreteBottleneck):
         w = self._gate_weights(logits, x.shape[0])
         c = w.to(self.gate_coefficients.dtype) @ self.gate_coefficients
         if self._recording:
-            ids = w.detach().argmax(-1)
-            self._observe(logits, ids.reshape(-1, self.out_features))
+            # chosen now (not when read): per-example weights would be kept alive until the next forward
+            ids = w.detach().argmax(-1).reshape(-1, self.out_features)
+            self._observe(logits, ids, torch.Tensor.detach)
         return logic_gate(x, self.idx_a, self.idx_b, c)
 
     @override
