@@ -323,6 +323,8 @@ def test_active_units_stride_counts_only_the_sampled_steps(stride, accumulate, m
 def test_active_units_stride_is_checked():
     with pytest.raises(ValueError, match="`stride`"):
         ActiveUnitMonitor(stride=0)
+    with pytest.raises(ValueError, match="counted step"):
+        ActiveUnitMonitor(window=4, stride=5)
 
 
 @pytest.mark.parametrize("accumulate, precision, batch", [(1, "32-true", 8), (2, "32-true", 4), (1, "bf16-mixed", 16)])

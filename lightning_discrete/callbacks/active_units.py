@@ -31,7 +31,7 @@ class ActiveUnitMonitor(Callback):
     stays on the device (no host-device sync per step).
 
     With ``stride > 1`` only every ``stride``-th optimizer step is counted (its gradients
-    recorded and counted; the other steps cost nothing): the percentages become estimates
+    recorded and counted; the other steps cost next to nothing): the percentages become estimates
     from a sample of the window's steps, for a fraction of the cost (on the 784-200-200-10
     binary network of ``recipes/binary_fashion_mnist.yaml`` counting every step costs
     about 15% of the training time).
@@ -87,6 +87,8 @@ class ActiveUnitMonitor(Callback):
             raise ValueError("`prefix` must be a non-empty string")
         if stride < 1:
             raise ValueError(f"`stride` must be >= 1, got {stride}")
+        if window is not None and window < stride:
+            raise ValueError(f"`window` ({window}) must be >= `stride` ({stride}): every window needs a counted step")
         if neuron_thresholds is not None and (not neuron_thresholds or min(neuron_thresholds) < 0):
             raise ValueError(f"`neuron_thresholds` must be a non-empty list of values >= 0, got {neuron_thresholds}")
         self.threshold = float(threshold)
