@@ -110,6 +110,29 @@ def test_recorded_indices_are_taken_from_the_forward_when_first_read():
         b.last_indices
 
 
+def test_an_unread_sample_is_let_go_before_the_next_forward_makes_its_own():
+    """Two samples are never held at once for recording: by the time the next forward runs the
+    estimator, the bottleneck no longer references the previous, unread one."""
+    import weakref
+
+    b = CategoricalBottleneck(8, estimator="decoupled_st", tau_f=1.0, tau_b=1.0)
+    b.record(True)
+    z = b(torch.randn(4, 3, 8))
+    held = weakref.ref(b._indices_source[0])
+    del z
+    seen = []
+    inner = b._forward
+
+    def spy(logits):
+        seen.append(held() is None)
+        return inner(logits)
+
+    b._forward = spy
+    z2 = b(torch.randn(4, 3, 8))
+    assert seen == [True]
+    torch.testing.assert_close(b.last_indices, z2.argmax(-1))
+
+
 @pytest.mark.parametrize("name", [n for n in LF.ESTIMATORS if LF.get_estimator(n).has_binary])
 def test_binary_training_codes_are_the_sample_above_one_half(name):
     """Every binary estimator's recorded training codes are ``z > 0.5`` of its output (hard

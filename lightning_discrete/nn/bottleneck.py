@@ -476,6 +476,10 @@ class DiscreteBottleneck(nn.Module):
         Args:
             logits: the input logits.
         """
+        if self._indices_source is not None and not torch.compiler.is_compiling():
+            # an unread record's sample is let go before this forward makes the next one
+            # (with many categories, two one-hot samples alive at once would cost memory)
+            self._indices_source = None
         if self.validate_args is None or torch.compiler.is_compiling():
             return self._forward(logits)
         with LF.validate_args(self.validate_args):
