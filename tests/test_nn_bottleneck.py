@@ -204,6 +204,22 @@ def test_bottleneck_pickles_by_estimator_name():
     assert b.estimator_spec is LF.get_estimator("gumbel_softmax_st")
 
 
+@pytest.mark.parametrize("copy_", ["pickle", "deepcopy"])
+def test_a_copied_bottleneck_keeps_the_recorded_indices(copy_):
+    """Pickles and deep copies (checkpoint-free EMA / SWA copies) of a bottleneck whose recorded
+    indices were not read yet carry those indices."""
+    import copy
+
+    for b, x in ((CategoricalBottleneck(4, estimator="decoupled_st", tau_f=1.0, tau_b=1.0), torch.randn(3, 2, 4)),
+                 (BinaryBottleneck(estimator="decoupled_st", tau_f=1.0, tau_b=1.0), torch.randn(3, 5))):
+        b.record(True)
+        z = b(x)
+        expected = (z > 0.5).long() if b.binary else z.argmax(-1)
+        c = pickle.loads(pickle.dumps(b)) if copy_ == "pickle" else copy.deepcopy(b)
+        torch.testing.assert_close(c.last_indices, expected)
+        torch.testing.assert_close(b.last_indices, expected)
+
+
 @pytest.mark.parametrize(
     "old,new", [("decoupled", "decoupled_st"), ("gumbel_st", "gumbel_softmax_st"), ("sign", "sign_st")]
 )

@@ -336,6 +336,18 @@ class DiscreteBottleneck(nn.Module):
         self._last_indices = value
         self._indices_source = None
 
+    def __getstate__(self) -> Dict[str, Any]:
+        # a pickle or deep copy carries the indices, not the sample they would come from: a
+        # copied tensor's version counter starts again, so the in-place check could not work
+        state = super().__getstate__()
+        if state.get("_indices_source") is not None:
+            try:
+                indices = self.last_indices
+            except RuntimeError:  # the sample was changed in place: no codes to carry
+                indices = None
+            state.update(_last_indices=indices, _indices_source=None)
+        return state
+
     @contextlib.contextmanager
     def recording_paused(self) -> Iterator[None]:
         """Record nothing inside the block and keep what was recorded before it
