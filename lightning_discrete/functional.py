@@ -315,6 +315,12 @@ def _distinct(tau_f: Union[float, Tensor], tau_b: Union[float, Tensor]) -> Union
     return tau_b.clone() if isinstance(tau_b, Tensor) and tau_b is tau_f else tau_b
 
 
+def _scales(tau: Union[float, Tensor]) -> bool:
+    """Whether dividing by ``tau`` changes anything: a float other than 1, or a tensor
+    temperature (a graph input under ``torch.compile``; its value is not read)."""
+    return isinstance(tau, Tensor) or tau != 1.0
+
+
 def _softmax_backward(p: Tensor, grad: Tensor, tau: float) -> Tensor:
     """``J^T grad`` for ``p = softmax(x / tau)`` along the last dim."""
     return p * (grad - (grad * p).sum(-1, keepdim=True)) / tau
@@ -349,7 +355,7 @@ def _inverse_cdf_index_from(x: Tensor, u: Tensor, tau: float = 1.0) -> Tensor:
     ``exp((x - max x) / tau)`` along the last dim; ``u``: ``(*)`` uniforms in ``(0, 1)``."""
     inv = 1.0 / tau
     # w = (x - max x) / tau in one op: -max/tau + x * (1/tau)
-    w = torch.add(x.amax(-1, keepdim=True).mul_(-inv), x, alpha=inv) if tau != 1.0 else (
+    w = torch.add(x.amax(-1, keepdim=True).mul_(-inv), x, alpha=inv) if _scales(tau) else (
         x - x.amax(-1, keepdim=True)
     )
     cdf = w.exp_().cumsum_(-1)
@@ -410,24 +416,24 @@ def _softmax_vjp_into(out: Tensor, x: Tensor, g: Tensor, tau: float) -> None:
     multiply by ``1 / tau``), ``p (g - <g, p>)``, then divide by ``tau``."""
     k = x.shape[-1]
     cdt = x.dtype
-    p = _softmax(x / tau if tau != 1.0 else x)
+    p = _softmax(x / tau if _scales(tau) else x)
     if not _own_softmax_passes(x):
         if out.dtype == cdt:
             torch.ops.aten._softmax_backward_data.out(g, p, -1, cdt, grad_input=out)
-            if tau != 1.0:
+            if _scales(tau):
                 out.div_(tau)
         else:
             gi = torch._softmax_backward_data(g, p, -1, cdt)
-            out.copy_(gi.div_(tau) if tau != 1.0 else gi)
+            out.copy_(gi.div_(tau) if _scales(tau) else gi)
         return
     gp = (g * p).sum(-1, keepdim=True)
     if out.dtype == cdt:
         gi = torch.sub(g, gp, out=out).mul_(p)
-        if tau != 1.0:
+        if _scales(tau):
             gi.div_(tau)
     else:
         gi = torch.sub(g, gp).mul_(p)
-        out.copy_(gi.div_(tau) if tau != 1.0 else gi)
+        out.copy_(gi.div_(tau) if _scales(tau) else gi)
 
 
 def _apply_on_dim(
@@ -836,7 +842,7 @@ def _gumbel_rao_grad(x: Tensor, idx: Tensor, grad: Tensor, tau: float, num_sampl
     top = idx.expand((num_samples,) + idx.shape)
     log_u_top = log_u.gather(-1, top)
     y = log_u.mul_(inv_p).div_(log_u_top).add_(1.0)  # 1 + E_i / (E_top p_i)
-    y = y.reciprocal_() if not isinstance(tau, Tensor) and tau == 1.0 else y.log_().mul_(-1.0 / tau).exp_()
+    y = y.log_().mul_(-1.0 / tau).exp_() if _scales(tau) else y.reciprocal_()
     y = y.scatter_(-1, top, 1.0)
     y = y.div_(y.sum(-1, keepdim=True))
     # _softmax_backward's J^T grad, in place because y is ours to overwrite: one (S, *, k) temporary
@@ -992,7 +998,7 @@ class _BernoulliDecoupledST(torch.autograd.Function):
         for a, b in _chunks(n, _FLAT_CHUNK_ELEMENTS, x.device):
             s = _scaled_sigmoid(1.0, x[a:b], inv)
             oc = torch.ops.aten.sigmoid_backward.grad_input(g[a:b], s, grad_input=out[a:b])
-            if tau_b != 1.0:
+            if _scales(tau_b):
                 oc.div_(tau_b)
         return out.to(logits.dtype).view(logits.shape), None, None, None
 
@@ -1096,7 +1102,7 @@ class _BernoulliGumbelSoftmaxST(torch.autograd.Function):
         x = logits.to(_compute_dtype(logits.dtype))
         y = _logistic(x, generator).add_(x)
         z = (y >= 0).to(logits.dtype)
-        ctx.save_for_backward((y.div_(tau) if isinstance(tau, Tensor) or tau != 1.0 else y).sigmoid_())
+        ctx.save_for_backward((y.div_(tau) if _scales(tau) else y).sigmoid_())
         ctx.tau = tau
         return z
 

@@ -576,7 +576,7 @@ class LogicGateLayer(DiscreteBottleneck):
         if self._recording:
             # chosen now (not when read): per-example weights would be kept alive until the next forward
             ids = w.detach().argmax(-1).reshape(-1, self.out_features)
-            self._observe(logits, ids, torch.Tensor.detach)
+            self._observe(logits, ids, torch.Tensor.detach)  # the ids are the indices: no conversion
         return logic_gate(x, self.idx_a, self.idx_b, c)
 
     @override
