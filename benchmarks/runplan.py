@@ -408,6 +408,7 @@ def execute(plan: dict, name: str, cell: dict, seed: int, rid: str, threads: int
     if rc != 0 or not files:
         return rid, None, f"FAILED (rc {rc}); see {out / 'fit.log'} (and test.log)"
     earlier = earlier_attempts_s(out, starts)
+    attempts_s = [round(w, 1) for w in earlier + [wall]]  # wall_s is their sum, to the same 0.1 s
     resumed_after = json.loads(resumes.read_text()) if resumes.exists() else []
     metrics = merge_epoch_metrics(files)
     if tested:  # the test pass: the newest version
@@ -421,8 +422,8 @@ def execute(plan: dict, name: str, cell: dict, seed: int, rid: str, threads: int
         **({"test_command": " ".join(test_cmd[1:])} if test_cmd else {}),
         **({"resumed_after_epochs": resumed_after} if resumed_after else {}),
         "threads": threads,
-        "wall_s": round(sum(earlier) + wall, 1),
-        **({"attempts_s": [round(w, 1) for w in earlier + [wall]]} if earlier else {}),
+        "wall_s": round(sum(attempts_s), 1),
+        **({"attempts_s": attempts_s} if earlier else {}),
         "started": started.isoformat(timespec="seconds"),
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": versions(),
