@@ -29,6 +29,8 @@ from torch import Tensor
 from torchmetrics import Metric
 from typing_extensions import override
 
+from . import functional as LF
+
 __all__ = [
     "entropy_from_counts",
     "perplexity_from_counts",
@@ -557,19 +559,28 @@ class InactiveNeurons(Metric):
 
 
 # --------------------------------------------------------------------------- saturation
-def _backward_probs(logits: Tensor, tau_b: float, binary: bool, dim: int) -> Tuple[Tensor, Tensor]:
-    """``(B, ..., k)`` backward probabilities at ``tau_b`` and the logits they come from, both
-    with the categories last; a binary unit's logit ``l`` is the pair ``(0, l)`` (off, on)."""
+def _backward_probs(logits: Tensor, tau_b: float, binary: bool, dim: int) -> Tensor:
+    """``(B, ..., k)`` backward probabilities at ``tau_b``, the categories last; a binary unit's
+    logit ``l`` is the pair ``(0, l)`` (off, on). No softmax over a last dim of 2 (ATen's is
+    about 30x slower than a sigmoid there), and small ``k`` through ``functional._softmax``."""
     x = logits.detach().float()
-    x = torch.stack([torch.zeros_like(x), x], -1) if binary else x.movedim(dim, -1)
-    return torch.softmax(x / tau_b, -1), x
+    if binary:
+        on = torch.sigmoid(x / tau_b)
+        return torch.stack([1.0 - on, on], -1)
+    return LF._softmax(x.movedim(dim, -1) / tau_b)
 
 
 def _saturation_update(logits: Tensor, tau_b: float, binary: bool, dim: int = -1, tol: float = 1e-6) -> Tuple[Tensor, Tensor, int]:
     """Saturated latents (device scalar), the sum of their logit ranges (device scalar) and the latents."""
-    probs, x = _backward_probs(logits, tau_b, binary, dim)
-    top = probs.amax(-1)
-    return (top > 1.0 - tol).sum(), (x.amax(-1) - x.amin(-1)).sum(), top.numel()
+    x = logits.detach().float()
+    if binary:  # the pair (0, l): top probability sigmoid(|l| / tau_b), range |l|
+        spread = x.abs()
+        top = torch.sigmoid(spread / tau_b)
+    else:
+        x = x.movedim(dim, -1)
+        spread = x.amax(-1) - x.amin(-1)
+        top = LF._softmax(x / tau_b).amax(-1)
+    return (top > 1.0 - tol).sum(), spread.sum(), top.numel()
 
 
 def _saturation_compute(saturated: Tensor, spread: Tensor, total: Tensor) -> Tuple[Tensor, Tensor]:
@@ -667,7 +678,7 @@ class Saturation(Metric):
 def _buried_codes_update(logits: Tensor, tau_b: float, binary: bool, dim: int = -1) -> Tuple[Tensor, int]:
     """Per code ``(..., k)``: the sum over the examples of its backward probability (float64,
     on the device), and the number of examples."""
-    return _backward_probs(logits, tau_b, binary, dim)[0].sum(0, dtype=torch.float64), logits.shape[0]
+    return _backward_probs(logits, tau_b, binary, dim).sum(0, dtype=torch.float64), logits.shape[0]
 
 
 def _buried_codes_compute(mass: Tensor, total: Tensor, tol: float) -> Tensor:

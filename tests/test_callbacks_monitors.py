@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from lightning.pytorch import seed_everything
+from lightning.pytorch import Callback, seed_everything
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.plugins.precision import Precision
@@ -95,6 +95,52 @@ def test_utilization_two_monitors_resume_mid_epoch_counts_the_whole_epoch(tmp_pa
     seed_everything(0)
     half = run(torch.cat([x[16:], x[:16]])[:16])
     assert half["train/perplexity/bottleneck"] != pytest.approx(full["train/perplexity/bottleneck"], rel=1e-3)
+
+
+class _CodeRecorder(Callback):
+    """Records ``(global_step, last_indices)`` of the bottleneck at every training batch (its own
+    record request: another monitor recording on the steps a strided one skips)."""
+
+    def __init__(self) -> None:
+        self.rows = []
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        pl_module.bottleneck.record(True, owner=self)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.rows.append((trainer.global_step, pl_module.bottleneck.last_indices))
+
+
+@pytest.mark.parametrize("stride, accumulate, counted", [(3, 1, 2), (2, 2, 4)])
+def test_utilization_stride_counts_only_the_sampled_steps(stride, accumulate, counted, make_trainer, tiny_autoencoder,
+                                                          loader):
+    """With ``stride`` the epoch's training statistics are those of the codes of optimizer steps
+    0, stride, 2 * stride, ... alone (every micro-batch of a sampled step), although another
+    monitor records every step."""
+    x = _halves(48)  # 6 batches of 8
+    seed_everything(0)
+    model = tiny_autoencoder(tau_f=0.0)  # argmax codes
+    recorder = _CodeRecorder()
+    mon = LatentUtilizationMonitor(stages="train", stride=stride)
+    trainer = make_trainer(max_epochs=1, callbacks=[recorder, mon], accumulate_grad_batches=accumulate)
+    trainer.fit(model, loader(TensorDataset(x), 8))
+    assert len(recorder.rows) == 6
+    # the recorder's hook ran after the optimizer step of the batch that completes one:
+    # its global_step is one ahead there, so the step of each batch is counted from the batch index
+    steps = [b // accumulate for b in range(6)]
+
+    def perplexity(rows):
+        codes = torch.cat(rows)
+        counts = torch.stack([torch.bincount(codes[:, l], minlength=4) for l in range(2)])
+        return float(perplexity_from_counts(counts).mean())
+
+    sampled = [codes for s, (_, codes) in zip(steps, recorder.rows) if s % stride == 0]
+    assert len(sampled) == counted  # steps 0 and 3 of 6; steps 0 and 2 of 3 (2 batches each)
+    got = float(trainer.callback_metrics["train/perplexity/bottleneck"])  # logged in float32
+    assert got == pytest.approx(perplexity(sampled), rel=1e-6)
+    assert got != pytest.approx(perplexity([codes for _, codes in recorder.rows]), rel=1e-3)  # not every step
+    with pytest.raises(ValueError, match="stride"):
+        LatentUtilizationMonitor(stride=0)
 
 
 # --------------------------------------------------------------------------- gradient SNR

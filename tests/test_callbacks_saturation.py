@@ -197,3 +197,25 @@ def test_a_healthy_autoencoder_buries_no_code(make_trainer, tiny_autoencoder, bi
                            [SaturationMonitor(patience=1, warn_buried_above=0.0)], kind="buried codes")
     assert caught == []
     assert float(trainer.logged_metrics["buried/bottleneck"]) == 0.0
+
+
+def test_the_logits_are_read_on_logging_steps_only(make_trainer, tiny_autoencoder, binary_images, loader):
+    """The pre-hook is on the bottleneck during the forward of a logging step and absent from
+    the others (a module with a hook takes PyTorch's slower call path on every forward)."""
+    from lightning.pytorch import Callback
+
+    from lightning_discrete.models.base import is_logging_step
+
+    class Spy(Callback):
+        rows = []
+
+        def on_before_backward(self, trainer, pl_module, loss):  # after the forward
+            self.rows.append((is_logging_step(trainer), len(pl_module.bottleneck._forward_pre_hooks)))
+
+    spy = Spy()
+    trainer = make_trainer(max_steps=6, log_every_n_steps=3, callbacks=[SaturationMonitor(), spy])
+    trainer.fit(tiny_autoencoder(), loader(binary_images()))
+    assert [logging for logging, _ in spy.rows] == [False, False, True] * 2
+    assert [hooks for _, hooks in spy.rows] == [0, 0, 1] * 2
+    assert "saturation/bottleneck" in trainer.callback_metrics  # and it was read there
+    assert len(trainer.lightning_module.bottleneck._forward_pre_hooks) == 0  # none left behind

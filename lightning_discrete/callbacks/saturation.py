@@ -43,7 +43,8 @@ class SaturationMonitor(Callback):
     one code by saturation: its logit range jumps to 50-90 in the first epoch. One seed of the
     8 x 4 MNIST-VAE with Decoupled ST at ``tau_f = tau_b = 2`` lost 47% of its codes within
     13 epochs and stalled, their logits some 100 below the live ones: 47% of its codes are
-    buried at its best checkpoint while only 2% of its latents are saturated.) Steps that log nothing cost nothing: the hook does no work there.
+    buried at its best checkpoint while only 2% of its latents are saturated.) Steps that log
+    nothing cost nothing: the pre-hooks are registered for the logging steps only.
 
     Args:
         tol: distance from one-hot that counts as saturated.
@@ -99,14 +100,15 @@ class SaturationMonitor(Callback):
         self._modules = named_bottlenecks(pl_module)
         self._metrics = {name: Saturation(self.tol).to(pl_module.device) for name, _ in self._modules}
         self._buried = {}
-        for name, m in self._modules:
-            self._handles.append(m.register_forward_pre_hook(self._hook(name)))
 
-    @override
-    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+    def _remove_hooks(self) -> None:
         for h in self._handles:
             h.remove()
         self._handles = []
+
+    @override
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._remove_hooks()
 
     def _hook(self, name: str):
         def hook(m: DiscreteBottleneck, args: tuple) -> None:
@@ -124,13 +126,18 @@ class SaturationMonitor(Callback):
 
     @override
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
+        # the hooks exist on logging steps only: a module with a forward hook takes PyTorch's
+        # slower call path (and the hook call) on every forward
         self._armed = bool(self._modules) and is_logging_step(trainer)
+        if self._armed and not self._handles:
+            self._handles = [m.register_forward_pre_hook(self._hook(name)) for name, m in self._modules]
 
     @override
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         if not self._armed:
             return
         self._armed = False
+        self._remove_hooks()
         for name, m in self._modules:
             states = self._collect(self._metrics[name])
             if states is None:

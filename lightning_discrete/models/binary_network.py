@@ -111,7 +111,7 @@ class StochasticBinaryNetwork(DiscreteModule):
         return self.head
 
     def _run(self, h: Tensor, start: int, stop: Optional[int]) -> Tensor:
-        for layer in self.hidden[start:stop]:
+        for layer in list(self.hidden)[start:stop]:  # a ModuleList slice would build a new module each call
             h = layer(h)
             if isinstance(layer, BinaryBottleneck):
                 h = self._centre(layer, h)
