@@ -68,6 +68,7 @@ def test_no_sync_on_steps_that_log_nothing(make_trainer, mixed_net, classificati
         TemperatureScheduler(tau_f={"kind": "exponential", "start": 1.0, "end": 0.5}, tau_b=0.7),
         ActiveUnitMonitor(),
         LatentUtilizationMonitor(),
+        LatentUtilizationMonitor(stages="train", stride=3),  # records on every 3rd step only
         GradientSNRMonitor(mode="window", window=100),
         SaturationMonitor(),
     ]
