@@ -79,7 +79,7 @@ def posterior_stats(model, x: Tensor) -> Dict[str, float]:
     logits = model.encode(x)
     q_logits = model.q_logits(logits, model.bottleneck)
     loss, terms = model.step(x)
-    q = _backward_probs(q_logits, 1.0, model.bernoulli, -1)[0]  # (B, L, k); a Bernoulli latent: (off, on)
+    q = _backward_probs(q_logits, 1.0, model.bernoulli, -1)  # (B, L, k); a Bernoulli latent: (off, on)
     entropy = -(q * q.clamp_min(torch.finfo(q.dtype).tiny).log()).sum(-1)  # (B, L)
     saturated, logit_range = saturation(logits, float(model.bottleneck.tau_b), binary=model.bernoulli)
     marginal = q.mean(0)  # (L, k)
