@@ -219,3 +219,17 @@ def test_the_logits_are_read_on_logging_steps_only(make_trainer, tiny_autoencode
     assert [hooks for _, hooks in spy.rows] == [0, 0, 1] * 2
     assert "saturation/bottleneck" in trainer.callback_metrics  # and it was read there
     assert len(trainer.lightning_module.bottleneck._forward_pre_hooks) == 0  # none left behind
+
+
+def test_a_step_that_raises_leaves_no_hook_behind(make_trainer, tiny_autoencoder, binary_images, loader):
+    from lightning.pytorch import Callback
+
+    class Boom(Callback):
+        def on_before_backward(self, trainer, pl_module, loss):  # inside a logging step, after the forward
+            raise RuntimeError("boom")
+
+    model = tiny_autoencoder()
+    trainer = make_trainer(max_steps=2, log_every_n_steps=1, callbacks=[SaturationMonitor(), Boom()])
+    with pytest.raises(RuntimeError, match="boom"):
+        trainer.fit(model, loader(binary_images()))
+    assert len(model.bottleneck._forward_pre_hooks) == 0

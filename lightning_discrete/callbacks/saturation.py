@@ -110,6 +110,10 @@ class SaturationMonitor(Callback):
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._remove_hooks()
 
+    @override
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        self._remove_hooks()  # a step that raised between registering and removing them
+
     def _hook(self, name: str):
         def hook(m: DiscreteBottleneck, args: tuple) -> None:
             if not (self._armed and m.training and args):
