@@ -147,6 +147,10 @@ class ActiveUnitMonitor(Callback):
             m.record(False, owner=self)
 
     @override
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        self.on_fit_end(trainer, pl_module)  # no gradient hooks left behind on the bottlenecks
+
+    @override
     def on_after_backward(self, trainer: Trainer, pl_module: LightningModule) -> None:
         # right after the backward: the AMP loss scale is still the one this backward used
         # (the optimizer step's scaler update may change it)

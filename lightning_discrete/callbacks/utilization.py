@@ -116,6 +116,10 @@ class LatentUtilizationMonitor(Callback):
         self._stop()
 
     @override
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        self._stop()  # the bottlenecks stop recording for this monitor
+
+    @override
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.state.fn != "fit":
             self._stop()
