@@ -233,3 +233,12 @@ def test_a_step_that_raises_leaves_no_hook_behind(make_trainer, tiny_autoencoder
     with pytest.raises(RuntimeError, match="boom"):
         trainer.fit(model, loader(binary_images()))
     assert len(model.bottleneck._forward_pre_hooks) == 0
+
+
+def test_a_binary_code_just_above_tol_is_not_buried():
+    """The off code's probability sigmoid(-l) = 1.005e-6 (> tol = 1e-6): in float32, 1 - sigmoid(l)
+    rounds it to 0.954e-6 and would count it as buried."""
+    p = 1.005e-6
+    units = torch.full((4, 1), math.log((1 - p) / p))
+    assert float(buried_codes(units, 1.0, binary=True, tol=1e-6)) == 0.0
+    assert float(buried_codes(units, 1.0, binary=True, tol=1.01e-6)) == pytest.approx(0.5)  # off buried, on not
