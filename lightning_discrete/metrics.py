@@ -580,7 +580,7 @@ def _saturation_update(logits: Tensor, tau_b: float, binary: bool, dim: int = -1
     else:
         x = x.movedim(dim, -1)
         spread = x.amax(-1) - x.amin(-1)
-        saturated = LF._softmax(x / tau_b).amax(-1) > 1.0 - tol
+        saturated = _backward_probs(logits, tau_b, False, dim).amax(-1) > 1.0 - tol
     return saturated.sum(), spread.sum(), saturated.numel()
 
 

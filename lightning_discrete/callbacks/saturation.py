@@ -75,8 +75,7 @@ class SaturationMonitor(Callback):
         self._modules: List[Tuple[str, DiscreteBottleneck]] = []
         self._metrics: Dict[str, Saturation] = {}
         self._buried: Dict[str, BuriedCodes] = {}  # made at a bottleneck's first logging step (its code shape)
-        self._handles: list = []
-        self._armed = False
+        self._handles: list = []  # the pre-hooks, present during logging steps only
         self._streak: Dict[str, int] = {}
         self._warned: set = set()
 
@@ -116,7 +115,7 @@ class SaturationMonitor(Callback):
 
     def _hook(self, name: str):
         def hook(m: DiscreteBottleneck, args: tuple) -> None:
-            if not (self._armed and m.training and args):
+            if not (m.training and args):
                 return
             logits, tau_b, dim = args[0], m.temperatures()[1], getattr(m, "dim", -1)
             self._metrics[name].update(logits, tau_b, m.binary, dim)
@@ -132,15 +131,13 @@ class SaturationMonitor(Callback):
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
         # the hooks exist on logging steps only: a module with a forward hook takes PyTorch's
         # slower call path (and the hook call) on every forward
-        self._armed = bool(self._modules) and is_logging_step(trainer)
-        if self._armed and not self._handles:
+        if self._modules and is_logging_step(trainer) and not self._handles:
             self._handles = [m.register_forward_pre_hook(self._hook(name)) for name, m in self._modules]
 
     @override
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if not self._armed:
+        if not self._handles:  # not a logging step
             return
-        self._armed = False
         self._remove_hooks()
         for name, m in self._modules:
             states = self._collect(self._metrics[name])
