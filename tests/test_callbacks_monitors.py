@@ -234,17 +234,18 @@ def test_window_snr_matches_analytic(accumulate, make_trainer, noisy_linear_mode
     assert mon.last_results["mean"] == pytest.approx(float(c.mean()) * math.sqrt(accumulate), rel=0.06)
 
 
-def test_window_snr_accurate_when_mean_dwarfs_noise():
-    """Gradients ``1000 + N(0, 1)``: float32 sums of g and g**2 would lose the variance to
-    cancellation; the window's shifted sums must match a float64 computation."""
+@pytest.mark.parametrize("dtype, offset, steps", [(torch.float32, 1000.0, 50), (torch.bfloat16, 0.3, 200)])
+def test_window_snr_accurate_when_mean_dwarfs_noise(dtype, offset, steps):
+    """float32 gradients ``1000 + N(0, 1)``: float32 sums of g and g**2 would lose the variance
+    to cancellation; bfloat16 gradients ``0.3 + N(0, 1)``: bfloat16 sums over 200 steps would
+    keep about three digits. The window's sums must match a float64 computation."""
     torch.manual_seed(0)
-    steps = 50
-    draws = 1000.0 + torch.randn(steps, 3, dtype=torch.float64)
+    draws = offset + torch.randn(steps, 3, dtype=torch.float64)
 
     class Holder(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            self.w = torch.nn.Parameter(torch.zeros(3))
+            self.w = torch.nn.Parameter(torch.zeros(3, dtype=dtype))
             self.logged = {}
 
         def log(self, name, value, **kwargs):
@@ -253,10 +254,10 @@ def test_window_snr_accurate_when_mean_dwarfs_noise():
     module = Holder()
     mon = GradientSNRMonitor(mode="window", window=steps, per_layer=False)
     for g in draws:
-        module.w.grad = g.to(torch.float32)
+        module.w.grad = g.to(dtype)
         mon.on_before_optimizer_step(SimpleNamespace(global_step=0), module, None)
-    g32 = draws.to(torch.float32).to(torch.float64)  # what the monitor saw
-    expected = (g32.mean(0).abs() / g32.std(0)).mean()
+    seen = draws.to(dtype).to(torch.float64)  # what the monitor saw
+    expected = (seen.mean(0).abs() / seen.std(0)).mean()
     assert module.logged["grad_snr_window/mean"] == pytest.approx(float(expected), rel=1e-4)
 
 

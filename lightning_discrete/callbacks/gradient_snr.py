@@ -44,18 +44,20 @@ def snr_statistics(
     """
     n = float(count)
     mean = sum_x / n
-    var = (sum_x2 - n * mean * mean).clamp_min(0) / max(n - 1.0, 1.0)
-    std = var.sqrt()
-    ok = std > 0
-    snr = torch.where(ok, mean.abs() / torch.where(ok, std, torch.ones_like(std)), torch.full_like(std, float("nan")))
-    out: Dict[str, float] = {}
+    var = (sum_x2 - n * mean * mean) / max(n - 1.0, 1.0)
+    return _snr_from_moments(mean, var, sizes, names)
+
+
+def _snr_from_moments(mean: Tensor, var: Tensor, sizes: List[int], names: List[str]) -> Dict[str, float]:
+    """The aggregates of :func:`snr_statistics` from the per-element ``(P,)`` mean and
+    unbiased variance (a variance rounded below 0 reads as 0)."""
+    std = var.clamp_min(0).sqrt()
+    snr = torch.where(std > 0, mean.abs() / std, torch.full_like(std, float("nan")))
 
     def agg(x: Tensor) -> Tuple[float, float]:
-        x = x[~torch.isnan(x)]
-        if x.numel() == 0:
-            return float("nan"), float("nan")
-        return float(x.mean()), float(x.median())
+        return float(x.nanmean()), float(x.nanmedian())  # nan where every element is left out
 
+    out: Dict[str, float] = {}
     out["mean"], out["median"] = agg(snr)
     out["grad_norm"] = float(mean.norm())
     for name, chunk in zip(names, snr.split(sizes)):
@@ -245,8 +247,12 @@ class GradientSNRMonitor(Callback):
         with torch.no_grad():
             grads = [(p.grad if p.grad is not None else torch.zeros_like(p)).detach() for p in params]
             if self._buffers is None or len(self._buffers[0]) != len(grads):
-                # shift, sum, sum of squares, scratch: allocated once, reused every window
-                self._buffers = tuple([torch.empty_like(g) for g in grads] for _ in range(4))
+                # shift, sum, sum of squares, scratch: allocated once, reused every window; at
+                # least float32 (half-precision sums would keep about three digits)
+                self._buffers = tuple(
+                    [torch.empty_like(g, dtype=torch.promote_types(g.dtype, torch.float32)) for g in grads]
+                    for _ in range(4)
+                )
                 if self._pending is not None and len(self._pending["shift"]) == len(grads):
                     for buf, key in zip(self._buffers, ("shift", "sum", "sum_sq")):
                         torch._foreach_copy_(buf, [t.to(g.device) for t, g in zip(self._pending[key], grads)])
@@ -267,16 +273,18 @@ class GradientSNRMonitor(Callback):
             torch._foreach_addcmul_(s2, d, d)
             self._count += 1
         if self._count >= self.window:
-            # gradients are identical on every rank after DDP's all-reduce: no collective needed
+            # gradients are identical on every rank after DDP's all-reduce: no collective needed.
+            # The moments come straight from the shifted sums (d = g - shift): mean = shift + S1/n,
+            # var = (S2 - S1**2/n) / (n - 1), with no large terms to cancel, so float32 is enough.
             n = float(self._count)
+            mean = torch._foreach_add(shift, s1, alpha=1.0 / n)
+            var = torch._foreach_addcmul(s2, s1, s1, value=-1.0 / n)
+            torch._foreach_div_(var, max(n - 1.0, 1.0))
 
             def flat(ts: List[Tensor]) -> Tensor:
-                return torch.cat([t.reshape(-1) for t in ts]).to(torch.float64).cpu()
+                return torch.cat([t.reshape(-1) for t in ts]).cpu()  # one copy to the host per window
 
-            f_shift, f_s1, f_s2 = flat(shift), flat(s1), flat(s2)
-            sum_x = n * f_shift + f_s1
-            sum_x2 = n * f_shift * f_shift + 2.0 * f_shift * f_s1 + f_s2
-            stats = snr_statistics(sum_x, sum_x2, self._count, [p.numel() for p in params], names)
+            stats = _snr_from_moments(flat(mean), flat(var), [p.numel() for p in params], names)
             self._count = 0
             self._log(pl_module, stats)
 
