@@ -84,8 +84,9 @@ class GradientSNRMonitor(Callback):
       ``on_before_optimizer_step``: averaged across ranks, unscaled under AMP, after
       accumulation) over ``window`` sampled steps, one every ``stride`` optimizer steps;
       no extra passes. It measures the SNR of the gradients along the trajectory
-      (parameters move within the window). Each sampled step costs four fused passes
-      over the gradients (about the cost of a third of an Adam step); ``stride``
+      (parameters move within the window). Each sampled step costs four multi-tensor
+      passes over the gradients (one CPU thread, 1.08M parameters: 1.3 ms, against
+      0.85 ms for a fused Adam step and 3.8 ms for the default foreach Adam); ``stride``
       spreads that cost.
 
     Logged (``{prefix}`` is ``grad_snr`` in probe mode and ``grad_snr_window`` in
