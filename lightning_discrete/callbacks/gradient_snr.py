@@ -283,7 +283,7 @@ class GradientSNRMonitor(Callback):
             torch._foreach_div_(var, max(n - 1.0, 1.0))
 
             def flat(ts: List[Tensor]) -> Tensor:
-                return torch.cat([t.reshape(-1) for t in ts]).cpu()  # mean and variance: the host reads two vectors per window
+                return torch.cat([t.reshape(-1) for t in ts]).cpu()  # to the host once per window
 
             stats = _snr_from_moments(flat(mean), flat(var), [p.numel() for p in params], names)
             self._count = 0
