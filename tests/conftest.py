@@ -419,6 +419,20 @@ def temperature_recorder() -> Callable[[], Callback]:
     return _TemperatureRecorder
 
 
+class _RaiseBeforeBackward(Callback):
+    """Raises ``RuntimeError("boom")`` after the first training forward, before its backward."""
+
+    def on_before_backward(self, trainer, pl_module, loss) -> None:
+        raise RuntimeError("boom")
+
+
+@pytest.fixture
+def raise_before_backward() -> Callable[[], Callback]:
+    """``raise_before_backward()``: a callback that fails the first training step after its
+    forward (``RuntimeError("boom")``), to test what callbacks leave behind when a fit raises."""
+    return _RaiseBeforeBackward
+
+
 class _RankTemperatures(Callback):
     """At the end of a fit, writes ``{bottleneck: [tau_f, tau_b]}`` of this rank's model to
     ``<folder>/rank<global rank>.json`` (picklable: ``ddp_spawn`` children run it)."""

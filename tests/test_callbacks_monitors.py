@@ -145,14 +145,10 @@ def test_utilization_stride_counts_only_the_sampled_steps(stride, accumulate, co
 
 @pytest.mark.parametrize("monitor", [lambda: LatentUtilizationMonitor(), lambda: ActiveUnitMonitor()])
 def test_a_fit_that_raises_leaves_the_bottlenecks_not_recording(monitor, make_trainer, tiny_autoencoder, binary_images,
-                                                                 loader):
-    class Boom(Callback):
-        def on_before_backward(self, trainer, pl_module, loss):
-            raise RuntimeError("boom")
-
+                                                                 loader, raise_before_backward):
     model = tiny_autoencoder()
     with pytest.raises(RuntimeError, match="boom"):
-        make_trainer(max_steps=2, callbacks=[monitor(), Boom()]).fit(model, loader(binary_images()))
+        make_trainer(max_steps=2, callbacks=[monitor(), raise_before_backward()]).fit(model, loader(binary_images()))
     model(binary_images().tensors[0][:4])
     assert model.bottleneck.last_indices is None and model.bottleneck.last_logit_grad is None
 

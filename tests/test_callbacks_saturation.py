@@ -221,15 +221,11 @@ def test_the_logits_are_read_on_logging_steps_only(make_trainer, tiny_autoencode
     assert len(trainer.lightning_module.bottleneck._forward_pre_hooks) == 0  # none left behind
 
 
-def test_a_step_that_raises_leaves_no_hook_behind(make_trainer, tiny_autoencoder, binary_images, loader):
-    from lightning.pytorch import Callback
-
-    class Boom(Callback):
-        def on_before_backward(self, trainer, pl_module, loss):  # inside a logging step, after the forward
-            raise RuntimeError("boom")
-
+def test_a_step_that_raises_leaves_no_hook_behind(make_trainer, tiny_autoencoder, binary_images, loader,
+                                                  raise_before_backward):
     model = tiny_autoencoder()
-    trainer = make_trainer(max_steps=2, log_every_n_steps=1, callbacks=[SaturationMonitor(), Boom()])
+    # log_every_n_steps=1: the step that raises is a logging step, its hooks registered
+    trainer = make_trainer(max_steps=2, log_every_n_steps=1, callbacks=[SaturationMonitor(), raise_before_backward()])
     with pytest.raises(RuntimeError, match="boom"):
         trainer.fit(model, loader(binary_images()))
     assert len(model.bottleneck._forward_pre_hooks) == 0

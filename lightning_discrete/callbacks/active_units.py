@@ -143,12 +143,16 @@ class ActiveUnitMonitor(Callback):
 
     @override
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        for _, m in self._modules:
-            m.record(False, owner=self)
+        self._stop()
 
     @override
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
-        self.on_fit_end(trainer, pl_module)  # no gradient hooks left behind on the bottlenecks
+        self._stop()
+
+    def _stop(self) -> None:
+        """The bottlenecks stop recording for this monitor (no gradient hooks left behind)."""
+        for _, m in self._modules:
+            m.record(False, owner=self)
 
     @override
     def on_after_backward(self, trainer: Trainer, pl_module: LightningModule) -> None:
